@@ -1,0 +1,3 @@
+from bvvtok.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""The manifest `bvvtok.json`: what a folder holds, how it was made, and the sha256 of every file.
+
+Each pipeline stage (vocabulary, substrate, model) adds its own section; the file
+hashes are recomputed whenever the folder is written, so `verify` can tell a
+folder that was changed by hand from one bvvtok wrote. No timestamps or absolute
+paths go in: the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bvvtok.errors import BvvtokError
+from bvvtok.files import MANIFEST_NAME, sha256_file
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write bvvtok.json with the sha256 of every other file in the folder."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
+    manifest = {**manifest, "files": {p.name: sha256_file(p) for p in files}}
+    write_json(folder / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BvvtokError(f"{folder} has no {MANIFEST_NAME}; it is not a bvvtok folder (build one with `bvvtok build-vocab`)") from None
+    except (OSError, ValueError) as e:
+        raise BvvtokError(f"cannot read {path}: {e}; rebuild the folder") from None

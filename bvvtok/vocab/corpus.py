@@ -1,0 +1,65 @@
+"""Streaming text from a user's corpus: `.txt`, `.jsonl` (field `text`), and `.gz` of either.
+
+Files are read line by line, so a multi-GB corpus never sits in memory: a `.txt`
+line or a `.jsonl` record is one text.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from bvvtok.errors import BvvtokError
+
+SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
+
+
+def corpus_files(path: Path) -> list[Path]:
+    """The corpus files at `path`: the file itself, or every matching file below a folder, sorted."""
+    if path.is_file():
+        if not path.name.endswith(SUFFIXES):
+            raise BvvtokError(f"{path}: unsupported corpus file; use {', '.join(SUFFIXES)}")
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
+        if not files:
+            raise BvvtokError(f"{path} holds no {', '.join(SUFFIXES)} files; point --input at a corpus")
+        return files
+    raise BvvtokError(f"corpus path {path} not found; check --input")
+
+
+def iter_texts(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[str]:
+    """Yield the texts of one corpus file; `on_bytes` is told how many bytes of the file each step consumed."""
+    is_jsonl = ".jsonl" in path.name
+    try:
+        with open(path, "rb") as raw_file:
+            raw = gzip.GzipFile(fileobj=raw_file) if path.name.endswith(".gz") else raw_file
+            text_file = io.TextIOWrapper(raw, encoding="utf-8")
+            position = 0
+            for number, line in enumerate(text_file, 1):
+                if on_bytes is not None:
+                    now = raw_file.tell()
+                    on_bytes(now - position)
+                    position = now
+                if not is_jsonl:
+                    yield line
+                elif line.strip():
+                    yield _jsonl_text(line, path, number)
+    except UnicodeDecodeError as e:
+        raise BvvtokError(f"{path} is not valid UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8") from None
+    except (OSError, EOFError) as e:
+        raise BvvtokError(f"cannot read {path}: {e}") from None
+
+
+def _jsonl_text(line: str, path: Path, number: int) -> str:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise BvvtokError(f"{path}:{number}: not valid JSON ({e.msg}); each line of a .jsonl file must be one JSON object") from None
+    text = record.get("text") if isinstance(record, dict) else None
+    if not isinstance(text, str):
+        raise BvvtokError(f"{path}:{number}: no string field 'text'; each .jsonl record needs one")
+    return text

@@ -1,0 +1,55 @@
+"""`bvvtok ngrams` as a library call: count a corpus per language into `NgramStats`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from bvvtok.errors import BvvtokError
+from bvvtok.vocab.corpus import corpus_files, iter_texts
+from bvvtok.vocab.counting import NgramCounter, get_rule
+from bvvtok.vocab.languages import LANGUAGE_NAMES
+from bvvtok.vocab.stats import LanguageStats, NgramStats
+
+DEFAULT_ORDERS = (2, 3, 4, 5)
+DEFAULT_TOP = 1000  # what the published statistics kept per order
+
+
+def corpus_size(inputs: Mapping[str, Path]) -> int:
+    """Total bytes on disk of every corpus file (for a progress bar)."""
+    return sum(f.stat().st_size for path in inputs.values() for f in corpus_files(path))
+
+
+def count_corpus(
+    inputs: Mapping[str, Path],
+    orders: tuple[int, ...] = DEFAULT_ORDERS,
+    rule: str = "default",
+    top: int = DEFAULT_TOP,
+    max_entries: int = 2_000_000,
+    on_bytes: Callable[[int], None] | None = None,
+) -> NgramStats:
+    """Count the n-grams of each language's corpus with the given rule; keep the `top` per order."""
+    if not inputs:
+        raise BvvtokError("no corpus given; pass --input LANG=PATH (e.g. --input en=wiki-en.txt)")
+    if not orders or min(orders) < 1:
+        raise BvvtokError(f"n-gram orders must be positive integers (got {orders}); e.g. --orders 2,3,4,5")
+    if top < 1:
+        raise BvvtokError(f"--top must be at least 1 (got {top})")
+    units_of = get_rule(rule)
+    entries = []
+    approximate = []
+    for lang, path in inputs.items():
+        counter = NgramCounter(orders, max_entries)
+        chars = 0
+        for file in corpus_files(path):
+            for text in iter_texts(file, on_bytes):
+                units = units_of(text)
+                chars += sum(map(len, units))
+                counter.add(units)
+        if chars == 0:
+            raise BvvtokError(f"the corpus for {lang} ({path}) holds no countable text under rule {rule!r}")
+        entries.append(LanguageStats(lang, LANGUAGE_NAMES.get(lang, lang), counter.top(top), chars))
+        if counter.pruned:
+            approximate.append(lang)
+    meta = {"source": "corpus", "rule": rule, "max_entries": max_entries, "approximate_languages": approximate}
+    return NgramStats(entries, meta)
