@@ -2,7 +2,7 @@
 
 Every command calls one library function and prints what it did. Bad input
 raises `BvvtokError` in the library; `_Group` turns it into one line on stderr
-and exit code 2.
+and exit code 2 (typer.Exit, so it works with whichever click typer brings).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -25,21 +24,19 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class _UserError(click.ClickException):
-    exit_code = 2
-
-    def show(self, file=None) -> None:  # one line, no usage block
-        err_console.print(f"[bold red]error:[/] {self.message}", highlight=False, soft_wrap=True)
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
 
 
 class _Group(TyperGroup):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except BvvtokError as e:
-            raise _UserError(str(e)) from None
-        except OSError as e:  # a write or read the library did not anticipate
-            raise _UserError(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+            raise _fail(str(e)) from None
+        except OSError as e:  # a read or write the library did not anticipate
+            raise _fail(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
 
 
 app = typer.Typer(
@@ -81,7 +78,8 @@ def build_vocab_command(
         typer.Option(metavar="N", help="Use the recipe's rule: the first N grams per language and order. Default: the preset's (338 / 906) for published statistics, the balanced rule otherwise."),
     ] = None,
     langs: Annotated[
-        Optional[str], typer.Option(metavar="CODES", help="Comma-separated language codes to keep. Default: the 32 bvv241 languages the statistics have.")
+        Optional[str],
+        typer.Option(metavar="CODES", help="Comma-separated language codes to keep. Default: every language of the --ngrams files; offline, the 32 bvv241 languages wordfreq has."),
     ] = None,
     out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: artifacts/vocab-PRESET.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
@@ -131,10 +129,11 @@ def ngrams_command(
 
     inputs = _parse_inputs(input)
     order_list = _parse_orders(orders)
+    total = corpus_size(inputs)  # also checks every path before the progress bar starts
     started = time.perf_counter()
     columns = (TextColumn("counting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task("count", total=corpus_size(inputs))
+        task = progress.add_task("count", total=total)
         stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n))
     save_stats(stats, out, force)
     table = Table("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")

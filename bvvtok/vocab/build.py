@@ -53,10 +53,13 @@ def read_extra_tokens(path: Path) -> list[str]:
     return sorted((t for t in tokens if len(t) > 1), key=lambda t: (len(t), t))[:MAX_EXTRA_TOKENS]
 
 
-def resolve_languages(requested: Sequence[str] | None, available: set[str], source: str) -> tuple[list[str], list[str]]:
+def resolve_languages(
+    requested: Sequence[str] | None, available: Sequence[str], source: str, default: Sequence[str] | None = None
+) -> tuple[list[str], list[str]]:
     """(languages to use, default languages skipped because `source` lacks them).
 
-    An explicitly requested language the source lacks is an error; a default one is skipped and reported.
+    Without a request: every available language, or those of `default` that are
+    available. A requested language that `source` lacks is an error.
     """
     if requested is not None:
         unknown = [lang for lang in requested if lang not in available]
@@ -64,7 +67,9 @@ def resolve_languages(requested: Sequence[str] | None, available: set[str], sour
             have = ", ".join(sorted(available)) or "none"
             raise BvvtokError(f"unknown language(s) {', '.join(unknown)} for {source} (it has: {have}); fix --langs")
         return list(requested), []
-    return [lang for lang in BVV241_LANGUAGES if lang in available], [lang for lang in BVV241_LANGUAGES if lang not in available]
+    if default is None:
+        return list(available), []
+    return [lang for lang in default if lang in available], [lang for lang in default if lang not in available]
 
 
 def build_vocab(
@@ -85,11 +90,12 @@ def build_vocab(
     inputs: list[dict[str, Any]] = []
     if ngram_files:
         stats = merge_stats(load_stats(Path(p)) for p in ngram_files)
-        languages, skipped = resolve_languages(langs, set(stats.codes), "the --ngrams files")
+        languages, skipped = resolve_languages(langs, stats.codes, "the --ngrams files")
         inputs += [{"role": "ngrams", "file": Path(p).name, "sha256": sha256_file(Path(p))} for p in ngram_files]
         entries = stats.entries(languages)  # the files decide which orders exist
     else:
-        languages, skipped = resolve_languages(langs, wordfreq_languages(), "the offline wordfreq statistics")
+        available = sorted(wordfreq_languages())
+        languages, skipped = resolve_languages(langs, available, "the offline wordfreq statistics", BVV241_LANGUAGES)
         stats = wordfreq_stats(languages, preset.orders)
         inputs.append({"role": "ngrams", **stats.meta})
         entries = stats.entries(languages, preset.orders)

@@ -83,7 +83,7 @@ def merge_stats(parts: Iterable[NgramStats]) -> NgramStats:
 
 def save_stats(stats: NgramStats, out: Path, force: bool = False) -> None:
     with atomic_file(out, force) as tmp:
-        tmp.write_text(json.dumps(stats.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(stats.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def load_stats(path: Path) -> NgramStats:
