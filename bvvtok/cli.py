@@ -103,7 +103,7 @@ def build_vocab_command(
     table.add_row("statistics", source)
     table.add_row("languages", f"{len(info['languages'])}: {', '.join(info['languages'])}")
     if info["skipped_languages"]:
-        table.add_row("skipped", f"{', '.join(info['skipped_languages'])} (not in the statistics)")
+        table.add_row("skipped", f"{', '.join(info['skipped_languages'])} (no statistics for them)")
     selection = info["selection"]
     table.add_row("selection", f"top-k {selection['top_k']}" if "top_k" in selection else selection["rule"])
     counts = info["ngrams"]

@@ -35,6 +35,8 @@ def count_corpus(
         raise BvvtokError(f"n-gram orders must be positive integers (got {orders}); e.g. --orders 2,3,4,5")
     if top < 1:
         raise BvvtokError(f"--top must be at least 1 (got {top})")
+    if max_entries < 2 * top:
+        raise BvvtokError(f"--max-entries {max_entries} is too small to keep the top {top}; give at least {2 * top}")
     units_of = get_rule(rule)
     entries = []
     approximate = []

@@ -22,7 +22,6 @@ import numpy as np
 import regex
 
 from bvvtok.errors import BvvtokError
-from bvvtok.vocab.stats import LanguageStats
 
 _DIGITS = re.compile("[0-9]")
 _CONTROL_SPACE = re.compile("[\t\r\f\v]")
@@ -78,9 +77,7 @@ class NgramCounter:
             if weight == 1:
                 counter.update(windows)  # C-accelerated counting
             else:
-                get = counter.get  # avoids Counter.__missing__ on new grams
-                for gram, count in Counter(windows).items():
-                    counter[gram] = get(gram, 0) + count * weight
+                counter.update({gram: count * weight for gram, count in Counter(windows).items()})
             if len(counter) > self.max_entries:
                 self.counts[n] = Counter(dict(counter.most_common(self.max_entries // 2)))
                 self.pruned = True
@@ -88,9 +85,6 @@ class NgramCounter:
     def top(self, k: int) -> dict[int, list[tuple[str, int]]]:
         """The `k` most frequent grams per order, ties broken by code-point order."""
         return {n: sorted(c.items(), key=lambda gc: (-gc[1], gc[0]))[:k] for n, c in self.counts.items()}
-
-    def language_stats(self, lang: str, language_name: str, k: int) -> LanguageStats:
-        return LanguageStats(lang, language_name, self.top(k))
 
 
 def top_weighted_ngrams(units: list[str], weights: list[int], orders: Iterable[int], k: int) -> dict[int, list[tuple[str, int]]]:

@@ -51,7 +51,11 @@ def _by_gain(gains: dict[str, float]) -> list[str]:
 
 
 def select_balanced(entries: list[LanguageStats], slots: int, fair_share: float = FAIR_SHARE) -> set[str]:
-    gains = {e.lang: language_gains(e) for e in entries}
+    gains: dict[str, dict[str, float]] = {}
+    for e in entries:  # a language may come in several entries (several files)
+        per_lang = gains.setdefault(e.lang, {})
+        for g, v in language_gains(e).items():
+            per_lang[g] = per_lang.get(g, 0.0) + v
     chosen: set[str] = set()
     _fair_phase(gains, chosen, round(slots * fair_share))
     summed: dict[str, float] = {}
