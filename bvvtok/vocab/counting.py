@@ -119,7 +119,7 @@ def top_weighted_ngrams(units: list[str], weights: list[int], orders: Iterable[i
         for j in range(n):
             keys = keys * base + digits[j : j + starts]
         keys, window_weights = keys[inside], point_weights[:starts][inside]
-        if keys.size == 0:
+        if keys.size == 0 or k < 1:
             result[n] = []
             continue
         order = np.argsort(keys)

@@ -9,6 +9,7 @@ purpose, because checkpoints were trained on exactly these ids.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ NAMED_SPECIALS: tuple[str, ...] = (
     "[FIM_PREFIX]", "[FIM_MIDDLE]", "[FIM_SUFFIX]", "[FIM_PAD]", "[REPO_NAME]", "[FILE_SEP]",
 )  # fmt: skip
 SPECIALS_START = 0xE000
+_UNUSED = re.compile(r"<unused_\d+>")
 UNK = "<unk>"
 
 # Where single characters keep their code point as id. 0xFFFF is left out (a quirk).
@@ -97,13 +99,15 @@ def base_vocab() -> dict[str, int]:
 def lay_out(preset: Preset, ngrams: Iterable[str]) -> Layout:
     """Place n-grams into the preset's slots and derive the merges (recipe.md section 1).
 
-    Strings that are already tokens (single characters, special names) keep their
-    id and take no slot; strings beyond the last slot are dropped.
+    Strings that are already tokens (single characters, special names) or are
+    spelled like the reserved `<unused_N>` take no slot; strings beyond the last
+    slot are dropped.
     """
     vocab = base_vocab()
     order = ngram_order(s for s in ngrams if s)
-    already = [s for s in order if s in vocab]
-    candidates = [s for s in order if s not in vocab]
+    # `<unused_N>` names are reserved for the empty ids; a string spelled so would lose its id to them
+    already = [s for s in order if s in vocab or _UNUSED.fullmatch(s)]
+    candidates = [s for s in order if s not in vocab and not _UNUSED.fullmatch(s)]
     slot_ids = (i for r in preset.slots for i in r)
     placed: list[str] = []
     for s, i in zip(candidates, slot_ids):

@@ -114,7 +114,7 @@ def _parse(text: str, path: Path) -> Any:
         pass
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as e:
         raise BvvtokError(f"{path} is neither bvvtok JSON nor a Python literal ({type(e).__name__}); see docs/ngrams-format.md") from None
 
 

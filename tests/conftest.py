@@ -1,0 +1,62 @@
+"""Shared fixtures: small hand-made statistics, a tiny vocabulary folder, and the offline default build."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+# No deadline: property tests must not depend on how fast the machine is.
+settings.register_profile("bvvtok", deadline=None, max_examples=100)
+settings.load_profile("bvvtok")
+
+# A published-format (Python literal) statistics file: no character totals, so the top-k rule applies.
+TINY_ENTRIES = [
+    {
+        "lang": "en",
+        "language_name": "English",
+        "top_ngrams": {
+            2: [("th", 10), ("he", 9), ("ll", 5), ("in", 4)],
+            3: [("the", 5), ("llo", 3)],
+        },
+    }
+]
+
+
+def write_literal(path: Path, entries) -> Path:
+    path.write_text(repr(entries), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def write_stats(tmp_path):
+    """Write entries as a published-format statistics file and return its path."""
+
+    def write(entries, name="stats.txt"):
+        return write_literal(tmp_path / name, entries)
+
+    return write
+
+
+@pytest.fixture
+def tiny_stats(tmp_path) -> Path:
+    return write_literal(tmp_path / "tiny-stats.txt", TINY_ENTRIES)
+
+
+@pytest.fixture(scope="session")
+def tiny_vocab_dir(tmp_path_factory) -> Path:
+    """A 65k tokenizer folder built from TINY_ENTRIES (read-only for tests)."""
+    from bvvtok.vocab.build import build_vocab, save_vocab
+
+    folder = tmp_path_factory.mktemp("tiny")
+    stats = write_literal(folder / "tiny-stats.txt", TINY_ENTRIES)
+    out = folder / "vocab"
+    save_vocab(build_vocab("65k", [stats]), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def offline_65k():
+    """The offline default build (wordfreq statistics): ~6 s, so built once per session."""
+    from bvvtok.vocab.build import build_vocab
+
+    return build_vocab("65k")

@@ -1,0 +1,271 @@
+import gzip
+import json
+
+import pytest
+import typer
+from tokenizers import Tokenizer
+from typer.testing import CliRunner
+
+from bvvtok import __version__
+from bvvtok.cli import app
+from bvvtok.vocab.build import build_vocab, save_vocab
+from bvvtok.vocab.stats import load_stats
+
+runner = CliRunner()
+COMMANDS = sorted(typer.main.get_command(app).commands)
+CORPUS = ["the the the then", "the cat"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    """Exit code 2 and one line on stderr starting `error:`, naming the problem; no traceback."""
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception), result.exception  # SystemExit only
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"bvvtok {__version__}"
+
+
+def test_the_documented_commands_exist():
+    assert {"build-vocab", "ngrams", "encode"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.stdout
+
+
+def test_top_level_help():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+# --- build-vocab ---
+
+
+def test_build_vocab_writes_the_folder(tiny_stats, tmp_path):
+    out = tmp_path / "vocab"
+    result = invoke("build-vocab", "--ngrams", tiny_stats, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "6 placed" in result.stdout
+    manifest = json.loads((out / "bvvtok.json").read_text(encoding="utf-8"))
+    assert manifest["vocab"]["languages"] == ["en"]
+    assert manifest["vocab"]["preset"] == "65k"
+    library = tmp_path / "library"
+    save_vocab(build_vocab("65k", [tiny_stats]), library)
+    for name in manifest["files"]:
+        assert (out / name).read_bytes() == (library / name).read_bytes(), name
+
+
+def test_build_vocab_default_out(tiny_stats, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("build-vocab", "--preset", "bvv241-2-3", "--ngrams", tiny_stats)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "artifacts" / "vocab-65k" / "tokenizer.json").is_file()
+
+
+def test_build_vocab_force_replaces(tiny_stats, tmp_path):
+    out = tmp_path / "vocab"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    result = invoke("build-vocab", "--ngrams", tiny_stats, "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert not (out / "notes.txt").exists()
+    assert (out / "tokenizer.json").is_file()
+
+
+def test_build_vocab_unknown_preset(tmp_path):
+    result = invoke("build-vocab", "--preset", "nope", "--out", tmp_path / "out")
+    assert_user_error(result, "nope")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_vocab_missing_ngrams_file(tmp_path):
+    result = invoke("build-vocab", "--ngrams", tmp_path / "missing.txt", "--out", tmp_path / "out")
+    assert_user_error(result, "missing.txt")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_vocab_malformed_stats(tmp_path):
+    bad = tmp_path / "bad-stats.txt"
+    bad.write_text("[{'lang': 'en', 'top_ngrams': {2: [('th', 'x')]}}]", encoding="utf-8")
+    assert_user_error(invoke("build-vocab", "--ngrams", bad, "--out", tmp_path / "out"), "bad-stats.txt")
+    bad.write_text("[{'lang': 'en', 'top_ngrams': {2: [('th', 1)]}", encoding="utf-8")
+    assert_user_error(invoke("build-vocab", "--ngrams", bad, "--out", tmp_path / "out"), "bad-stats.txt")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_vocab_unknown_language(tiny_stats, tmp_path):
+    result = invoke("build-vocab", "--ngrams", tiny_stats, "--langs", "en,xx", "--out", tmp_path / "out")
+    assert_user_error(result, "xx")
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_vocab_top_k_zero(tiny_stats, tmp_path):
+    result = invoke("build-vocab", "--ngrams", tiny_stats, "--top-k", "0", "--out", tmp_path / "out")
+    assert_user_error(result, "top-k")
+
+
+def test_build_vocab_statistics_that_fill_no_slot(write_stats, tmp_path):
+    stats = write_stats([{"lang": "en", "top_ngrams": {1: [("a", 5)]}}])
+    assert_user_error(invoke("build-vocab", "--ngrams", stats, "--out", tmp_path / "out"), "slots")
+
+
+def test_build_vocab_refuses_a_foreign_non_empty_out(tiny_stats, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    assert_user_error(invoke("build-vocab", "--ngrams", tiny_stats, "--out", out), "--force")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_build_vocab_refuses_an_existing_bvvtok_folder(tiny_stats, tmp_path):
+    out = tmp_path / "out"
+    assert invoke("build-vocab", "--ngrams", tiny_stats, "--out", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert_user_error(invoke("build-vocab", "--ngrams", tiny_stats, "--out", out), "--force")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# --- encode ---
+
+
+def test_encode_shows_ids(tiny_vocab_dir):
+    expected = Tokenizer.from_file(str(tiny_vocab_dir / "tokenizer.json")).encode("hello the test").ids
+    result = invoke("encode", "--vocab", tiny_vocab_dir, "hello the test")
+    assert result.exit_code == 0, result.output
+    assert f"ids: {expected}" in result.stdout
+    assert "<unk>:" not in result.stdout
+
+
+def test_encode_reports_unknown_characters(tiny_vocab_dir):
+    result = invoke("encode", "--vocab", tiny_vocab_dir, "a\U0001F600b\U0001F600")
+    assert result.exit_code == 0, result.output
+    assert "ids: [97, 57347, 98, 57347]" in result.stdout
+    assert "U+1F600" in result.stdout
+    assert "<unk>: 1 character" in result.stdout
+
+
+def test_encode_without_a_tokenizer(tmp_path):
+    assert_user_error(invoke("encode", "--vocab", tmp_path, "hi"), "tokenizer.json")
+
+
+# --- ngrams ---
+
+
+def write_corpus(folder, kind):
+    if kind == "txt":
+        path = folder / "en.txt"
+        path.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+        return path
+    lines = "".join(json.dumps({"text": t}) + "\n" for t in CORPUS).encode("utf-8")
+    if kind == "jsonl":
+        path = folder / "en.jsonl"
+        path.write_bytes(lines)
+    else:
+        path = folder / "en.jsonl.gz"
+        path.write_bytes(gzip.compress(lines))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "jsonl.gz"])
+def test_ngrams_counts_a_corpus(tmp_path, kind):
+    corpus = write_corpus(tmp_path, kind)
+    out = tmp_path / "stats.json"
+    result = invoke("ngrams", "--input", f"en={corpus}", "--out", out, "--orders", "2,3", "--top", "5")
+    assert result.exit_code == 0, result.output
+    stats = load_stats(out)
+    (en,) = stats.languages
+    assert en.lang == "en"
+    assert en.chars == 19
+    assert en.top_ngrams[2][:3] == [("he", 5), ("th", 5), ("at", 1)]
+    assert en.top_ngrams[3][0] == ("the", 5)
+    assert len(en.top_ngrams[2]) == 5
+    assert stats.meta["rule"] == "default"
+
+
+def test_ngrams_output_builds_a_vocabulary(tmp_path):
+    corpus = write_corpus(tmp_path, "txt")
+    stats = tmp_path / "stats.json"
+    assert invoke("ngrams", "--input", f"en={corpus}", "--out", stats).exit_code == 0
+    build = build_vocab("65k", [stats])
+    assert build.manifest["vocab"]["selection"]["rule"] == "balanced"
+    assert "the" in build.layout.placed
+
+
+def test_ngrams_several_languages_and_the_bvv241_rule(tmp_path):
+    en = write_corpus(tmp_path, "txt")
+    el = tmp_path / "el"
+    el.mkdir()
+    (el / "a.txt").write_text("καλή μέρα\n", encoding="utf-8")
+    out = tmp_path / "stats.json"
+    result = invoke("ngrams", "--input", f"en={en}", "--input", f"el={el}", "--out", out, "--orders", "2")
+    assert result.exit_code == 0, result.output
+    assert load_stats(out).codes == ["en", "el"]
+    result = invoke("ngrams", "--input", f"el={el}", "--out", tmp_path / "bvv.json", "--rule", "bvv241")
+    assert_user_error(result, "no countable text")
+    assert not (tmp_path / "bvv.json").exists()
+
+
+def test_ngrams_input_without_equals(tmp_path):
+    assert_user_error(invoke("ngrams", "--input", tmp_path / "en.txt", "--out", tmp_path / "s.json"), "LANG=PATH")
+
+
+def test_ngrams_missing_path(tmp_path):
+    assert_user_error(invoke("ngrams", "--input", f"en={tmp_path / 'nowhere.txt'}", "--out", tmp_path / "s.json"), "nowhere.txt")
+
+
+def test_ngrams_bad_orders(tmp_path):
+    corpus = write_corpus(tmp_path, "txt")
+    assert_user_error(invoke("ngrams", "--input", f"en={corpus}", "--out", tmp_path / "s.json", "--orders", "2,x"), "--orders")
+
+
+@pytest.mark.parametrize(
+    "content, where",
+    [('{"text": "ok"}\nnot json\n', "bad.jsonl:2"), ('{"body": "no text"}\n', "bad.jsonl:1")],
+    ids=["not-json", "no-text"],
+)
+def test_ngrams_bad_jsonl_line(tmp_path, content, where):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    result = invoke("ngrams", "--input", f"en={path}", "--out", tmp_path / "s.json")
+    assert_user_error(result, where)
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_ngrams_non_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("café crème\n".encode("latin-1"))
+    assert_user_error(invoke("ngrams", "--input", f"fr={path}", "--out", tmp_path / "s.json"), "latin1.txt", "UTF-8")
+
+
+def test_ngrams_out_exists(tmp_path):
+    corpus = write_corpus(tmp_path, "txt")
+    out = tmp_path / "s.json"
+    out.write_text("keep", encoding="utf-8")
+    assert_user_error(invoke("ngrams", "--input", f"en={corpus}", "--out", out), "--force")
+    assert out.read_text(encoding="utf-8") == "keep"
+    assert invoke("ngrams", "--input", f"en={corpus}", "--out", out, "--force").exit_code == 0
+    assert load_stats(out).codes == ["en"]
+
+
+@pytest.mark.parametrize("value", ["[red]en.txt", "[/x]"])
+def test_error_messages_are_printed_verbatim(tmp_path, value):
+    result = invoke("ngrams", "--input", value, "--out", tmp_path / "s.json")
+    assert_user_error(result, value)
