@@ -187,5 +187,78 @@ def encode_command(
         console.print(f"<unk>: {len(result.unknown)} character(s) not in the vocabulary: {listed}", highlight=False)
 
 
+@app.command("embed")
+def embed_command(
+    vocab_dir: Annotated[Path, typer.Argument(metavar="VOCAB_DIR", help="A tokenizer folder (with tokenizer.json).")],
+    method: Annotated[str, typer.Option(metavar="NAME", help="glyph (pictures of the token text).")] = "glyph",
+    recipe: Annotated[
+        Optional[str], typer.Option(metavar="NAME", help="bvv241-2-3 or bvv241-max. Default: the vocabulary's preset (65k / 131k).")
+    ] = None,
+    glyph_size: Annotated[int, typer.Option(metavar="PX", help="32 (1,024 bits) or 64 (4,096 bits, the 'abs' variant).")] = 32,
+    dim: Annotated[Optional[int], typer.Option(metavar="N", help="PCA output size. Default: the number of bits (a rotation, as published).")] = None,
+    font: Annotated[
+        Optional[list[Path]], typer.Option(metavar="PATH", help="Font file; repeat for a fallback chain. Default: $BVVTOK_FONT, fonts/, the system's Unifont.")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: VOCAB_DIR itself.")] = None,
+    workers: Annotated[Optional[int], typer.Option(metavar="N", help="Processes that render glyphs. Default: one per CPU.")] = None,
+    dump_text: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the codes as text: id, token, bits per line.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a different substrate in --out.")] = False,
+) -> None:
+    """Build a frozen embedding substrate for a tokenizer: glyph codes -> PCA -> L2-normalised rows."""
+    from bvvtok.substrate.embed import embed_glyph
+
+    if method != "glyph":
+        raise BvvtokError(f"unknown --method {method!r}; this version builds 'glyph' substrates")
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = embed_glyph(vocab_dir, out, recipe, glyph_size, dim, font or (), workers, force, dump_text, progress)
+    info = result.manifest["substrate"]
+    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    table.add_row("substrate", f"glyph, recipe {info['recipe']}, {info['glyph_size']}px = {info['bits']:,} bits, PCA to {info['dim']:,}")
+    table.add_row("tokens", f"{info['tokens']:,}" + (f" (byte-level; {info['escaped_tokens']:,} drawn as escaped bytes)" if info["byte_level"] else ""))
+    table.add_row("fonts", ", ".join(f"{f['file']} {f.get('version', '')}".strip() for f in info["fonts"]))
+    table.add_row("blank glyphs", f"{info['blank_glyphs']:,} tokens with no ink")
+    for key, label in (("missing_chars", "no glyph"), ("unrenderable_chars", "not renderable")):
+        if info[key]["count"]:
+            first = " ".join(f"U+{ord(c):04X}" for c in info[key]["first"][:8])
+            table.add_row(label, f"{info[key]['count']:,} characters, left blank: {first}")
+    table.add_row("time", f"{time.perf_counter() - started:.1f} s")
+    console.print(table)
+
+
+@app.command("fonts")
+def fonts_command(
+    vocab_dir: Annotated[Optional[Path], typer.Argument(metavar="[VOCAB_DIR]", help="Report coverage of this tokenizer's characters.")] = None,
+    font: Annotated[Optional[list[Path]], typer.Option(metavar="PATH", help="Font file; repeat for a fallback chain.")] = None,
+) -> None:
+    """Show the font chain glyphs are drawn with, and how much of a vocabulary it covers."""
+    from bvvtok.substrate.fonts import coverage, resolve_chain
+    from bvvtok.substrate.token_text import token_texts
+    from bvvtok.vocab.tokenizer_files import load_tokenizer
+
+    chain = resolve_chain(font or ())
+    counts: dict[int, int] = {}
+    missing: list[str] = []
+    if vocab_dir is not None:
+        texts = token_texts(load_tokenizer(vocab_dir), vocab_dir / "tokenizer.json").texts
+        counts, missing = coverage((ch for t in texts for ch in t), chain)
+    table = Table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
+    for i, f in enumerate(chain):
+        info = f.describe()
+        table.add_row(str(i), str(f.path), info.get("version", "unknown"), info["sha256"][:16], *((f"{counts.get(i, 0):,}",) if vocab_dir else ()))
+    console.print(table)
+    if vocab_dir is not None:
+        shown = " ".join(f"U+{ord(c):04X}" for c in missing[:12])
+        console.print(f"{len(missing):,} characters of {vocab_dir} have no glyph in the chain" + (f": {shown}" if missing else ""))
+
+
 def main() -> None:
     app()

@@ -9,6 +9,7 @@ paths go in: the same inputs give the same bytes.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ def write_json(path: Path, data: Any) -> None:
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write bvvtok.json with the sha256 of every other file in the folder."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
-    manifest = {**manifest, "files": {p.name: sha256_file(p) for p in files}}
+    with ThreadPoolExecutor() as pool:  # hashlib releases the GIL: large files hash in parallel
+        digests = list(pool.map(sha256_file, files))
+    manifest = {**manifest, "files": {p.name: d for p, d in zip(files, digests)}}
     write_json(folder / MANIFEST_NAME, manifest)
     return manifest
 

@@ -1,0 +1,131 @@
+"""Rendering each distinct character once, exactly as `ImageDraw.text` would place it.
+
+A character's picture depends only on the character (it is centred in its own
+cell), so a vocabulary of 65k tokens needs each of its ~64k distinct characters
+rendered once, not once per token. Rendering is FreeType work inside Pillow
+(~40 us per Unifont glyph), spread over worker processes.
+
+Each character becomes its cell: a size x size picture, black ink on white.
+A glyph whose ink reaches outside its cell (so it would touch a neighbour in
+a multi-character token) is also kept whole as a `Glyph`, for exact compositing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+CHUNK = 4096
+
+
+@dataclass
+class Glyph:
+    """Where a character's ink goes relative to its cell: mask (uint8, 255 = ink) with its top-left corner."""
+
+    x: int
+    y: int
+    mask: np.ndarray
+
+
+@dataclass
+class Rendered:
+    """Cells [n, size, size] in the order asked; glyphs that overflow their cell; indices Pillow could not lay out."""
+
+    cells: np.ndarray
+    overflow: dict[int, Glyph] = field(default_factory=dict)
+    failed: list[int] = field(default_factory=list)
+
+
+def open_pillow_fonts(paths: Sequence[Path], size: int) -> list[ImageFont.FreeTypeFont]:
+    return [ImageFont.truetype(str(p), size) for p in paths]
+
+
+def ink(canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pillow's draw_bitmap of black ink through `mask` onto `canvas` (BLEND with its DIV255 rounding).
+
+    On white it gives 255 - mask exactly, so a cell drawn on white gives back its mask.
+    """
+    t = canvas.astype(np.int32) * (255 - mask.astype(np.int32)) + 128
+    return (((t >> 8) + t) >> 8).astype(np.uint8)
+
+
+def place(canvas: np.ndarray, glyph: Glyph, x0: int) -> None:
+    """Ink `glyph` onto a [height, width] canvas with its cell starting at column x0, clipped to the canvas."""
+    height, width = canvas.shape
+    x, y = x0 + glyph.x, glyph.y
+    h, w = glyph.mask.shape
+    top, left = max(0, -y), max(0, -x)
+    bottom, right = min(h, height - y), min(w, width - x)
+    if top < bottom and left < right:
+        region = canvas[y + top : y + bottom, x + left : x + right]
+        canvas[y + top : y + bottom, x + left : x + right] = ink(region, glyph.mask[top:bottom, left:right])
+
+
+def _render_chunk(args: tuple[list[tuple[str, int]], list[str], int]) -> Rendered:
+    """Draw each character into its own slot of one strip image, as `draw_token` draws it.
+
+    A slot is three cells wide with the character's cell in the middle, so ink
+    reaching outside the cell is caught; the strip is one cell high, which clips
+    vertically exactly as a token canvas does. What `ImageDraw.text` does per
+    character is done here directly: `getmask2`, then `draw_bitmap` at the
+    centred position (`draw.text` would lay the text out a second time for its
+    bounding box, which `getmask2` already gives).
+    """
+    items, paths, size = args
+    fonts = open_pillow_fonts([Path(p) for p in paths], size)
+    slot = 3 * size
+    strip = Image.new("L", (slot * len(items), size), 255)
+    draw = ImageDraw.Draw(strip)
+    failed = []
+    for k, (ch, font_index) in enumerate(items):
+        try:
+            mask, (left, _) = fonts[font_index].getmask2(ch, mode="L")
+        except (OSError, RuntimeError, ValueError):  # e.g. raqm cannot lay out a paragraph separator
+            failed.append(k)
+            continue
+        w, h = mask.size
+        draw.draw.draw_bitmap((k * slot + size + (size - w) // 2 + left, (size - h) // 2), mask, 0)
+    slots = np.asarray(strip).reshape(size, len(items), slot).transpose(1, 0, 2)
+    cells = np.ascontiguousarray(slots[:, :, size : 2 * size])
+    outside = (slots[:, :, :size] < 255).any(axis=(1, 2)) | (slots[:, :, 2 * size :] < 255).any(axis=(1, 2))
+    overflow = {int(k): Glyph(-size, 0, 255 - slots[k]) for k in np.flatnonzero(outside)}
+    return Rendered(cells, overflow, failed)
+
+
+def render_glyphs(
+    items: Sequence[tuple[str, int]],
+    font_paths: Sequence[Path],
+    size: int,
+    workers: int = 1,
+    on_done: Callable[[int], None] | None = None,
+) -> Rendered:
+    """Render (character, font index) pairs into cells, in the same order."""
+    paths = [str(p) for p in font_paths]
+    chunks = [(list(items[i : i + CHUNK]), paths, size) for i in range(0, len(items), CHUNK)]
+    if workers <= 1 or len(chunks) <= 1:
+        parts = map(_render_chunk, chunks)
+        pool = None
+    else:
+        # fork: no re-import of the caller's __main__ (spawn would need a main guard in every user script)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        parts = pool.map(_render_chunk, chunks)
+    cells, overflow, failed = [], {}, []
+    try:
+        for start, part in zip(range(0, len(items), CHUNK), parts):
+            cells.append(part.cells)
+            overflow.update({start + k: g for k, g in part.overflow.items()})
+            failed += [start + k for k in part.failed]
+            if on_done:
+                on_done(len(part.cells))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    empty = np.zeros((0, size, size), dtype=np.uint8)
+    return Rendered(np.concatenate(cells) if cells else empty, overflow, failed)
