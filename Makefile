@@ -7,9 +7,11 @@ BIN := $(VENV)/bin
 setup:
 	@./scripts/setup.sh
 
-# The main job end to end on built-in defaults: the offline 65k vocabulary.
+# The main job end to end on built-in defaults: the offline 65k vocabulary and its glyph substrate.
 demo: setup
 	$(BIN)/bvvtok build-vocab --preset 65k --out artifacts/vocab-65k --force
+	$(BIN)/bvvtok embed artifacts/vocab-65k
+	$(BIN)/bvvtok show artifacts/vocab-65k A the 中 -o artifacts/vocab-65k-glyphs.png --force
 	$(BIN)/bvvtok encode --vocab artifacts/vocab-65k "hello the test, 你好世界"
 
 test: setup
@@ -17,3 +19,4 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/compression.py
+	$(BIN)/python bench/glyph_substrate.py

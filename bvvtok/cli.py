@@ -260,5 +260,18 @@ def fonts_command(
         console.print(f"{len(missing):,} characters of {vocab_dir} have no glyph in the chain" + (f": {shown}" if missing else ""))
 
 
+@app.command("show")
+def show_command(
+    substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
+    tokens: Annotated[list[str], typer.Argument(metavar="TOKEN...", help="Token texts, or #ID.")],
+    out: Annotated[Path, typer.Option("-o", "--out", metavar="FILE.png", help="Where to write the picture.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
+) -> None:
+    """Draw tokens' glyphs, augmented pictures, codes and nearest neighbours into a PNG."""
+    from bvvtok.substrate.show import show
+
+    console.print(f"wrote {show(substrate_dir, tokens, out, force)}")
+
+
 def main() -> None:
     app()

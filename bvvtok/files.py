@@ -21,7 +21,8 @@ from bvvtok.errors import BvvtokError
 MANIFEST_NAME = "bvvtok.json"
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for longer than an instant)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -56,7 +57,7 @@ def atomic_folder(out: Path, force: bool = False) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; the result should not be
     except OSError as e:
         raise BvvtokError(f"cannot create {out}: {e.strerror}; choose a writable --out") from e
     try:
@@ -86,7 +87,7 @@ def atomic_file(out: Path, force: bool = False) -> Iterator[Path]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-        os.chmod(name, 0o666 & ~_umask())
+        os.chmod(name, 0o666 & ~umask())
     except OSError as e:
         raise BvvtokError(f"cannot write {out}: {e.strerror}; choose a writable --out") from e
     os.close(fd)

@@ -22,7 +22,7 @@ import torch
 from safetensors.numpy import save_file
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder
+from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, umask
 from bvvtok.manifest import write_manifest
 
 EMBEDDINGS = "embeddings.safetensors"
@@ -74,6 +74,7 @@ def write_substrate(
             if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
                 shutil.copy2(item, tmp / item.name)
         save_file({"weight": embeddings}, str(tmp / EMBEDDINGS))
+        (tmp / EMBEDDINGS).chmod(0o666 & ~umask())  # safetensors creates it private
         torch.save(torch.from_numpy(embeddings), tmp / PUBLISHED_WEIGHTS)
         np.save(tmp / CODES, np.packbits(bits, axis=1))
         manifest.setdefault("bvvtok_version", substrate["bvvtok_version"])

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from bvvtok.substrate.fonts import Font, font_for
-from bvvtok.substrate.glyphs import Glyph, place, render_glyphs
+from bvvtok.substrate.glyphs import Glyph, place, render_glyphs_cached
 from bvvtok.substrate.recipe import BLUR_RADIUS, SEED, THRESHOLD, Augmentation, GlyphRecipe, is_easy, snake_order
 
 BATCH = 2048  # tokens per batch: bounds memory for long tokens
@@ -147,7 +147,7 @@ def glyph_codes(
     chars = sorted({ch for t in tokens for ch in t})
     owner = {ch: font_for(ch, chain) for ch in chars}
     drawable = [(ch, i) for ch, i in owner.items() if i is not None]
-    rendered = render_glyphs(drawable, [f.path for f in chain], size, workers, on_render)
+    rendered = render_glyphs_cached(drawable, chain, size, workers, on_render)
     # row 0 is a blank cell, for characters no font has
     cells = np.concatenate([np.full((1, size, size), 255, dtype=np.uint8), rendered.cells])
     row = dict.fromkeys(chars, 0)

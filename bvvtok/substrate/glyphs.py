@@ -8,18 +8,30 @@ rendered once, not once per token. Rendering is FreeType work inside Pillow
 Each character becomes its cell: a size x size picture, black ink on white.
 A glyph whose ink reaches outside its cell (so it would touch a neighbour in
 a multi-character token) is also kept whole as a `Glyph`, for exact compositing.
+
+Rendered cells are cached on disk (`cache_dir()`), keyed by the fonts' sha256,
+the size and the versions of Pillow, FreeType and raqm, so a second build with
+the same fonts renders only characters it has not seen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, features
+
+from bvvtok.errors import BvvtokError
+from bvvtok.files import atomic_file
+from bvvtok.substrate.fonts import Font
 
 CHUNK = 4096
 
@@ -129,3 +141,96 @@ def render_glyphs(
             pool.shutdown()
     empty = np.zeros((0, size, size), dtype=np.uint8)
     return Rendered(np.concatenate(cells) if cells else empty, overflow, failed)
+
+
+def cache_dir() -> Path:
+    """$BVVTOK_CACHE_DIR, else $XDG_CACHE_HOME/bvvtok, else ~/.cache/bvvtok."""
+    explicit = os.environ.get("BVVTOK_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bvvtok"
+
+
+def _cache_file(font_hashes: Sequence[str], size: int) -> Path:
+    """One cache file per font chain, size and renderer: anything that could change a pixel is in the key."""
+    key = {
+        "format": 2,
+        "fonts": list(font_hashes),
+        "size": size,
+        "pillow": version("pillow"),
+        "freetype": features.version("freetype2"),
+        "raqm": features.version("raqm"),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return cache_dir() / "glyphs" / f"{digest}.npz"
+
+
+def _load_cache(path: Path) -> tuple[dict[tuple[str, int], int], Rendered] | None:
+    try:
+        with np.load(path) as data:
+            keys = [(chr(cp), int(f)) for cp, f in zip(data["codepoints"], data["fonts"])]
+            size = int(data["size"])
+            overflow = {int(k): Glyph(-size, 0, slot) for k, slot in zip(data["overflow"], data["slots"])}
+            if "ink" in data:  # black-and-white cells, stored as bits
+                count = len(data["codepoints"])
+                ink = np.unpackbits(data["ink"], count=count * size * size).reshape(count, size, size)
+                cells = np.where(ink == 1, 0, 255).astype(np.uint8)
+            else:
+                cells = data["cells"]
+            rendered = Rendered(cells, overflow, data["failed"].tolist())
+    except (OSError, KeyError, ValueError):  # absent or unreadable: render again
+        return None
+    return {key: k for k, key in enumerate(keys)}, rendered
+
+
+def _save_cache(path: Path, keys: list[tuple[str, int]], rendered: Rendered, size: int) -> None:
+    overflow = sorted(rendered.overflow)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, force=True) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                codepoints=np.array([ord(ch) for ch, _ in keys], dtype=np.int32),
+                fonts=np.array([i for _, i in keys], dtype=np.int16),
+                # bitmap fonts such as Unifont give only 0/255: bits are 8x smaller
+                **({"ink": np.packbits(rendered.cells == 0)} if np.isin(rendered.cells, (0, 255)).all() else {"cells": rendered.cells}),
+                failed=np.array(rendered.failed, dtype=np.int64),
+                overflow=np.array(overflow, dtype=np.int64),
+                slots=np.stack([rendered.overflow[k].mask for k in overflow]) if overflow else np.zeros((0, size, 3 * size), np.uint8),
+                size=size,
+            )
+    except (OSError, BvvtokError):  # a cache that cannot be written only costs time next run
+        pass
+
+
+def render_glyphs_cached(
+    items: Sequence[tuple[str, int]],
+    fonts: Sequence[Font],
+    size: int,
+    workers: int = 1,
+    on_done: Callable[[int], None] | None = None,
+) -> Rendered:
+    """`render_glyphs`, reusing the characters an earlier run rendered with the same fonts and renderer."""
+    path = _cache_file([f.sha256 for f in fonts], size)
+    cached = _load_cache(path)
+    known, store = cached if cached is not None else ({}, Rendered(np.zeros((0, size, size), np.uint8)))
+    missing = [item for item in items if item not in known]
+    if missing:
+        fresh = render_glyphs(missing, [f.path for f in fonts], size, workers, on_done)
+        offset = len(known)
+        known.update({item: offset + k for k, item in enumerate(missing)})
+        store = Rendered(
+            np.concatenate([store.cells, fresh.cells]),
+            {**store.overflow, **{offset + k: g for k, g in fresh.overflow.items()}},
+            store.failed + [offset + k for k in fresh.failed],
+        )
+        _save_cache(path, list(known), store, size)
+    if on_done and not missing:
+        on_done(len(items))
+    rows = np.array([known[item] for item in items], dtype=np.int64)
+    position = {int(r): k for k, r in enumerate(rows)}
+    return Rendered(
+        store.cells[rows],
+        {position[r]: g for r, g in store.overflow.items() if r in position},
+        [position[r] for r in store.failed if r in position],
+    )

@@ -97,8 +97,8 @@ def draw_token(token: str, fonts: Sequence[ImageFont.FreeTypeFont | None], size:
     return canvas
 
 
-def reference_code(token: str, fonts: Sequence[ImageFont.FreeTypeFont | None], recipe: GlyphRecipe, size: int = 32) -> np.ndarray:
-    """The token's bits (uint8 0/1, length size*size, polar-snake order), exactly as the notebooks made them."""
+def augmented_picture(token: str, fonts: Sequence[ImageFont.FreeTypeFont | None], recipe: GlyphRecipe, size: int = 32) -> Image.Image:
+    """The token's final 1-bit size x size picture, exactly as the notebooks made it."""
     aug = augmentation_for(recipe, token)
     img = draw_token(token, fonts, size)
     width = img.width
@@ -117,5 +117,10 @@ def reference_code(token: str, fonts: Sequence[ImageFont.FreeTypeFont | None], r
     img = img.point(lambda p: 0 if p < THRESHOLD else 255, "1")
     if width > size:
         img = img.resize((size, size), Image.BILINEAR)  # Pillow resizes mode "1" nearest-neighbour anyway
-    black = ~np.array(img, dtype=bool)
+    return img
+
+
+def reference_code(token: str, fonts: Sequence[ImageFont.FreeTypeFont | None], recipe: GlyphRecipe, size: int = 32) -> np.ndarray:
+    """The token's bits (uint8 0/1, length size*size, polar-snake order; black = 1)."""
+    black = ~np.array(augmented_picture(token, fonts, recipe, size), dtype=bool)
     return black.reshape(-1)[snake_order(size)].astype(np.uint8)

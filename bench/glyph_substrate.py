@@ -1,0 +1,122 @@
+"""Speed and memory of `embed --method glyph` against the straightforward per-token recipe.
+
+For each preset: the vocabulary is built (from ../shared/reference when present,
+else offline), then `embed_glyph` runs in a fresh process (so its peak RSS is its
+own) and writes a substrate to a temporary folder. The baseline is
+`recipe.reference_code`, token by token as the notebooks did, on a random sample
+of tokens (all of them with --full-baseline), plus scikit-learn's PCA on the full
+code matrix; the sample also checks that both give the same bits.
+
+    .venv/bin/python bench/glyph_substrate.py [--presets 65k,131k] [--sample 3000] [--full-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ngrams"
+
+
+def build_vocab_folder(preset: str, folder: Path) -> str:
+    from bvvtok.vocab.build import build_vocab, save_vocab
+
+    if REFERENCE.is_dir():
+        files = {"65k": [REFERENCE / "ngrams-2-3.txt"], "131k": [REFERENCE / "ngrams-2-3-4-5.txt"]}[preset]
+        extra = REFERENCE / "intersection.txt" if preset == "131k" else None
+        save_vocab(build_vocab(preset, files, extra), folder)
+        return "published statistics (rebuilt bvv241)"
+    save_vocab(build_vocab(preset), folder)
+    return "offline default"
+
+
+def run_embed(vocab: str, out: str) -> None:
+    """Child process: time embed_glyph and report its figures as JSON on stdout."""
+    from bvvtok.substrate.embed import embed_glyph
+
+    started = time.perf_counter()
+    result = embed_glyph(Path(vocab), Path(out))
+    seconds = time.perf_counter() - started
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "tokens": len(result.codes.bits), "rss_mb": own, "workers_rss_mb": children}))
+
+
+def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:
+    """Per-token reference codes on a sample (or all), checked against the fast codes; sklearn PCA on all."""
+    from sklearn.decomposition import PCA
+
+    from bvvtok.substrate.fonts import font_for, resolve_chain
+    from bvvtok.substrate.glyphs import open_pillow_fonts
+    from bvvtok.substrate.recipe import get_recipe, reference_code
+
+    manifest = json.loads((substrate / "bvvtok.json").read_text())
+    recipe = get_recipe(manifest["substrate"]["recipe"])
+    from bvvtok.substrate.token_text import token_texts
+    from bvvtok.vocab.tokenizer_files import load_tokenizer
+
+    tokens = token_texts(load_tokenizer(vocab), vocab / "tokenizer.json").texts
+    fast_bits = np.unpackbits(np.load(substrate / "codes.npy"), axis=1)
+    chain = resolve_chain()
+    pillow_fonts = open_pillow_fonts([f.path for f in chain], 32)
+    ids = list(range(len(tokens))) if sample is None else sorted(random.Random(0).sample(range(len(tokens)), sample))
+    mismatches = 0
+    started = time.perf_counter()
+    for i in ids:
+        fonts = [None if (k := font_for(ch, chain)) is None else pillow_fonts[k] for ch in tokens[i]]
+        mismatches += not np.array_equal(reference_code(tokens[i], fonts, recipe), fast_bits[i])
+    per_token = (time.perf_counter() - started) / len(ids)
+    started = time.perf_counter()
+    PCA(n_components=fast_bits.shape[1]).fit_transform(fast_bits.astype(np.float32))
+    pca_seconds = time.perf_counter() - started
+    return {"checked": len(ids), "mismatches": mismatches, "ms_per_token": per_token * 1e3, "pca_seconds": pca_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="65k,131k")
+    parser.add_argument("--sample", type=int, default=3000, help="tokens the baseline draws (default 3000)")
+    parser.add_argument("--full-baseline", action="store_true", help="run the baseline on every token (minutes)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_embed(*args.child)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table("preset", "fast s", "fast ms/token", "peak RSS MB (main / render workers)", "baseline ms/token", "baseline s (codes + sklearn PCA)", "speed-up", "bits checked")
+    for preset in args.presets.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            vocab, out = Path(tmp) / "vocab", Path(tmp) / "substrate"
+            source = build_vocab_folder(preset, vocab)
+            child = subprocess.run([sys.executable, __file__, "--child", str(vocab), str(out)], capture_output=True, text=True, check=True)
+            fast = json.loads(child.stdout.strip().splitlines()[-1])
+            base = baseline(vocab, out, None if args.full_baseline else args.sample)
+        n = fast["tokens"]
+        base_seconds = base["ms_per_token"] * n / 1e3 + base["pca_seconds"]
+        table.add_row(
+            f"{preset} ({source})",
+            f"{fast['seconds']:.2f}",
+            f"{fast['seconds'] / n * 1e3:.4f}",
+            f"{fast['rss_mb']:.0f} / {fast['workers_rss_mb']:.0f}",
+            f"{base['ms_per_token']:.3f}",
+            f"{base_seconds:.1f}" + ("" if args.full_baseline else " (codes from the sample's ms/token)"),
+            f"{base_seconds / fast['seconds']:.1f}x",
+            f"{base['checked']:,}, {base['mismatches']} differ",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

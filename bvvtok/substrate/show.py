@@ -1,0 +1,118 @@
+"""`bvvtok show`: a picture of what a substrate holds for some tokens.
+
+One row per token: its text and id, the glyph as drawn, the augmented 1-bit
+picture, its code as a grid (bit k at row k // size, column k % size, in
+polar-snake order, so the grid fills from the centre outwards), and its nearest
+neighbours by cosine in the substrate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, features
+from safetensors.numpy import load_file
+
+from bvvtok.errors import BvvtokError
+from bvvtok.files import atomic_file
+from bvvtok.substrate.folder import CODES, EMBEDDINGS, existing_manifest
+from bvvtok.substrate.fonts import font_for, resolve_chain
+from bvvtok.substrate.glyphs import open_pillow_fonts
+from bvvtok.substrate.recipe import augmented_picture, draw_token, get_recipe
+from bvvtok.substrate.token_text import token_texts
+from bvvtok.vocab.tokenizer_files import load_tokenizer
+
+SCALE = 3  # screen pixels per glyph pixel
+NEIGHBOURS = 5
+
+
+@dataclass
+class Row:
+    token_id: int
+    text: str
+    glyph: Image.Image
+    picture: Image.Image
+    grid: Image.Image
+    neighbours: list[tuple[int, str, float]]
+
+
+def find_token(query: str, texts: list[str], vocab: dict[str, int]) -> int:
+    """A token by its text (or raw vocabulary string), or `#ID`."""
+    if query in texts:
+        return texts.index(query)
+    if query in vocab:
+        return vocab[query]
+    if re.fullmatch(r"#\d+", query) and int(query[1:]) < len(texts):
+        return int(query[1:])
+    raise BvvtokError(f"token {query!r} is not in the vocabulary; give its exact text or #ID")
+
+
+def substrate_rows(folder: Path, queries: list[str]) -> list[Row]:
+    manifest = existing_manifest(folder).get("substrate")
+    if manifest is None or manifest.get("method") != "glyph":
+        raise BvvtokError(f"{folder} holds no glyph substrate; build one with `bvvtok embed {folder}`")
+    tokenizer = load_tokenizer(folder)
+    texts = token_texts(tokenizer, folder / "tokenizer.json").texts
+    size = manifest["glyph_size"]
+    recipe = get_recipe(manifest["recipe"])
+    embeddings = load_file(str(folder / EMBEDDINGS))["weight"]
+    bits = np.unpackbits(np.load(folder / CODES), axis=1)[:, : size * size]
+    chain = resolve_chain()
+    pillow_fonts = open_pillow_fonts([f.path for f in chain], size)
+    rows = []
+    for query in queries:
+        i = find_token(query, texts, tokenizer.get_vocab())
+        text = texts[i]
+        fonts = [None if (k := font_for(ch, chain)) is None else pillow_fonts[k] for ch in text]
+        grid = bits[i].astype(bool)
+        similarity = embeddings @ embeddings[i]
+        similarity[i] = -np.inf
+        nearest = np.argsort(-similarity)[:NEIGHBOURS]
+        rows.append(
+            Row(
+                i,
+                text,
+                draw_token(text, fonts, size) if text else Image.new("L", (size, size), 255),
+                augmented_picture(text, fonts, recipe, size).convert("L") if text else Image.new("L", (size, size), 255),
+                Image.fromarray(np.where(grid.reshape(size, size), 0, 255).astype(np.uint8)),
+                [(int(j), texts[j], float(similarity[j])) for j in nearest],
+            )
+        )
+    return rows
+
+
+def draw_sheet(rows: list[Row], label_font: ImageFont.FreeTypeFont) -> Image.Image:
+    size = rows[0].picture.height
+    cell = size * SCALE
+    gap, line = 16, 18
+    widths = [200, max(r.glyph.width for r in rows) * SCALE, max(cell, 130), max(cell, 170), 420]
+    columns = [gap + sum(widths[:k]) + k * gap for k in range(len(widths))]
+    sheet = Image.new("L", (columns[-1] + widths[-1], 36 + (cell + gap) * len(rows)), 255)
+    draw = ImageDraw.Draw(sheet)
+    # left-to-right base direction, so a right-to-left token does not reorder its label
+    text_options = {"font": label_font, "fill": 0, **({"direction": "ltr"} if features.check("raqm") else {})}
+    heads = ["token", "glyph", "1-bit picture", "code (snake order)", f"nearest {NEIGHBOURS} by cosine"]
+    for x, head in zip(columns, heads):
+        draw.text((x, 8), head, **text_options)
+    for n, row in enumerate(rows):
+        y = 36 + n * (cell + gap)
+        draw.text((columns[0], y), f"#{row.token_id}", **text_options)
+        draw.text((columns[0], y + line), repr(row.text)[:22], **text_options)
+        for x, image in zip(columns[1:4], (row.glyph, row.picture, row.grid)):
+            sheet.paste(image.resize((image.width * SCALE, image.height * SCALE), Image.NEAREST), (x, y))
+        for k, (j, text, score) in enumerate(row.neighbours[: cell // line]):
+            draw.text((columns[4], y + k * line), f"{score:+.3f}  #{j} {text!r}"[:44], **text_options)
+    return sheet
+
+
+def show(folder: Path, queries: list[str], out: Path, force: bool = False) -> Path:
+    if not queries:
+        raise BvvtokError("name at least one TOKEN to show")
+    rows = substrate_rows(Path(folder), queries)
+    label_font = ImageFont.truetype(str(resolve_chain()[0].path), 16)
+    with atomic_file(Path(out), force) as tmp:
+        draw_sheet(rows, label_font).save(tmp, format="PNG")
+    return Path(out)
