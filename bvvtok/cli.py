@@ -251,6 +251,7 @@ def fonts_command(
         texts = token_texts(load_tokenizer(vocab_dir), vocab_dir / "tokenizer.json").texts
         counts, missing = coverage((ch for t in texts for ch in t), chain)
     table = Table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
+    table.columns[1].overflow = "fold"  # the whole path, wrapped: it says which file is used
     for i, f in enumerate(chain):
         info = f.describe()
         table.add_row(str(i), str(f.path), info.get("version", "unknown"), info["sha256"][:16], *((f"{counts.get(i, 0):,}",) if vocab_dir else ()))

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, sha256_file
+from bvvtok.files import MANIFEST_NAME, atomic_file, sha256_file
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    """Write JSON atomically (beside the final name, then renamed over it)."""
+    with atomic_file(path, force=True) as tmp:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -60,3 +60,24 @@ def offline_65k():
     from bvvtok.vocab.build import build_vocab
 
     return build_vocab("65k")
+
+
+def invoke(*args):
+    """Run the bvvtok CLI in-process with string arguments."""
+    from typer.testing import CliRunner
+
+    from bvvtok.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    """Exit code 2 and one line on stderr starting `error:`, naming the problem; no traceback."""
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception), result.exception  # SystemExit only
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -4,32 +4,15 @@ import json
 import pytest
 import typer
 from tokenizers import Tokenizer
-from typer.testing import CliRunner
 
 from bvvtok import __version__
 from bvvtok.cli import app
 from bvvtok.vocab.build import build_vocab, save_vocab
 from bvvtok.vocab.stats import load_stats
+from conftest import assert_user_error, invoke
 
-runner = CliRunner()
 COMMANDS = sorted(typer.main.get_command(app).commands)
 CORPUS = ["the the the then", "the cat"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    """Exit code 2 and one line on stderr starting `error:`, naming the problem; no traceback."""
-    assert result.exit_code == 2, result.output
-    assert not isinstance(result.exception, Exception), result.exception  # SystemExit only
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_version():

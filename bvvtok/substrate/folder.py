@@ -67,22 +67,40 @@ def write_substrate(
     dump_text: tuple[Path, list[str]] | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Assemble the folder: the vocabulary's files, the substrate files, the manifest. Returns the manifest."""
+    """Write the substrate files and the manifest into `out`; returns the manifest.
+
+    Into the vocabulary folder itself, each file is written beside its final
+    name and renamed over it, the manifest last, and nothing else in the folder
+    (subfolders included) is touched. Elsewhere, a new folder is assembled from
+    the vocabulary's files and swapped in whole.
+    """
     manifest = existing_manifest(vocab_dir)
-    with atomic_folder(out, force=True) as tmp:
-        for item in sorted(vocab_dir.iterdir()):
-            if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
-                shutil.copy2(item, tmp / item.name)
-        save_file({"weight": embeddings}, str(tmp / EMBEDDINGS))
-        (tmp / EMBEDDINGS).chmod(0o666 & ~umask())  # safetensors creates it private
-        torch.save(torch.from_numpy(embeddings), tmp / PUBLISHED_WEIGHTS)
-        np.save(tmp / CODES, np.packbits(bits, axis=1))
-        manifest.setdefault("bvvtok_version", substrate["bvvtok_version"])
-        manifest["substrate"] = {k: v for k, v in substrate.items() if k != "bvvtok_version"}
-        manifest = write_manifest(tmp, {k: v for k, v in manifest.items() if k != "files"})
+    manifest.setdefault("bvvtok_version", substrate["bvvtok_version"])
+    manifest["substrate"] = {k: v for k, v in substrate.items() if k != "bvvtok_version"}
+    manifest.pop("files", None)
+    if out.resolve() == vocab_dir.resolve():
+        _write_files(out, embeddings, bits)
+        manifest = write_manifest(out, manifest)
+    else:
+        with atomic_folder(out, force=True) as tmp:
+            for item in sorted(vocab_dir.iterdir()):
+                if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
+                    shutil.copy2(item, tmp / item.name)
+            _write_files(tmp, embeddings, bits)
+            manifest = write_manifest(tmp, manifest)
     if dump_text is not None:
         write_codes_text(dump_text[0], dump_text[1], bits, force)
     return manifest
+
+
+def _write_files(folder: Path, embeddings: np.ndarray, bits: np.ndarray) -> None:
+    with atomic_file(folder / EMBEDDINGS, force=True) as tmp:
+        save_file({"weight": embeddings}, str(tmp))
+        tmp.chmod(0o666 & ~umask())  # safetensors creates its file private
+    with atomic_file(folder / PUBLISHED_WEIGHTS, force=True) as tmp:
+        torch.save(torch.from_numpy(embeddings), tmp)
+    with atomic_file(folder / CODES, force=True) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.packbits(bits, axis=1))
 
 
 def write_codes_text(path: Path, tokens: list[str], bits: np.ndarray, force: bool = False) -> None:

@@ -6,18 +6,20 @@ and canvas width: one rotation angle, one shift, one noise mask. Tokens are
 therefore processed in batches of equal (class, width):
 
 - canvases are composited from glyphs rendered once per character;
-- rotation and the multi-character resize are fixed pixel maps, taken from
-  Pillow itself by transforming an image of pixel indices (mode "I", nearest);
+- rotation, shift and the multi-character resize are fixed pixel maps, taken
+  from Pillow itself by transforming an image of pixel indices (mode "I",
+  nearest); without blur, all steps fold into one gather;
 - the Gaussian blur is Pillow's, run on whole batches: its horizontal passes on
   the canvases stacked vertically, its vertical passes on them side by side, so
-  no canvas sees another's pixels, exactly as when blurred alone.
+  no canvas sees another's pixels, exactly as when blurred alone;
+- batches run in threads (Pillow and NumPy release the GIL).
 """
 
 from __future__ import annotations
 
 import random
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -73,7 +75,7 @@ def _maps(aug: Augmentation, size: int, width: int) -> tuple[np.ndarray, np.ndar
     after: for each output bit, its pixel in the thresholded picture (resize, then polar snake).
     """
     angle, dx, dy, noise = _draws(aug, size, width)
-    rotated = (_rotation_map(angle, size, width) - 1).reshape(size, width) if angle != 0 else np.arange(size * width).reshape(size, width)
+    rotated = (_rotation_map(angle, size, width) - 1).reshape(size, width)  # rotate(0) is Pillow's plain copy
     before = np.full((size, width), -1, dtype=np.int64)
     before[max(dy, 0) : size + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = rotated[
         max(-dy, 0) : size - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
@@ -103,12 +105,18 @@ def _composite(tokens: Sequence[str], row: dict[str, int], cells: np.ndarray, ov
     return canvas
 
 
-def _blur(canvas: np.ndarray) -> np.ndarray:
+def _blur_rows(canvas: np.ndarray) -> np.ndarray:
+    """The horizontal passes of Pillow's Gaussian blur, each canvas's rows on their own (stacked vertically)."""
     n, height, width = canvas.shape
-    # Pillow blurs rows, then columns: rows of a vertical stack and columns of a horizontal one stay separate.
     rows = Image.fromarray(canvas.reshape(n * height, width)).filter(ImageFilter.GaussianBlur((BLUR_RADIUS, 0)))
-    side_by_side = np.asarray(rows).reshape(n, height, width).transpose(1, 0, 2).reshape(height, n * width)
-    cols = Image.fromarray(np.ascontiguousarray(side_by_side)).filter(ImageFilter.GaussianBlur((0, BLUR_RADIUS)))
+    return np.asarray(rows).reshape(n, height, width)
+
+
+def _blur_columns(canvas: np.ndarray) -> np.ndarray:
+    """The vertical passes, each canvas's columns on their own (side by side)."""
+    n, height, width = canvas.shape
+    side_by_side = np.ascontiguousarray(canvas.transpose(1, 0, 2)).reshape(height, n * width)
+    cols = Image.fromarray(side_by_side).filter(ImageFilter.GaussianBlur((0, BLUR_RADIUS)))
     return np.asarray(cols).reshape(height, n, width).transpose(1, 0, 2)
 
 
@@ -130,8 +138,12 @@ def _augment(canvas: np.ndarray, aug: Augmentation, size: int) -> np.ndarray:
     moved = flat[:, np.maximum(before, 0)]
     moved[:, before < 0] = 255
     moved[:, noise] = 0
-    blurred = _blur(moved.reshape(n, size, width))
-    return (blurred.reshape(n, -1)[:, after] < THRESHOLD).astype(np.uint8)
+    rows = _blur_rows(moved.reshape(n, size, width))
+    # The vertical passes mix nothing across columns: run them only on the columns the resize keeps.
+    kept, column = np.unique(after % width, return_inverse=True)
+    blurred = _blur_columns(rows[:, :, kept])
+    picked = (after // width) * len(kept) + column
+    return (blurred.reshape(n, -1)[:, picked] < THRESHOLD).astype(np.uint8)
 
 
 def glyph_codes(
@@ -147,6 +159,8 @@ def glyph_codes(
     chars = sorted({ch for t in tokens for ch in t})
     owner = {ch: font_for(ch, chain) for ch in chars}
     drawable = [(ch, i) for ch, i in owner.items() if i is not None]
+    if on_render and len(drawable) < len(chars):
+        on_render(len(chars) - len(drawable))  # characters no font has: nothing to render
     rendered = render_glyphs_cached(drawable, chain, size, workers, on_render)
     # row 0 is a blank cell, for characters no font has
     cells = np.concatenate([np.full((1, size, size), 255, dtype=np.uint8), rendered.cells])
@@ -172,6 +186,9 @@ def glyph_codes(
         bits[ids] = _augment(_composite([tokens[i] for i in ids], row, cells, overflow), aug, size)
         return ids
 
+    empty = sum(len(ids) for (_, length), ids in groups.items() if length == 0)
+    if on_code and empty:
+        on_code(empty)  # ids without a token: all-zero codes, nothing to compute
     # Pillow's blur and NumPy's gathers release the GIL: batches run side by side in threads
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for ids in pool.map(code, batches):
@@ -182,5 +199,5 @@ def glyph_codes(
         size,
         blank_tokens=np.flatnonzero(~bits.any(axis=1)).tolist(),
         missing_chars=[ch for ch, i in owner.items() if i is None],
-        unrenderable_chars=[drawable[k][0] for k in rendered.failed],
+        unrenderable_chars=sorted(drawable[k][0] for k in rendered.failed),
     )

@@ -20,6 +20,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ def _load_cache(path: Path) -> tuple[dict[tuple[str, int], int], Rendered] | Non
             else:
                 cells = data["cells"]
             rendered = Rendered(cells, overflow, data["failed"].tolist())
-    except (OSError, KeyError, ValueError):  # absent or unreadable: render again
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # absent or damaged: render again
         return None
     return {key: k for k, key in enumerate(keys)}, rendered
 

@@ -1,0 +1,94 @@
+"""The projection (recipe.md section 3, step 7): scikit-learn PCA semantics, then unit rows."""
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
+
+from bvvtok.errors import BvvtokError
+from bvvtok.substrate.projection import frozen_embeddings, principal_axes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """NumPy's and SciPy's OpenBLAS each spin their own threads: on a small machine they starve each other."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def sklearn_embeddings(codes, dim):
+    rows = PCA(n_components=dim, svd_solver="full").fit_transform(codes.astype(np.float32))
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def row_cosines(a, b):
+    return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64)) / (
+        np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    )
+
+
+@pytest.fixture(scope="module")
+def codes():
+    """Random 0/1 codes [3000, 256] with column densities spread out (distinct variances) and some constant columns."""
+    rng = np.random.default_rng(0)
+    density = rng.uniform(0.02, 0.6, size=256)
+    bits = (rng.random((3000, 256)) < density).astype(np.uint8)
+    bits[:, [0, 17, 100]] = 0  # always white
+    bits[:, [5, 200]] = 1  # always black
+    return bits
+
+
+@pytest.mark.parametrize("dim", [256, 64, 8])
+def test_matches_sklearn_pca(codes, dim):
+    ours = frozen_embeddings(codes, dim)
+    theirs = sklearn_embeddings(codes, dim)
+    assert ours.shape == (3000, dim) and ours.dtype == np.float32
+    cosines = row_cosines(ours, theirs)
+    assert cosines.min() >= 0.9999, cosines.min()
+
+
+def test_matches_sklearn_components_and_signs(codes):
+    """Axes in order of decreasing variance, each signed as sklearn's svd_flip(u_based_decision=False) signs it."""
+    mean, components = principal_axes(codes.astype(np.float32), 16)
+    pca = PCA(n_components=16, svd_solver="full").fit(codes.astype(np.float64))
+    np.testing.assert_allclose(mean, pca.mean_, atol=1e-12)
+    np.testing.assert_allclose(components, pca.components_, atol=1e-6)
+
+
+def test_rows_have_unit_norm(codes):
+    out = frozen_embeddings(codes, 128)
+    np.testing.assert_allclose(np.linalg.norm(out.astype(np.float64), axis=1), 1.0, atol=1e-5)
+
+
+def test_deterministic(codes):
+    assert frozen_embeddings(codes, 256).tobytes() == frozen_embeddings(codes.copy(), 256).tobytes()
+
+
+def test_full_dim_is_a_rotation_of_the_centred_codes(codes):
+    """dim = D (the published setting): row norms before normalisation are the centred rows' norms."""
+    x = codes.astype(np.float64)
+    mean, components = principal_axes(codes.astype(np.float32), 256)
+    np.testing.assert_allclose(components @ components.T, np.eye(256), atol=1e-9)
+    centred = x - mean
+    np.testing.assert_allclose(np.linalg.norm(centred @ components.T, axis=1), np.linalg.norm(centred, axis=1), rtol=1e-9)
+
+
+def test_rows_equal_to_the_mean_give_zeros_not_nan():
+    """Identical codes (e.g. blank glyphs only) centre to zero rows: they stay zero instead of dividing by 0."""
+    codes = np.zeros((3, 16), dtype=np.uint8)
+    codes[:, 3] = 1
+    out = frozen_embeddings(codes, 4)
+    assert out.shape == (3, 4)
+    assert np.isfinite(out).all()
+    assert not out.any()
+
+
+@pytest.mark.parametrize("dim", [0, -1, 257])
+def test_dim_out_of_range(codes, dim):
+    with pytest.raises(BvvtokError, match="--dim"):
+        frozen_embeddings(codes[:10], dim)
+
+
+def test_needs_two_tokens(codes):
+    with pytest.raises(BvvtokError, match="two tokens"):
+        frozen_embeddings(codes[:1], 4)
