@@ -94,7 +94,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=200)
     table = Table("preset", "fast s", "fast ms/token", "peak RSS MB (main / render workers)", "baseline ms/token", "baseline s (codes + sklearn PCA)", "speed-up", "bits checked")
     for preset in args.presets.split(","):
         with tempfile.TemporaryDirectory() as tmp:

@@ -168,12 +168,10 @@ def glyph_codes(
     row.update({ch: k + 1 for k, (ch, _) in enumerate(drawable)})
     overflow = {drawable[k][0]: g for k, g in rendered.overflow.items()}
 
-    easy_char = {ch: is_easy(ch) for ch in chars}
     bits = np.zeros((len(tokens), size * size), dtype=np.uint8)
     groups: dict[tuple[Augmentation, int], list[int]] = {}
     for token_id, token in enumerate(tokens):
-        aug = recipe.easy if all(easy_char[ch] for ch in token) else recipe.complex
-        groups.setdefault((aug, len(token)), []).append(token_id)
+        groups.setdefault((recipe.easy if is_easy(token) else recipe.complex, len(token)), []).append(token_id)
     batches = [
         (aug, ids[start : start + BATCH])
         for (aug, length), ids in groups.items()

@@ -169,13 +169,13 @@ def _cache_file(font_hashes: Sequence[str], size: int) -> Path:
 def _load_cache(path: Path) -> tuple[dict[tuple[str, int], int], Rendered] | None:
     try:
         with np.load(path) as data:
-            keys = [(chr(cp), int(f)) for cp, f in zip(data["codepoints"], data["fonts"])]
+            keys = list(zip(map(chr, data["codepoints"].tolist()), data["fonts"].tolist()))
             size = int(data["size"])
             overflow = {int(k): Glyph(-size, 0, slot) for k, slot in zip(data["overflow"], data["slots"])}
             if "ink" in data:  # black-and-white cells, stored as bits
                 count = len(data["codepoints"])
                 ink = np.unpackbits(data["ink"], count=count * size * size).reshape(count, size, size)
-                cells = np.where(ink == 1, 0, 255).astype(np.uint8)
+                cells = (1 - ink) * np.uint8(255)  # stays uint8: 0 where ink, 255 elsewhere
             else:
                 cells = data["cells"]
             rendered = Rendered(cells, overflow, data["failed"].tolist())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,7 +50,7 @@ PRESET_RECIPES = {"65k": "bvv241-2-3", "131k": "bvv241-max"}
 GLYPH_SIZES = (32, 64)
 
 # Latin (with Latin-1 and Extended A/B), Greek/Coptic, Cyrillic + Supplement, Armenian.
-_EASY_RANGES = ((0x0000, 0x024F), (0x0370, 0x03FF), (0x0400, 0x058F))
+_EASY = re.compile("[\u0000-\u024f\u0370-\u03ff\u0400-\u058f]*")
 
 
 def get_recipe(name: str) -> GlyphRecipe:
@@ -60,7 +61,7 @@ def get_recipe(name: str) -> GlyphRecipe:
 
 
 def is_easy(token: str) -> bool:
-    return all(any(lo <= ord(c) <= hi for lo, hi in _EASY_RANGES) for c in token)
+    return _EASY.fullmatch(token) is not None
 
 
 def augmentation_for(recipe: GlyphRecipe, token: str) -> Augmentation:
