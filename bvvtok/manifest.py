@@ -34,10 +34,11 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
+    """The folder's manifest, or {} for a folder bvvtok did not write."""
     path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return {}
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BvvtokError(f"{folder} has no {MANIFEST_NAME}; it is not a bvvtok folder (build one with `bvvtok build-vocab`)") from None
     except (OSError, ValueError) as e:
         raise BvvtokError(f"cannot read {path}: {e}; rebuild the folder") from None

@@ -18,7 +18,8 @@ from PIL import features
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
-from bvvtok.substrate.folder import check_replace, existing_manifest, write_substrate
+from bvvtok.manifest import read_manifest
+from bvvtok.substrate.folder import check_replace, write_substrate
 from bvvtok.substrate.fonts import resolve_chain
 from bvvtok.substrate.glyph_codes import GlyphCodes, glyph_codes
 from bvvtok.substrate.projection import frozen_embeddings
@@ -39,7 +40,7 @@ class GlyphSubstrate:
 
 def default_recipe(vocab_dir: Path, vocab_size: int) -> str:
     """The recipe of the vocabulary's preset; for other tokenizers, by size (up to 65,536: bvv241-2-3)."""
-    preset = existing_manifest(vocab_dir).get("vocab", {}).get("preset")
+    preset = read_manifest(vocab_dir).get("vocab", {}).get("preset")
     if preset in PRESET_RECIPES:
         return PRESET_RECIPES[preset]
     return PRESET_RECIPES["65k"] if vocab_size <= 65_536 else PRESET_RECIPES["131k"]

@@ -12,7 +12,6 @@ The whole folder is assembled under a temporary name and swapped in at the end.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,22 +22,12 @@ from safetensors.numpy import save_file
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, umask
-from bvvtok.manifest import write_manifest
+from bvvtok.manifest import read_manifest, write_manifest
 
 EMBEDDINGS = "embeddings.safetensors"
 PUBLISHED_WEIGHTS = "normalized_embeddings_weights.pt"
 CODES = "codes.npy"
 SUBSTRATE_FILES = (EMBEDDINGS, PUBLISHED_WEIGHTS, CODES)
-
-
-def existing_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BvvtokError(f"cannot read {path}: {e}; rebuild the folder") from None
 
 
 def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: bool) -> None:
@@ -51,7 +40,7 @@ def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: b
         if out.exists() and not out.is_dir():
             raise BvvtokError(f"--out {out} exists and is not a folder; choose another path")
         return
-    old = existing_manifest(out).get("substrate")
+    old = read_manifest(out).get("substrate")
     if old is not None and old.get("settings") != settings:
         raise BvvtokError(f"{out} already holds a different substrate ({old.get('settings')}); pass --force to replace it")
     if old is None and out.resolve() != vocab_dir.resolve():
@@ -74,7 +63,7 @@ def write_substrate(
     (subfolders included) is touched. Elsewhere, a new folder is assembled from
     the vocabulary's files and swapped in whole.
     """
-    manifest = existing_manifest(vocab_dir)
+    manifest = read_manifest(vocab_dir)
     manifest.setdefault("bvvtok_version", substrate["bvvtok_version"])
     manifest["substrate"] = {k: v for k, v in substrate.items() if k != "bvvtok_version"}
     manifest.pop("files", None)

@@ -18,7 +18,8 @@ from safetensors.numpy import load_file
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import atomic_file
-from bvvtok.substrate.folder import CODES, EMBEDDINGS, existing_manifest
+from bvvtok.manifest import read_manifest
+from bvvtok.substrate.folder import CODES, EMBEDDINGS
 from bvvtok.substrate.fonts import font_for, resolve_chain
 from bvvtok.substrate.glyphs import open_pillow_fonts
 from bvvtok.substrate.recipe import augmented_picture, draw_token, get_recipe
@@ -51,7 +52,7 @@ def find_token(query: str, texts: list[str], vocab: dict[str, int]) -> int:
 
 
 def substrate_rows(folder: Path, queries: list[str]) -> list[Row]:
-    manifest = existing_manifest(folder).get("substrate")
+    manifest = read_manifest(folder).get("substrate")
     if manifest is None or manifest.get("method") != "glyph":
         raise BvvtokError(f"{folder} holds no glyph substrate; build one with `bvvtok embed {folder}`")
     tokenizer = load_tokenizer(folder)
