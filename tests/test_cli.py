@@ -3,13 +3,13 @@ import json
 
 import pytest
 import typer
+from conftest import assert_user_error, invoke
 from tokenizers import Tokenizer
 
 from bvvtok import __version__
 from bvvtok.cli import app
 from bvvtok.vocab.build import build_vocab, save_vocab
 from bvvtok.vocab.stats import load_stats
-from conftest import assert_user_error, invoke
 
 COMMANDS = sorted(typer.main.get_command(app).commands)
 CORPUS = ["the the the then", "the cat"]

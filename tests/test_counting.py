@@ -5,7 +5,6 @@ from hypothesis import strategies as st
 from bvvtok.errors import BvvtokError
 from bvvtok.vocab.counting import NgramCounter, bvv241_units, default_units, get_rule, top_weighted_ngrams
 
-
 # --- the bvv241 rule (recipe.md section 2) ---
 
 

@@ -18,13 +18,13 @@ UPPER = UNIFONT.with_name("unifont_upper.otf")
 if not UNIFONT.is_file():
     pytest.skip(f"GNU Unifont not found at {UNIFONT}", allow_module_level=True)
 
+from bvvtok.errors import BvvtokError  # noqa: E402
 from bvvtok.substrate import glyph_codes as fast  # noqa: E402
+from bvvtok.substrate import glyphs  # noqa: E402
 from bvvtok.substrate.fonts import font_for, resolve_chain  # noqa: E402
 from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
-from bvvtok.substrate import glyphs  # noqa: E402
 from bvvtok.substrate.glyphs import open_pillow_fonts, render_glyphs  # noqa: E402
 from bvvtok.substrate.recipe import RECIPES, get_recipe, is_easy, reference_code, snake_order  # noqa: E402
-from bvvtok.errors import BvvtokError  # noqa: E402
 
 # recipe.md section 6: numpy.packbits(bits).tobytes().hex() with Debian's Unifont 15.0.01 unifont.otf
 FIXED_POINTS = {

@@ -25,6 +25,8 @@ UNIFONT_SHA256 = "db1960227adcb14640063e7384fdcd2867aaf819d9ca4866bca289d4db9a9f
 if not UNIFONT.is_file():
     pytest.skip(f"GNU Unifont not found at {UNIFONT}", allow_module_level=True)
 
+from conftest import assert_user_error, invoke  # noqa: E402
+
 from bvvtok.errors import BvvtokError  # noqa: E402
 from bvvtok.substrate import embed as embed_module  # noqa: E402
 from bvvtok.substrate.embed import default_recipe, embed_glyph  # noqa: E402
@@ -33,7 +35,6 @@ from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
 from bvvtok.substrate.glyphs import open_pillow_fonts  # noqa: E402
 from bvvtok.substrate.projection import frozen_embeddings  # noqa: E402
 from bvvtok.substrate.recipe import RECIPES, reference_code  # noqa: E402
-from conftest import assert_user_error, invoke  # noqa: E402
 
 SUBSTRATE_FILES = {"embeddings.safetensors", "normalized_embeddings_weights.pt", "codes.npy", "bvvtok.json"}
 

@@ -9,10 +9,11 @@ UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
 if not UNIFONT.is_file():
     pytest.skip(f"GNU Unifont not found at {UNIFONT}", allow_module_level=True)
 
-from bvvtok.substrate.embed import embed_glyph  # noqa: E402
-from bvvtok.substrate.show import NEIGHBOURS, SCALE, substrate_rows  # noqa: E402
 from conftest import assert_user_error, invoke  # noqa: E402
 from test_substrate_embed import TOKENS, write_vocab  # noqa: E402
+
+from bvvtok.substrate.embed import embed_glyph  # noqa: E402
+from bvvtok.substrate.show import NEIGHBOURS, SCALE, substrate_rows  # noqa: E402
 
 
 @pytest.fixture(scope="module")
