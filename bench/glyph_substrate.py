@@ -48,7 +48,7 @@ def run_embed(vocab: str, out: str) -> None:
     seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "tokens": len(result.codes.bits), "rss_mb": own, "workers_rss_mb": children}))
+    print(json.dumps({"seconds": seconds, "tokens": len(result.bits), "rss_mb": own, "workers_rss_mb": children}))
 
 
 def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:

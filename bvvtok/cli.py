@@ -190,7 +190,7 @@ def encode_command(
 @app.command("embed")
 def embed_command(
     vocab_dir: Annotated[Path, typer.Argument(metavar="VOCAB_DIR", help="A tokenizer folder (with tokenizer.json).")],
-    method: Annotated[str, typer.Option(metavar="NAME", help="glyph (pictures of the token text).")] = "glyph",
+    method: Annotated[str, typer.Option(metavar="NAME", help="glyph (pictures of the token text) or bits (a binary codebook).")] = "glyph",
     recipe: Annotated[
         Optional[str], typer.Option(metavar="NAME", help="bvv241-2-3 or bvv241-max. Default: the vocabulary's preset (65k / 131k).")
     ] = None,
@@ -201,14 +201,37 @@ def embed_command(
     ] = None,
     out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: VOCAB_DIR itself.")] = None,
     workers: Annotated[Optional[int], typer.Option(metavar="N", help="Processes that render glyphs. Default: one per CPU.")] = None,
+    bits: Annotated[Optional[int], typer.Option(metavar="N", help="bits: code length; 16 = the token id itself, else random unique codes.")] = None,
+    seed: Annotated[int, typer.Option(metavar="S", help="bits: the seed of the random codebook.")] = 0,
+    as_float: Annotated[bool, typer.Option("--float", help="bits: the FLOAT ablation (PCA to --dim, L2-normalised rows).")] = False,
+    d_model: Annotated[int, typer.Option(metavar="N", help="bits: the model width the manifest's repeat_interleave scale is for.")] = 1024,
     dump_text: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the codes as text: id, token, bits per line.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a different substrate in --out.")] = False,
 ) -> None:
-    """Build a frozen embedding substrate for a tokenizer: glyph codes -> PCA -> L2-normalised rows."""
-    from bvvtok.substrate.embed import embed_glyph
+    """Build a frozen embedding substrate for a tokenizer: glyph codes -> PCA -> L2-normalised rows, or a binary codebook."""
+    from bvvtok.substrate.embed import embed_bits, embed_glyph
 
+    if method == "bits":
+        if bits is None:
+            raise BvvtokError("--method bits needs --bits N (e.g. 16, 64, 256, 1024)")
+        started = time.perf_counter()
+        with console.status("drawing the codebook"):
+            result = embed_bits(vocab_dir, bits, seed, as_float, dim, d_model, out, force, dump_text)
+        info = result.manifest["substrate"]
+        table = Table(title=str(result.out), show_header=False, title_justify="left")
+        kind = "FLOAT: PCA to {:,}, L2-normalised".format(info["dim"]) if info["float"] else "0/1 values"
+        table.add_row("substrate", f"bits, {info['bits']} per token ({info['codebook']}), {kind}")
+        table.add_row("tokens", f"{info['tokens']:,}, all codes distinct ({info['redraws']:,} redrawn)")
+        hamming = info["min_hamming"]
+        table.add_row("min Hamming", f"{hamming['value']} ({'exact' if hamming['exact'] else 'estimated on 2,000,000 random pairs'})")
+        table.add_row("model", f"n_embed {info['n_embed']}, d_model {info['d_model']}, repeat_interleave scale {info['scale']}")
+        table.add_row("time", f"{time.perf_counter() - started:.1f} s")
+        console.print(table)
+        return
     if method != "glyph":
-        raise BvvtokError(f"unknown --method {method!r}; this version builds 'glyph' substrates")
+        raise BvvtokError(f"unknown --method {method!r}; choose glyph or bits")
+    if bits is not None or as_float:
+        raise BvvtokError("--bits and --float go with --method bits")
     started = time.perf_counter()
     columns = (TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:

@@ -76,7 +76,7 @@ def test_sampled_tokens_match_the_reference(substrate):
     for i in ids:
         token = texts[i]
         per_char = [None if (k := font_for(ch, fonts_chain)) is None else pillow[k] for ch in token]
-        assert np.array_equal(result.codes.bits[i], reference_code(token, per_char, RECIPES["bvv241-2-3"])), (i, token)
+        assert np.array_equal(result.bits[i], reference_code(token, per_char, RECIPES["bvv241-2-3"])), (i, token)
 
 
 def test_embeddings_at_full_size(substrate):
@@ -85,7 +85,7 @@ def test_embeddings_at_full_size(substrate):
     assert weights.shape == (65_536, 1024) and weights.dtype == np.float32
     assert np.array_equal(weights, result.embeddings)
     norms = np.sqrt(np.einsum("ij,ij->i", weights, weights))
-    blank = ~result.codes.bits.any(axis=1)
+    blank = ~result.bits.any(axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-5)
     assert result.manifest["substrate"]["blank_glyphs"] == int(blank.sum()) > 0
     # all blank codes are the same vector: they must share one embedding row

@@ -1,6 +1,7 @@
-"""`bvvtok embed --method glyph` as a library call: a tokenizer folder in, a substrate folder out.
+"""`bvvtok embed` as library calls: a tokenizer folder in, a substrate folder out.
 
     result = embed_glyph(Path("artifacts/vocab-65k"))
+    result = embed_bits(Path("artifacts/vocab-65k"), n_bits=64, seed=0, out=Path("artifacts/bits-64"))
 """
 
 from __future__ import annotations
@@ -21,21 +22,61 @@ from bvvtok.files import check_output_file
 from bvvtok.manifest import read_manifest
 from bvvtok.substrate.folder import check_replace, write_substrate
 from bvvtok.substrate.fonts import resolve_chain
-from bvvtok.substrate.glyph_codes import GlyphCodes, glyph_codes
+from bvvtok.substrate.codebook import GENERATOR, build_codebook
+from bvvtok.substrate.glyph_codes import glyph_codes
 from bvvtok.substrate.projection import frozen_embeddings
 from bvvtok.substrate.recipe import GLYPH_SIZES, PRESET_RECIPES, get_recipe
-from bvvtok.substrate.token_text import token_texts
+from bvvtok.substrate.token_text import TokenTexts, token_texts
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
+DEFAULT_D_MODEL = 1024  # the published models'
+PCA_NOTE = "scikit-learn PCA semantics via the covariance (eigh, float64), svd_flip sign convention; rows L2-normalised"
+
+
 @dataclass
-class GlyphSubstrate:
+class Substrate:
     out: Path
     manifest: dict[str, Any]
-    codes: GlyphCodes
-    embeddings: np.ndarray
+    bits: np.ndarray  # the 0/1 codes [V, N]
+    embeddings: np.ndarray  # float32 [V, n_embed]
+
+
+def _prepare(vocab_dir: Path, out: Path | None, settings_of: Callable[[int], dict[str, Any]], force: bool, dump_text: Path | None):
+    """Load the vocabulary and check the destination before any heavy work: (out, token texts, settings)."""
+    vocab_dir = Path(vocab_dir)
+    out = vocab_dir if out is None else Path(out)
+    texts = token_texts(load_tokenizer(vocab_dir), vocab_dir / "tokenizer.json")
+    settings = settings_of(len(texts.texts))
+    check_replace(out, vocab_dir, settings, force)
+    if dump_text is not None:
+        check_output_file(Path(dump_text), force)
+    return out, texts, settings
+
+
+def _finish(
+    vocab_dir: Path, out: Path, texts: TokenTexts, settings: dict[str, Any], details: dict[str, Any],
+    bits: np.ndarray, embeddings: np.ndarray, dump_text: Path | None, force: bool,
+) -> Substrate:  # fmt: skip
+    substrate = {
+        "bvvtok_version": __version__,
+        "settings": settings,
+        **details,
+        "tokens": len(texts.texts),
+        "byte_level": texts.byte_level,
+        "escaped_tokens": len(texts.escaped),
+        "empty_ids": len(texts.empty_ids),
+    }
+    dump = (Path(dump_text), texts.texts) if dump_text is not None else None
+    manifest = write_substrate(Path(vocab_dir), out, embeddings, bits, substrate, dump, force)
+    return Substrate(out, manifest, bits, embeddings)
+
+
+def scale_for(d_model: int, n_embed: int) -> int | None:
+    """The repeat_interleave factor that expands an n_embed code to d_model (None when it does not divide)."""
+    return d_model // n_embed if d_model % n_embed == 0 else None
 
 
 def default_recipe(vocab_dir: Path, vocab_size: int) -> str:
@@ -57,29 +98,22 @@ def embed_glyph(
     force: bool = False,
     dump_text: Path | None = None,
     progress: Progress | None = None,
-) -> GlyphSubstrate:
-    vocab_dir = Path(vocab_dir)
-    out = vocab_dir if out is None else Path(out)
+) -> Substrate:
     if glyph_size not in GLYPH_SIZES:
         raise BvvtokError(f"--glyph-size must be 32 or 64 (got {glyph_size})")
     bits_per_code = glyph_size * glyph_size
     dim = bits_per_code if dim is None else dim
     if not 1 <= dim <= bits_per_code:
         raise BvvtokError(f"--dim {dim} must be between 1 and the number of bits ({bits_per_code})")
-    tokenizer = load_tokenizer(vocab_dir)
-    texts = token_texts(tokenizer, vocab_dir / "tokenizer.json")
-    recipe_obj = get_recipe(recipe or default_recipe(vocab_dir, len(texts.texts)))
     chain = resolve_chain(fonts)
-    settings = {
-        "method": "glyph",
-        "recipe": recipe_obj.name,
-        "glyph_size": glyph_size,
-        "dim": dim,
-        "fonts": [f.sha256 for f in chain],
-    }
-    check_replace(out, vocab_dir, settings, force)
-    if dump_text is not None:
-        check_output_file(Path(dump_text), force)
+    recipe_name = recipe
+
+    def settings_of(vocab_size: int) -> dict[str, Any]:
+        name = get_recipe(recipe_name or default_recipe(Path(vocab_dir), vocab_size)).name
+        return {"method": "glyph", "recipe": name, "glyph_size": glyph_size, "dim": dim, "fonts": [f.sha256 for f in chain]}
+
+    out, texts, settings = _prepare(vocab_dir, out, settings_of, force, dump_text)
+    recipe_obj = get_recipe(settings["recipe"])
 
     def report(stage: str, total: int) -> Callable[[int], None] | None:
         if progress is None:
@@ -93,14 +127,13 @@ def embed_glyph(
         return step
 
     tokens = texts.texts
-    n_chars = len({ch for t in tokens for ch in t})
     codes = glyph_codes(
         tokens,
         chain,
         recipe_obj,
         glyph_size,
         workers or os.cpu_count() or 1,
-        on_render=report("render", n_chars),
+        on_render=report("render", len({ch for t in tokens for ch in t})),
         on_code=report("codes", len(tokens)),
     )
     if progress:
@@ -108,28 +141,62 @@ def embed_glyph(
     embeddings = frozen_embeddings(codes.bits, dim)
     if progress:
         progress("pca", 1, 1)
-    substrate = {
-        "bvvtok_version": __version__,
-        "settings": settings,
+    details = {
         "method": "glyph",
         "recipe": recipe_obj.name,
         "glyph_size": glyph_size,
         "bits": bits_per_code,
         "dim": dim,
-        "tokens": len(tokens),
+        "n_embed": dim,
         "fonts": [f.describe() for f in chain],
-        "renderer": {
-            "pillow": version("pillow"),
-            "layout_engine": "raqm" if features.check("raqm") else "basic",
-        },
-        "pca": "scikit-learn PCA semantics via the covariance (eigh, float64), svd_flip sign convention; rows L2-normalised",
+        "renderer": {"pillow": version("pillow"), "layout_engine": "raqm" if features.check("raqm") else "basic"},
+        "pca": PCA_NOTE,
         "blank_glyphs": len(codes.blank_tokens),
         "missing_chars": {"count": len(codes.missing_chars), "first": codes.missing_chars[:20]},
         "unrenderable_chars": {"count": len(codes.unrenderable_chars), "first": codes.unrenderable_chars[:20]},
-        "byte_level": texts.byte_level,
-        "escaped_tokens": len(texts.escaped),
-        "empty_ids": len(texts.empty_ids),
     }
-    dump = (Path(dump_text), tokens) if dump_text is not None else None
-    manifest = write_substrate(vocab_dir, out, embeddings, codes.bits, substrate, dump, force)
-    return GlyphSubstrate(out, manifest, codes, embeddings)
+    return _finish(vocab_dir, out, texts, settings, details, codes.bits, embeddings, dump_text, force)
+
+
+def embed_bits(
+    vocab_dir: Path,
+    n_bits: int,
+    seed: int = 0,
+    as_float: bool = False,
+    dim: int | None = None,
+    d_model: int = DEFAULT_D_MODEL,
+    out: Path | None = None,
+    force: bool = False,
+    dump_text: Path | None = None,
+) -> Substrate:
+    """A unique binary codebook (16-bit: the ids; else random, seeded); with `as_float`, PCA + L2 rows."""
+    if dim is not None and not as_float:
+        raise BvvtokError("--dim goes with --float (a binary codebook is used as is)")
+    dim = n_bits if dim is None else dim
+    if as_float and not 1 <= dim <= n_bits:
+        raise BvvtokError(f"--dim {dim} must be between 1 and the number of bits ({n_bits})")
+    if d_model < 1:
+        raise BvvtokError(f"--d-model must be positive (got {d_model})")
+
+    def settings_of(vocab_size: int) -> dict[str, Any]:
+        return {"method": "bits", "bits": n_bits, "seed": seed, "float": as_float, "dim": dim}
+
+    out, texts, settings = _prepare(vocab_dir, out, settings_of, force, dump_text)
+    codebook = build_codebook(len(texts.texts), n_bits, seed)
+    embeddings = frozen_embeddings(codebook.bits, dim) if as_float else codebook.bits.astype(np.float32)
+    details = {
+        "method": "bits",
+        "bits": n_bits,
+        "codebook": "token id, most significant bit first" if n_bits == 16 else "random, unique",
+        "seed": seed,
+        "generator": GENERATOR,
+        "redraws": codebook.redraws,
+        "min_hamming": {"value": codebook.min_hamming, "exact": codebook.min_hamming_exact},
+        "float": as_float,
+        "dim": dim,
+        "n_embed": dim,
+        "d_model": d_model,
+        "scale": scale_for(d_model, dim),
+        **({"pca": PCA_NOTE} if as_float else {}),
+    }
+    return _finish(vocab_dir, out, texts, settings, details, codebook.bits, embeddings, dump_text, force)
