@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 setup:
 	@./scripts/setup.sh
 
-# The main job end to end on built-in defaults: the offline 65k vocabulary and its glyph substrate.
+# The main job end to end on built-in defaults: the offline 65k vocabulary and its glyph substrate, verified.
 demo: setup
 	$(BIN)/bvvtok build-vocab --preset 65k --out artifacts/vocab-65k --force
 	$(BIN)/bvvtok embed artifacts/vocab-65k
 	$(BIN)/bvvtok show artifacts/vocab-65k A the 中 -o artifacts/vocab-65k-glyphs.png --force
 	$(BIN)/bvvtok encode --vocab artifacts/vocab-65k "hello the test, 你好世界"
+	$(BIN)/bvvtok verify artifacts/vocab-65k
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -297,5 +297,59 @@ def show_command(
     console.print(f"wrote {show(substrate_dir, tokens, out, force)}")
 
 
+@app.command("verify")
+def verify_command(
+    substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Also rebuild the substrate from its manifest and compare, byte for byte.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Check that a substrate is what its manifest says; exit 0 only when every check passes."""
+    from bvvtok.substrate.verify import as_json as to_json
+    from bvvtok.substrate.verify import verify
+
+    with console.status(f"verifying {substrate_dir}"):
+        results = verify(substrate_dir, rebuild)
+    if as_json:
+        print(to_json(results))
+    else:
+        table = Table("check", "result", "detail", title=str(substrate_dir), title_justify="left")
+        table.columns[2].overflow = "fold"
+        for r in results:
+            table.add_row(r.name, "[green]pass[/]" if r.ok else "[bold red]FAIL[/]", escape(r.detail))
+        console.print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(code=1)
+
+
+@app.command("info")
+def info_command(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A vocabulary or substrate folder.")],
+) -> None:
+    """A short summary of a vocabulary or substrate folder."""
+    from bvvtok.manifest import read_manifest
+
+    if not folder.is_dir():
+        raise BvvtokError(f"{folder} is not a folder")
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise BvvtokError(f"{folder} has no bvvtok.json; it is not a bvvtok folder")
+    table = Table(title=str(folder), show_header=False, title_justify="left")
+    vocab, sub = manifest.get("vocab"), manifest.get("substrate")
+    if vocab:
+        table.add_row("vocabulary", f"{vocab['preset']} ({vocab['alias']}), {vocab['vocab_size']:,} ids, {len(vocab['languages'])} languages")
+    if sub:
+        if sub["method"] == "glyph":
+            fonts = ", ".join(f"{f['file']} {f.get('version', '')}".strip() for f in sub["fonts"])
+            what = f"glyph, recipe {sub['recipe']}, {sub['glyph_size']} px, fonts {fonts}"
+        else:
+            what = f"bits, {sub['bits']} per token, seed {sub['seed']}" + (", FLOAT" if sub.get("float") else "")
+        table.add_row("substrate", what)
+        table.add_row("shape", f"[{sub['tokens']:,}, {sub['n_embed']}]" + (f", scale {sub['scale']} to d_model {sub['d_model']}" if sub.get("d_model") else ""))
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    table.add_row("files", f"{len(manifest.get('files', {}))} listed, {size / 2**20:,.1f} MiB on disk")
+    table.add_row("bvvtok", str(manifest.get("bvvtok_version")))
+    console.print(table)
+
+
 def main() -> None:
     app()

@@ -17,6 +17,9 @@ from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, atomic_file, sha256_file
 
 
+MANIFEST_VERSION = 1  # raised when the manifest's meaning changes; verify refuses newer ones
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (beside the final name, then renamed over it)."""
     with atomic_file(path, force=True) as tmp:
@@ -28,7 +31,7 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
     with ThreadPoolExecutor() as pool:  # hashlib releases the GIL: large files hash in parallel
         digests = list(pool.map(sha256_file, files))
-    manifest = {**manifest, "files": {p.name: d for p, d in zip(files, digests)}}
+    manifest = {"manifest_version": MANIFEST_VERSION, **manifest, "files": {p.name: d for p, d in zip(files, digests)}}
     write_json(folder / MANIFEST_NAME, manifest)
     return manifest
 

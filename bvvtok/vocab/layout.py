@@ -22,7 +22,7 @@ NAMED_SPECIALS: tuple[str, ...] = (
     "[FIM_PREFIX]", "[FIM_MIDDLE]", "[FIM_SUFFIX]", "[FIM_PAD]", "[REPO_NAME]", "[FILE_SEP]",
 )  # fmt: skip
 SPECIALS_START = 0xE000
-_UNUSED = re.compile(r"<unused_\d+>")
+UNUSED = re.compile(r"<unused_\d+>")
 UNK = "<unk>"
 
 # Where single characters keep their code point as id. 0xFFFF is left out (a quirk).
@@ -106,8 +106,8 @@ def lay_out(preset: Preset, ngrams: Iterable[str]) -> Layout:
     vocab = base_vocab()
     order = ngram_order(s for s in ngrams if s)
     # `<unused_N>` names are reserved for the empty ids; a string spelled so would lose its id to them
-    already = [s for s in order if s in vocab or _UNUSED.fullmatch(s)]
-    candidates = [s for s in order if s not in vocab and not _UNUSED.fullmatch(s)]
+    already = [s for s in order if s in vocab or UNUSED.fullmatch(s)]
+    candidates = [s for s in order if s not in vocab and not UNUSED.fullmatch(s)]
     slot_ids = (i for r in preset.slots for i in r)
     placed: list[str] = []
     for s, i in zip(candidates, slot_ids):

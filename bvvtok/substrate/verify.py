@@ -1,0 +1,267 @@
+"""`bvvtok verify`: prove a substrate folder is what its manifest says.
+
+Every check returns a result instead of raising: a damaged folder (missing,
+truncated or foreign files) gives failed checks, never a traceback. Tensors are
+read with safetensors and `torch.load(weights_only=True)`, never through pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file
+from tokenizers import Tokenizer
+
+from bvvtok.errors import BvvtokError
+from bvvtok.files import MANIFEST_NAME, sha256_file
+from bvvtok.manifest import MANIFEST_VERSION, read_manifest
+from bvvtok.substrate.folder import CODES, EMBEDDINGS, PUBLISHED_WEIGHTS
+from bvvtok.substrate.projection import frozen_embeddings
+from bvvtok.vocab.layout import FILLER_SPECIALS, MONOGRAM_RANGES, NAMED_SPECIALS, SPECIALS_START, UNUSED, get_preset
+
+NORM_TOLERANCE = 1e-4
+COSINE_FLOOR = 0.9999
+SHOWN = 5  # ids or names listed in a detail
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+class _Folder:
+    """What the checks share, loaded once; a part that cannot be loaded is None (and its check fails)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder
+        self.manifest: dict[str, Any] = {}
+        self.substrate: dict[str, Any] = {}
+        self.vocab: dict[str, int] | None = None
+        self.weight: np.ndarray | None = None
+
+
+def _ids(ids: np.ndarray | list[int]) -> str:
+    ids = [int(i) for i in ids]
+    return ", ".join(map(str, ids[:SHOWN])) + (f" (+{len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
+
+
+def check_manifest(f: _Folder) -> str:
+    f.manifest = read_manifest(f.path)
+    if not f.manifest:
+        raise ValueError(f"no {MANIFEST_NAME}: not a bvvtok folder")
+    version = f.manifest.get("manifest_version", 1)
+    if not isinstance(version, int) or version > MANIFEST_VERSION:
+        raise ValueError(f"manifest version {version!r} is from a newer bvvtok (this one reads {MANIFEST_VERSION}); upgrade bvvtok")
+    f.substrate = f.manifest.get("substrate") or {}
+    if not f.substrate:
+        raise ValueError("the manifest describes no substrate (run bvvtok embed)")
+    recorded = {"glyph": ("recipe", "fonts"), "bits": ("seed", "generator")}.get(f.substrate.get("method"), ())
+    missing = [k for k in ("method", "n_embed", "tokens", *recorded) if k not in f.substrate]
+    if missing:
+        raise ValueError(f"the manifest lacks {', '.join(missing)}")
+    return f"{f.substrate['method']} substrate, {f.substrate['tokens']:,} tokens, n_embed {f.substrate['n_embed']}"
+
+
+def check_files(f: _Folder) -> str:
+    files = f.manifest.get("files") or {}
+    if not files:
+        raise ValueError("the manifest lists no files")
+    missing = [name for name in files if not (f.path / name).is_file()]
+    changed = [name for name, digest in files.items() if name not in missing and sha256_file(f.path / name) != digest]
+    if missing or changed:
+        raise ValueError("; ".join(part for part in (f"missing: {', '.join(missing)}" * bool(missing), f"changed: {', '.join(changed)}" * bool(changed)) if part))
+    return f"{len(files)} files match their sha256"
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"tokenizer.json lists {key!r} twice")
+        seen[key] = value
+    return seen
+
+
+def check_tokenizer(f: _Folder) -> str:
+    path = f.path / "tokenizer.json"
+    config = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+    tokenizer = Tokenizer.from_file(str(path))
+    f.vocab = tokenizer.get_vocab(with_added_tokens=True)
+    ids = np.array(sorted(f.vocab.values()))
+    size = len(ids)
+    if not np.array_equal(ids, np.arange(size)):
+        gaps = np.setdiff1d(np.arange(ids.max() + 1), ids)
+        raise ValueError(f"ids are not exactly 0..V-1: missing {_ids(gaps)}")
+    if size != f.substrate.get("tokens"):
+        raise ValueError(f"{size:,} tokens, the manifest says {f.substrate.get('tokens')}")
+    merges = config.get("model", {}).get("merges") or []
+    pairs = [m.split(" ", 1) if isinstance(m, str) else m for m in merges]
+    broken = [f"{a}+{b}" for a, b in pairs if a not in f.vocab or b not in f.vocab or a + b not in f.vocab]
+    if broken:
+        raise ValueError(f"merges join non-tokens: {', '.join(broken[:SHOWN])}")
+    return f"{size:,} ids 0..{size - 1}, {len(pairs):,} merges between tokens"
+
+
+def check_layout(f: _Folder) -> str:
+    """For vocabularies bvvtok built: the code-space layout of the recipe."""
+    info = f.manifest.get("vocab")
+    if not info:
+        return "not a bvvtok vocabulary: layout rules not applicable"
+    preset = get_preset(info["preset"])
+    if f.vocab is None:
+        raise ValueError("tokenizer.json could not be read (see above)")
+    vocab = f.vocab
+    if len(vocab) != preset.vocab_size:
+        raise ValueError(f"{len(vocab):,} tokens, preset {preset.name} has {preset.vocab_size:,}")
+    wrong = [cp for r in MONOGRAM_RANGES for cp in r if vocab.get(chr(cp)) != cp]
+    wrong += [SPECIALS_START + i for i, t in enumerate(NAMED_SPECIALS) if vocab.get(t) != SPECIALS_START + i]
+    wrong += [cp for cp in FILLER_SPECIALS if vocab.get(f"<special_token_{cp}>") != cp]
+    slots = {i for r in preset.slots for i in r}
+    reserved = set(NAMED_SPECIALS) | {f"<special_token_{cp}>" for cp in FILLER_SPECIALS}
+    for token, i in vocab.items():
+        unused = UNUSED.fullmatch(token)
+        if unused and int(token[8:-1]) != i:
+            wrong.append(i)
+        elif len(token) > 1 and not unused and token not in reserved and i not in slots:
+            wrong.append(i)  # an n-gram outside the n-gram slots
+    if wrong:
+        raise ValueError(f"ids out of place: {_ids(sorted(set(wrong)))}")
+    return f"preset {preset.name}: code points, specials and n-gram slots in place ('A' -> {vocab['A']}, '中' -> {vocab['中']})"
+
+
+def check_embeddings(f: _Folder) -> str:
+    tensors = load_file(str(f.path / EMBEDDINGS))
+    if "weight" not in tensors:
+        raise ValueError(f"{EMBEDDINGS} has no tensor 'weight'")
+    weight = tensors["weight"]
+    expected = (f.substrate["tokens"], f.substrate["n_embed"])
+    if weight.dtype != np.float32 or weight.shape != expected:
+        raise ValueError(f"{weight.dtype} {list(weight.shape)}, expected float32 {list(expected)}")
+    f.weight = weight
+    bad = np.flatnonzero(~np.isfinite(weight).all(axis=1))
+    if len(bad):
+        raise ValueError(f"non-finite values in rows {_ids(bad)}")
+    return f"float32 {list(weight.shape)}, all finite"
+
+
+def check_distinct(f: _Folder) -> str:
+    weight = _loaded(f)
+    rows = np.ascontiguousarray(weight).view(np.dtype((np.void, weight.shape[1] * 4))).ravel()
+    _, first, counts = np.unique(rows, return_index=True, return_counts=True)
+    repeated = np.flatnonzero(np.isin(rows, rows[first[counts > 1]]))
+    if f.substrate["method"] == "glyph":  # identical pictures (homoglyphs, blank glyphs) give identical rows
+        return f"{len(repeated):,} rows share their picture with another (expected for glyphs: homoglyphs, blank glyphs)"
+    if len(repeated):
+        raise ValueError(f"{len(repeated):,} rows collide, ids {_ids(repeated)}")
+    return f"all {len(rows):,} rows distinct"
+
+
+def check_values(f: _Folder) -> str:
+    weight = _loaded(f)
+    if f.substrate["method"] == "bits" and not f.substrate.get("float"):
+        wrong = int(((weight != 0) & (weight != 1)).sum())
+        if wrong:
+            raise ValueError(f"{wrong:,} entries are not 0 or 1")
+        return "strictly 0/1"
+    norms = np.sqrt(np.einsum("ij,ij->i", weight.astype(np.float64), weight.astype(np.float64)))
+    off = np.flatnonzero(np.abs(norms - 1) > NORM_TOLERANCE)
+    if len(off):
+        raise ValueError(f"{len(off):,} rows are not unit length, ids {_ids(off)}")
+    return f"every row has unit L2 norm (within {NORM_TOLERANCE:g})"
+
+
+def check_published_copy(f: _Folder) -> str:
+    tensor = torch.load(f.path / PUBLISHED_WEIGHTS, weights_only=True, map_location="cpu")
+    if not isinstance(tensor, torch.Tensor) or not np.array_equal(tensor.numpy(), _loaded(f)):
+        raise ValueError(f"{PUBLISHED_WEIGHTS} does not hold the same tensor as {EMBEDDINGS}")
+    return f"{PUBLISHED_WEIGHTS} equals {EMBEDDINGS}"
+
+
+def check_codes(f: _Folder) -> str:
+    weight = _loaded(f)
+    n_bits = f.substrate["bits"]
+    packed = np.load(f.path / CODES, allow_pickle=False)
+    if packed.dtype != np.uint8 or packed.shape != (weight.shape[0], (n_bits + 7) // 8):
+        raise ValueError(f"{CODES} is {packed.dtype} {list(packed.shape)}, expected uint8 [{weight.shape[0]}, {(n_bits + 7) // 8}]")
+    bits = np.unpackbits(packed, axis=1)[:, :n_bits]
+    if f.substrate["method"] == "bits" and not f.substrate.get("float"):
+        differ = np.flatnonzero((bits != weight).any(axis=1))
+        if len(differ):
+            raise ValueError(f"codes and embedding differ in rows {_ids(differ)}")
+        return "the embedding is the codes"
+    projected = frozen_embeddings(bits, weight.shape[1])
+    cosine = np.einsum("ij,ij->i", projected, weight)
+    low = np.flatnonzero(cosine < COSINE_FLOOR)
+    if len(low):
+        raise ValueError(f"PCA of the codes disagrees with the embedding in rows {_ids(low)} (cosine < {COSINE_FLOOR})")
+    return f"PCA of the codes gives the embedding (min cosine {cosine.min():.6f})"
+
+
+def check_rebuild(f: _Folder) -> str:
+    from bvvtok.substrate.embed import embed_bits, embed_glyph
+
+    s = f.substrate
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rebuild"
+        if s["method"] == "glyph":
+            result = embed_glyph(f.path, out, s["recipe"], s["glyph_size"], s["dim"])
+            fonts_now = [x["sha256"] for x in result.manifest["substrate"]["fonts"]]
+            fonts_then = [x["sha256"] for x in s["fonts"]]
+            font_note = "" if fonts_now == fonts_then else f" (fonts differ: built with {fonts_then}, found {fonts_now})"
+        else:
+            as_float = s.get("float", False)
+            embed_bits(f.path, s["bits"], s["seed"], as_float, s["dim"] if as_float else None, s.get("d_model", 1024), out)
+            font_note = ""
+        differ = [name for name in (CODES, EMBEDDINGS, PUBLISHED_WEIGHTS) if sha256_file(out / name) != sha256_file(f.path / name)]
+    if differ:
+        raise ValueError(f"a rebuild from the manifest differs in {', '.join(differ)}{font_note}")
+    return "rebuilt from the manifest: codes and embeddings identical, byte for byte"
+
+
+def _loaded(f: _Folder) -> np.ndarray:
+    if f.weight is None:
+        raise ValueError(f"{EMBEDDINGS} could not be read (see above)")
+    return f.weight
+
+
+CHECKS: list[tuple[str, Callable[[_Folder], str]]] = [
+    ("manifest", check_manifest),
+    ("file hashes", check_files),
+    ("tokenizer", check_tokenizer),
+    ("layout", check_layout),
+    ("embeddings", check_embeddings),
+    ("distinct rows", check_distinct),
+    ("values", check_values),
+    (".pt copy", check_published_copy),
+    ("codes", check_codes),
+]
+
+
+def verify(folder: Path, rebuild: bool = False) -> list[Check]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BvvtokError(f"{folder} is not a folder; pass a substrate folder (bvvtok embed writes one)")
+    state = _Folder(folder)
+    results = []
+    for name, check in CHECKS + ([("rebuild", check_rebuild)] if rebuild else []):
+        if results and not results[0].ok:  # everything else reads what the manifest says
+            results.append(Check(name, False, "not checked: the manifest is unusable"))
+            continue
+        try:
+            results.append(Check(name, True, check(state)))
+        except Exception as e:  # a damaged folder is a failed check, whatever the library raised
+            results.append(Check(name, False, str(e) or type(e).__name__))
+    return results
+
+
+def as_json(results: list[Check]) -> str:
+    return json.dumps({"ok": all(r.ok for r in results), "checks": [asdict(r) for r in results]}, ensure_ascii=False, indent=2)
