@@ -92,6 +92,8 @@ def min_hamming(bits: np.ndarray, seed: int = 0) -> tuple[int, bool]:
 def build_codebook(vocab_size: int, n_bits: int, seed: int) -> Codebook:
     if n_bits < 1:
         raise BvvtokError(f"--bits must be positive (got {n_bits})")
+    if seed < 0:
+        raise BvvtokError(f"--seed must be a non-negative integer (got {seed})")
     needed = max(1, math.ceil(math.log2(vocab_size))) if vocab_size > 1 else 1
     if n_bits < needed:
         raise BvvtokError(
