@@ -16,7 +16,6 @@ from typing import Any
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, atomic_file, sha256_file
 
-
 MANIFEST_VERSION = 1  # raised when the manifest's meaning changes; verify refuses newer ones
 
 

@@ -20,9 +20,9 @@ from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
 from bvvtok.manifest import read_manifest
+from bvvtok.substrate.codebook import GENERATOR, build_codebook
 from bvvtok.substrate.folder import check_replace, write_substrate
 from bvvtok.substrate.fonts import resolve_chain
-from bvvtok.substrate.codebook import GENERATOR, build_codebook
 from bvvtok.substrate.glyph_codes import glyph_codes
 from bvvtok.substrate.projection import frozen_embeddings
 from bvvtok.substrate.recipe import GLYPH_SIZES, PRESET_RECIPES, get_recipe
