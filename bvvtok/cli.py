@@ -16,12 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 
-console = Console()
+# No markup on stdout: paths, tokens and details are user data ("[INST]", "runs[/bold]") and print as is.
+console = Console(markup=False)
 err_console = Console(stderr=True)
 
 
@@ -307,7 +309,7 @@ def verify_command(
     from bvvtok.substrate.verify import as_json as to_json
     from bvvtok.substrate.verify import verify
 
-    with console.status(f"verifying {substrate_dir}"):
+    with console.status(Text(f"verifying {substrate_dir}")):  # Text: a status string would be read as markup
         results = verify(substrate_dir, rebuild)
     if as_json:
         print(to_json(results))
@@ -315,7 +317,7 @@ def verify_command(
         table = Table("check", "result", "detail", title=str(substrate_dir), title_justify="left")
         table.columns[2].overflow = "fold"
         for r in results:
-            table.add_row(r.name, "[green]pass[/]" if r.ok else "[bold red]FAIL[/]", escape(r.detail))
+            table.add_row(r.name, Text("pass", style="green") if r.ok else Text("FAIL", style="bold red"), r.detail)
         console.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(code=1)
@@ -333,6 +335,14 @@ def info_command(
     manifest = read_manifest(folder)
     if not manifest:
         raise BvvtokError(f"{folder} has no bvvtok.json; it is not a bvvtok folder")
+    try:
+        table = _info_table(folder, manifest)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise BvvtokError(f"{folder}/bvvtok.json lacks what a summary needs ({e!r}); run bvvtok verify {folder}") from None
+    console.print(table)
+
+
+def _info_table(folder: Path, manifest: dict) -> Table:
     table = Table(title=str(folder), show_header=False, title_justify="left")
     vocab, sub = manifest.get("vocab"), manifest.get("substrate")
     if vocab:
@@ -348,7 +358,7 @@ def info_command(
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     table.add_row("files", f"{len(manifest.get('files', {}))} listed, {size / 2**20:,.1f} MiB on disk")
     table.add_row("bvvtok", str(manifest.get("bvvtok_version")))
-    console.print(table)
+    return table
 
 
 def main() -> None:

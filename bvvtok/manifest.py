@@ -41,6 +41,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise BvvtokError(f"cannot read {path}: {e}; rebuild the folder") from None
+    if not isinstance(manifest, dict):
+        raise BvvtokError(f"{path} is not a JSON object; rebuild the folder")
+    return manifest

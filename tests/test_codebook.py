@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_user_error, invoke
 from safetensors.numpy import load_file
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
-
-from conftest import assert_user_error, invoke
 
 from bvvtok.errors import BvvtokError
 from bvvtok.substrate.codebook import (
