@@ -213,28 +213,20 @@ def embed_command(
     """Build a frozen embedding substrate for a tokenizer: glyph codes -> PCA -> L2-normalised rows, or a binary codebook."""
     from bvvtok.substrate.embed import embed_bits, embed_glyph
 
+    if method not in ("glyph", "bits"):
+        raise BvvtokError(f"unknown --method {method!r}; choose glyph or bits")
+    started = time.perf_counter()
     if method == "bits":
         if bits is None:
             raise BvvtokError("--method bits needs --bits N (e.g. 16, 64, 256, 1024)")
-        started = time.perf_counter()
+        if recipe is not None or font or glyph_size != 32:
+            raise BvvtokError("--recipe, --font and --glyph-size go with --method glyph")
         with console.status("drawing the codebook"):
             result = embed_bits(vocab_dir, bits, seed, as_float, dim, d_model, out, force, dump_text)
-        info = result.manifest["substrate"]
-        table = Table(title=str(result.out), show_header=False, title_justify="left")
-        kind = "FLOAT: PCA to {:,}, L2-normalised".format(info["dim"]) if info["float"] else "0/1 values"
-        table.add_row("substrate", f"bits, {info['bits']} per token ({info['codebook']}), {kind}")
-        table.add_row("tokens", f"{info['tokens']:,}, all codes distinct ({info['redraws']:,} redrawn)")
-        hamming = info["min_hamming"]
-        table.add_row("min Hamming", f"{hamming['value']} ({'exact' if hamming['exact'] else 'estimated on 2,000,000 random pairs'})")
-        table.add_row("model", f"n_embed {info['n_embed']}, d_model {info['d_model']}, repeat_interleave scale {info['scale']}")
-        table.add_row("time", f"{time.perf_counter() - started:.1f} s")
-        console.print(table)
+        console.print(_bits_table(result.out, result.manifest["substrate"], time.perf_counter() - started))
         return
-    if method != "glyph":
-        raise BvvtokError(f"unknown --method {method!r}; choose glyph or bits")
     if bits is not None or as_float:
         raise BvvtokError("--bits and --float go with --method bits")
-    started = time.perf_counter()
     columns = (TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -245,18 +237,34 @@ def embed_command(
             bar.update(tasks[stage], completed=done)
 
         result = embed_glyph(vocab_dir, out, recipe, glyph_size, dim, font or (), workers, force, dump_text, progress)
-    info = result.manifest["substrate"]
-    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    console.print(_glyph_table(result.out, result.manifest["substrate"], time.perf_counter() - started))
+
+
+def _bits_table(out: Path, info: dict, seconds: float) -> Table:
+    table = Table(title=str(out), show_header=False, title_justify="left")
+    kind = f"FLOAT: PCA to {info['dim']:,}, L2-normalised" if info["float"] else "0/1 values"
+    table.add_row("substrate", f"bits, {info['bits']} per token ({info['codebook']}), {kind}")
+    table.add_row("tokens", f"{info['tokens']:,}, all codes distinct ({info['redraws']:,} redrawn)")
+    hamming = info["min_hamming"]
+    table.add_row("min Hamming", f"{hamming['value']} ({'exact' if hamming['exact'] else 'estimated on 2,000,000 random pairs'})")
+    table.add_row("model", f"n_embed {info['n_embed']}, d_model {info['d_model']}, repeat_interleave scale {info['scale']}")
+    table.add_row("time", f"{seconds:.1f} s")
+    return table
+
+
+def _glyph_table(out: Path, info: dict, seconds: float) -> Table:
+    table = Table(title=str(out), show_header=False, title_justify="left")
     table.add_row("substrate", f"glyph, recipe {info['recipe']}, {info['glyph_size']}px = {info['bits']:,} bits, PCA to {info['dim']:,}")
-    table.add_row("tokens", f"{info['tokens']:,}" + (f" (byte-level; {info['escaped_tokens']:,} drawn as escaped bytes)" if info["byte_level"] else ""))
+    byte_level = f" (byte-level; {info['escaped_tokens']:,} drawn as escaped bytes)" if info["byte_level"] else ""
+    table.add_row("tokens", f"{info['tokens']:,}{byte_level}")
     table.add_row("fonts", ", ".join(f"{f['file']} {f.get('version', '')}".strip() for f in info["fonts"]))
     table.add_row("blank glyphs", f"{info['blank_glyphs']:,} tokens with no ink")
     for key, label in (("missing_chars", "no glyph"), ("unrenderable_chars", "not renderable")):
         if info[key]["count"]:
             first = " ".join(f"U+{ord(c):04X}" for c in info[key]["first"][:8])
             table.add_row(label, f"{info[key]['count']:,} characters, left blank: {first}")
-    table.add_row("time", f"{time.perf_counter() - started:.1f} s")
-    console.print(table)
+    table.add_row("time", f"{seconds:.1f} s")
+    return table
 
 
 @app.command("fonts")
