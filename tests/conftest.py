@@ -81,3 +81,24 @@ def assert_user_error(result, *fragments):
     assert lines[0].startswith("error:")
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def write_wordlevel_vocab(folder: Path, words: list[str], added: tuple[str, ...] = ("<|end|>",)) -> Path:
+    """A small Hugging Face tokenizer folder (WordLevel, ids in list order, `added` as special tokens)."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=words[0]))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in added])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def isolated_substrate_env(tmp_path_factory):
+    """No $BVVTOK_FONT from the user, and a private glyph render cache (use with pytestmark)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("BVVTOK_FONT", raising=False)
+        mp.setenv("BVVTOK_CACHE_DIR", str(tmp_path_factory.mktemp("glyph-cache")))
+        yield

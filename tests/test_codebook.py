@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, invoke
+from conftest import assert_user_error, invoke, write_wordlevel_vocab
 from safetensors.numpy import load_file
-from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
 from bvvtok.errors import BvvtokError
 from bvvtok.substrate.codebook import (
@@ -39,12 +38,7 @@ V = len(TOKENS)  # 300: needs 9 bits
 
 
 def write_word_level(folder: Path, words: list[str], special: str | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=words[0]))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    if special is not None:
-        tokenizer.add_special_tokens([AddedToken(special, special=True)])
-    tokenizer.save(str(folder / "tokenizer.json"))
+    write_wordlevel_vocab(folder, words, added=(special,) if special is not None else ())
     (folder / "tokenizer_config.json").write_text('{"model_type": "test"}\n', encoding="utf-8")
     return folder
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from tokenizers import AddedToken, ByteLevelBPETokenizer, Tokenizer, models, pre_tokenizers
+from tokenizers import ByteLevelBPETokenizer, Tokenizer, models
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
 UPPER = UNIFONT.with_name("unifont_upper.otf")
@@ -25,7 +25,7 @@ UNIFONT_SHA256 = "db1960227adcb14640063e7384fdcd2867aaf819d9ca4866bca289d4db9a9f
 if not UNIFONT.is_file():
     pytest.skip(f"GNU Unifont not found at {UNIFONT}", allow_module_level=True)
 
-from conftest import assert_user_error, invoke  # noqa: E402
+from conftest import assert_user_error, invoke, write_wordlevel_vocab  # noqa: E402
 
 from bvvtok.errors import BvvtokError  # noqa: E402
 from bvvtok.substrate import embed as embed_module  # noqa: E402
@@ -57,23 +57,12 @@ V = len(TOKENS)
 
 
 def write_vocab(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    words = TOKENS[:-1]
-    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.add_special_tokens([AddedToken("<|end|>", special=True)])
-    tokenizer.save(str(folder / "tokenizer.json"))
+    write_wordlevel_vocab(folder, TOKENS[:-1], added=(TOKENS[-1],))
     (folder / "tokenizer_config.json").write_text('{"model_type": "test"}\n', encoding="utf-8")
     return folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def clean_environment(tmp_path_factory):
-    """No $BVVTOK_FONT from the user, and a private glyph render cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("BVVTOK_FONT", raising=False)
-        mp.setenv("BVVTOK_CACHE_DIR", str(tmp_path_factory.mktemp("glyph-cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("isolated_substrate_env")
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, invoke
+from conftest import assert_user_error, invoke, write_wordlevel_vocab
 from safetensors.numpy import load_file, save_file
-from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
 from bvvtok.errors import BvvtokError
 from bvvtok.substrate.embed import embed_bits, embed_glyph
@@ -49,21 +48,10 @@ V = 300  # 299 words and one added special token
 
 
 def write_vocab(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocabulary())}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.add_special_tokens([AddedToken("<|end|>", special=True)])
-    tokenizer.save(str(folder / "tokenizer.json"))
-    return folder
+    return write_wordlevel_vocab(folder, vocabulary())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def clean_environment(tmp_path_factory):
-    """No $BVVTOK_FONT from the user, and a private glyph render cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("BVVTOK_FONT", raising=False)
-        mp.setenv("BVVTOK_CACHE_DIR", str(tmp_path_factory.mktemp("glyph-cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("isolated_substrate_env")
 
 
 @pytest.fixture(scope="module")
