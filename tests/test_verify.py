@@ -541,6 +541,16 @@ def test_layout_with_two_code_points_swapped(bits_65k, copy):
     expect_failures(folder, {"file hashes": ("tokenizer.json",), "layout": ("ids out of place: 65, 66",)})
 
 
+def test_layout_with_two_ngrams_out_of_order(bits_65k, copy):
+    # 'the' (3 characters) must come before the 2-grams: swapping it with 'th' keeps every id in a slot
+    folder = copy(bits_65k)
+    config = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = config["model"]["vocab"]
+    vocab["the"], vocab["th"] = vocab["th"], vocab["the"]
+    (folder / "tokenizer.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    expect_failures(folder, {"file hashes": ("tokenizer.json",), "layout": ("not in (longest first, code point) order",)})
+
+
 # --- the command line around it ---
 
 

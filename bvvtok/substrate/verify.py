@@ -135,7 +135,15 @@ def check_layout(f: _Folder) -> str:
             wrong.append(i)  # an n-gram outside the n-gram slots
     if wrong:
         raise ValueError(f"ids out of place: {_ids(sorted(set(wrong)))}")
-    return f"preset {preset.name}: code points, specials and n-gram slots in place ('A' -> {vocab['A']}, '中' -> {vocab['中']})"
+    placed = sorted((i, t) for t, i in vocab.items() if i in slots and not UNUSED.fullmatch(t))
+    keys = [(-len(t), t) for _, t in placed]
+    unordered = [placed[k][0] for k in range(1, len(keys)) if keys[k] < keys[k - 1]]
+    if unordered:
+        raise ValueError(f"n-grams not in (longest first, code point) order at ids {_ids(unordered)}")
+    return (
+        f"preset {preset.name}: code points, specials, and {len(placed):,} n-grams in order in their slots "
+        f"('A' -> {vocab['A']}, '中' -> {vocab['中']})"
+    )
 
 
 def check_embeddings(f: _Folder) -> str:
