@@ -164,8 +164,8 @@ def check_embeddings(f: _Folder) -> str:
 def check_distinct(f: _Folder) -> str:
     weight = _loaded(f)
     rows = np.ascontiguousarray(weight).view(np.dtype((np.void, weight.shape[1] * 4))).ravel()
-    _, first, counts = np.unique(rows, return_index=True, return_counts=True)
-    repeated = np.flatnonzero(np.isin(rows, rows[first[counts > 1]]))
+    _, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts[inverse] > 1)
     if f.substrate["method"] == "glyph":  # identical pictures (homoglyphs, blank glyphs) give identical rows
         return f"{len(repeated):,} rows share their picture with another (expected for glyphs: homoglyphs, blank glyphs)"
     if len(repeated):
@@ -188,7 +188,7 @@ def check_values(f: _Folder) -> str:
 
 
 def check_published_copy(f: _Folder) -> str:
-    tensor = torch.load(f.path / PUBLISHED_WEIGHTS, weights_only=True, map_location="cpu")
+    tensor = torch.load(f.path / PUBLISHED_WEIGHTS, weights_only=True, map_location="cpu", mmap=True)  # no second copy in memory
     same = isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32 and np.array_equal(tensor.numpy(), _loaded(f))
     if not same:
         raise ValueError(f"{PUBLISHED_WEIGHTS} does not hold the same tensor as {EMBEDDINGS}")
