@@ -216,6 +216,8 @@ def render_glyphs_cached(
     cached = _load_cache(path)
     known, store = cached if cached is not None else ({}, Rendered(np.zeros((0, size, size), np.uint8)))
     missing = [item for item in items if item not in known]
+    if on_done and len(missing) < len(items):
+        on_done(len(items) - len(missing))  # cached characters are done already
     if missing:
         fresh = render_glyphs(missing, [f.path for f in fonts], size, workers, on_done)
         offset = len(known)
@@ -226,8 +228,6 @@ def render_glyphs_cached(
             store.failed + [offset + k for k in fresh.failed],
         )
         _save_cache(path, list(known), store, size)
-    if on_done and not missing:
-        on_done(len(items))
     rows = np.array([known[item] for item in items], dtype=np.int64)
     position = {int(r): k for k, r in enumerate(rows)}
     return Rendered(
