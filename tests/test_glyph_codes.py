@@ -329,6 +329,13 @@ def test_cold_warm_and_partly_warm_cache_give_the_reference_bits(chain, referenc
     assert sorted(warm.unrenderable_chars) == sorted({"\n", "\u2029"} & {ch for t in tokens for ch in t})
 
 
+def test_progress_counts_every_character_with_a_partly_warm_cache(chain, fresh_cache):
+    glyph_codes(["ab"], chain, RECIPES["bvv241-2-3"])  # 'a', 'b' now cached
+    rendered = []
+    glyph_codes(["ab", "cd", "中"], chain, RECIPES["bvv241-2-3"], on_render=rendered.append)
+    assert sum(rendered) == 5  # a, b from the cache; c, d, 中 rendered
+
+
 def test_cache_is_per_glyph_size_and_chain_order(chain, reference, fresh_cache):
     tokens = ["A", "中", "\U0001F600", "a\u0488b"]
     glyph_codes(tokens, chain, RECIPES["bvv241-max"], 32)
