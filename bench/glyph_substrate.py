@@ -55,8 +55,8 @@ def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:
     """Per-token reference codes on a sample (or all), checked against the fast codes; sklearn PCA on all."""
     from sklearn.decomposition import PCA
 
-    from bvvtok.substrate.fonts import font_for, resolve_chain
-    from bvvtok.substrate.glyphs import open_pillow_fonts
+    from bvvtok.substrate.fonts import resolve_chain
+    from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts
     from bvvtok.substrate.recipe import get_recipe, reference_code
 
     manifest = json.loads((substrate / "bvvtok.json").read_text())
@@ -72,7 +72,7 @@ def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:
     mismatches = 0
     started = time.perf_counter()
     for i in ids:
-        fonts = [None if (k := font_for(ch, chain)) is None else pillow_fonts[k] for ch in tokens[i]]
+        fonts = fonts_per_char(tokens[i], chain, pillow_fonts)
         mismatches += not np.array_equal(reference_code(tokens[i], fonts, recipe), fast_bits[i])
     per_token = (time.perf_counter() - started) / len(ids)
     started = time.perf_counter()

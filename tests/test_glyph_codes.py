@@ -23,7 +23,7 @@ from bvvtok.substrate import glyph_codes as fast  # noqa: E402
 from bvvtok.substrate import glyphs  # noqa: E402
 from bvvtok.substrate.fonts import font_for, resolve_chain  # noqa: E402
 from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
-from bvvtok.substrate.glyphs import open_pillow_fonts, render_glyphs  # noqa: E402
+from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts, render_glyphs  # noqa: E402
 from bvvtok.substrate.recipe import RECIPES, get_recipe, is_easy, reference_code, snake_order  # noqa: E402
 
 # recipe.md section 6: numpy.packbits(bits).tobytes().hex() with Debian's Unifont 15.0.01 unifont.otf
@@ -98,7 +98,7 @@ def reference(chain, pillow_fonts):
 
     def code(token, recipe, size=32):
         fonts = pillow_fonts(size)
-        per_char = [None if (i := font_for(ch, chain)) is None else fonts[i] for ch in token]
+        per_char = fonts_per_char(token, chain, fonts)
         return reference_code(token, per_char, RECIPES[recipe], size)
 
     return code
@@ -348,7 +348,7 @@ def test_cache_is_per_glyph_size_and_chain_order(chain, reference, fresh_cache):
         assert len(cache_files(fresh_cache)) == 3
         fonts = open_pillow_fonts([f.path for f in reversed_chain], 32)
         for i, token in enumerate(tokens):
-            per_char = [None if (k := font_for(ch, reversed_chain)) is None else fonts[k] for ch in token]
+            per_char = fonts_per_char(token, reversed_chain, fonts)
             assert np.array_equal(codes.bits[i], reference_code(token, per_char, RECIPES["bvv241-max"], 32)), token
 
 

@@ -20,8 +20,8 @@ if not UNIFONT.is_file():
 from safetensors.numpy import load_file  # noqa: E402
 
 from bvvtok.substrate.embed import embed_glyph  # noqa: E402
-from bvvtok.substrate.fonts import font_for, resolve_chain  # noqa: E402
-from bvvtok.substrate.glyphs import open_pillow_fonts  # noqa: E402
+from bvvtok.substrate.fonts import resolve_chain  # noqa: E402
+from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts  # noqa: E402
 from bvvtok.substrate.recipe import RECIPES, reference_code  # noqa: E402
 from bvvtok.substrate.token_text import token_texts  # noqa: E402
 from bvvtok.vocab.build import build_vocab, save_vocab  # noqa: E402
@@ -75,7 +75,7 @@ def test_sampled_tokens_match_the_reference(substrate):
     ids = sorted({*range(0, 65_536, 1000), *range(55_296, 65_536, 97), 65, 0x2029, 0x4E2D})
     for i in ids:
         token = texts[i]
-        per_char = [None if (k := font_for(ch, fonts_chain)) is None else pillow[k] for ch in token]
+        per_char = fonts_per_char(token, fonts_chain, pillow)
         assert np.array_equal(result.bits[i], reference_code(token, per_char, RECIPES["bvv241-2-3"])), (i, token)
 
 

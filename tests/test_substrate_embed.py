@@ -32,7 +32,7 @@ from bvvtok.substrate import embed as embed_module  # noqa: E402
 from bvvtok.substrate.embed import default_recipe, embed_glyph  # noqa: E402
 from bvvtok.substrate.fonts import font_for, resolve_chain  # noqa: E402
 from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
-from bvvtok.substrate.glyphs import open_pillow_fonts  # noqa: E402
+from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts  # noqa: E402
 from bvvtok.substrate.projection import frozen_embeddings  # noqa: E402
 from bvvtok.substrate.recipe import RECIPES, reference_code  # noqa: E402
 
@@ -123,7 +123,7 @@ def chain():
 
 def reference_bits(token, chain, recipe="bvv241-2-3", size=32):
     fonts = open_pillow_fonts([f.path for f in chain], size)
-    per_char = [None if (i := font_for(ch, chain)) is None else fonts[i] for ch in token]
+    per_char = fonts_per_char(token, chain, fonts)
     return reference_code(token, per_char, RECIPES[recipe], size)
 
 

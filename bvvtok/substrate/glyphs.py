@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import atomic_file
-from bvvtok.substrate.fonts import Font
+from bvvtok.substrate.fonts import Font, font_for
 
 CHUNK = 4096
 
@@ -57,6 +57,13 @@ class Rendered:
 
 def open_pillow_fonts(paths: Sequence[Path], size: int) -> list[ImageFont.FreeTypeFont]:
     return [ImageFont.truetype(str(p), size) for p in paths]
+
+
+def fonts_per_char(
+    token: str, chain: Sequence[Font], pillow_fonts: Sequence[ImageFont.FreeTypeFont]
+) -> list[ImageFont.FreeTypeFont | None]:
+    """The Pillow font that draws each character of `token`: the chain's first with a glyph, None if none has."""
+    return [None if (k := font_for(ch, chain)) is None else pillow_fonts[k] for ch in token]
 
 
 def ink(canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ from bvvtok.errors import BvvtokError
 from bvvtok.files import atomic_file
 from bvvtok.manifest import read_manifest
 from bvvtok.substrate.folder import CODES, EMBEDDINGS
-from bvvtok.substrate.fonts import font_for, resolve_chain
-from bvvtok.substrate.glyphs import open_pillow_fonts
+from bvvtok.substrate.fonts import resolve_chain
+from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts
 from bvvtok.substrate.recipe import augmented_picture, draw_token, get_recipe
 from bvvtok.substrate.token_text import token_texts
 from bvvtok.vocab.tokenizer_files import load_tokenizer
@@ -67,7 +67,7 @@ def substrate_rows(folder: Path, queries: list[str]) -> list[Row]:
     for query in queries:
         i = find_token(query, texts, tokenizer.get_vocab())
         text = texts[i]
-        fonts = [None if (k := font_for(ch, chain)) is None else pillow_fonts[k] for ch in text]
+        fonts = fonts_per_char(text, chain, pillow_fonts)
         grid = bits[i].astype(bool)
         similarity = embeddings @ embeddings[i]
         similarity[i] = -np.inf

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, sha256_file
 from bvvtok.manifest import MANIFEST_VERSION, read_manifest
+from bvvtok.substrate.embed import embed_bits, embed_glyph
 from bvvtok.substrate.folder import CODES, EMBEDDINGS, PUBLISHED_WEIGHTS
 from bvvtok.substrate.projection import frozen_embeddings
 from bvvtok.vocab.layout import FILLER_SPECIALS, MONOGRAM_RANGES, NAMED_SPECIALS, SPECIALS_START, UNUSED, get_preset
@@ -216,8 +217,6 @@ def check_codes(f: _Folder) -> str:
 
 
 def check_rebuild(f: _Folder) -> str:
-    from bvvtok.substrate.embed import embed_bits, embed_glyph
-
     s = f.substrate
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rebuild"
