@@ -36,6 +36,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def cache_dir() -> Path:
+    """Where reusable intermediate results live: $BVVTOK_CACHE_DIR, else $XDG_CACHE_HOME/bvvtok, else ~/.cache/bvvtok."""
+    explicit = os.environ.get("BVVTOK_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bvvtok"
+
+
 def is_bvvtok_folder(path: Path) -> bool:
     return (path / MANIFEST_NAME).is_file()
 

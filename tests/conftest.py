@@ -102,3 +102,34 @@ def isolated_substrate_env(tmp_path_factory):
         mp.delenv("BVVTOK_FONT", raising=False)
         mp.setenv("BVVTOK_CACHE_DIR", str(tmp_path_factory.mktemp("glyph-cache")))
         yield
+
+
+CHAR_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")
+CHAR_TEXT = "".join(chr(c) for c in range(32, 127)) + "\n你好世界中文的是一不了人我在有他这"
+
+
+def write_char_vocab(folder: Path) -> Path:
+    """A small character-level tokenizer folder shaped like bvvtok's (BPE without merges, specials first)."""
+    from tokenizers import AddedToken, Tokenizer, decoders
+    from tokenizers.models import BPE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {t: i for i, t in enumerate(CHAR_SPECIALS + tuple(CHAR_TEXT))}
+    tokenizer = Tokenizer(BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tokenizer.decoder = decoders.Sequence([])
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CHAR_SPECIALS])
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def char_substrate(tmp_path_factory) -> Path:
+    """A ~120-token character vocabulary with a 16-bit id codebook (n_embed 16): small enough to train in tests.
+
+    Read-only for tests: copy it before changing anything in it.
+    """
+    from bvvtok.substrate.embed import embed_bits
+
+    folder = write_char_vocab(tmp_path_factory.mktemp("char") / "substrate")
+    embed_bits(folder, n_bits=16, d_model=32)
+    return folder

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import atomic_file
+from bvvtok.files import atomic_file, cache_dir
 from bvvtok.substrate.fonts import Font, font_for
 
 CHUNK = 4096
@@ -149,14 +148,6 @@ def render_glyphs(
             pool.shutdown()
     empty = np.zeros((0, size, size), dtype=np.uint8)
     return Rendered(np.concatenate(cells) if cells else empty, overflow, failed)
-
-
-def cache_dir() -> Path:
-    """$BVVTOK_CACHE_DIR, else $XDG_CACHE_HOME/bvvtok, else ~/.cache/bvvtok."""
-    explicit = os.environ.get("BVVTOK_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bvvtok"
 
 
 def _cache_file(font_hashes: Sequence[str], size: int) -> Path:
