@@ -11,7 +11,7 @@ and measured on the same text as the baseline.
 from __future__ import annotations
 
 import argparse
-import re
+import sys
 import time
 from pathlib import Path
 
@@ -21,28 +21,11 @@ from tokenizers import Tokenizer
 
 from bvvtok.vocab.build import build_vocab
 
-FORTUNES = Path("/usr/share/games/fortunes")
-CHINESE_FILES = ("chinese", "tang300", "song100")  # the fortunes-zh package
-NOT_PROSE = ("ascii-art",)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from fortunes_corpus import chinese_fortunes, english_fortunes  # noqa: E402
+
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ngrams"
 FLOORS = {"en": 1.73, "zh": 1.09}  # bvv241-2-3's own figures on such text (the issue's floor)
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def fortunes(names: list[str]) -> list[str]:
-    texts = []
-    for name in names:
-        raw = ANSI.sub("", (FORTUNES / name).read_text(encoding="utf-8", errors="replace"))
-        texts += [t.strip() for t in re.split(r"\n%\n", raw) if t.strip()]
-    return texts
-
-
-def english_fortunes() -> list[str]:
-    names = sorted(
-        p.name for p in FORTUNES.iterdir()
-        if p.is_file() and "." not in p.name and p.name not in CHINESE_FILES + NOT_PROSE
-    )  # fmt: skip
-    return fortunes(names)
 
 
 def chars_per_token(tokenizer: Tokenizer, texts: list[str]) -> float:
@@ -57,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     prose = {
         "en": [args.en.read_text(encoding="utf-8")] if args.en else english_fortunes(),
-        "zh": [args.zh.read_text(encoding="utf-8")] if args.zh else fortunes(list(CHINESE_FILES)),
+        "zh": [args.zh.read_text(encoding="utf-8")] if args.zh else chinese_fortunes(),
     }
     console = Console()
     console.print("text: " + ", ".join(f"{lang} {sum(map(len, t)):,} characters" for lang, t in prose.items()))

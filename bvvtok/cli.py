@@ -7,6 +7,7 @@ and exit code 2 (typer.Exit, so it works with whichever click typer brings).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -329,6 +330,155 @@ def verify_command(
         console.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(code=1)
+
+
+Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
+
+
+def _byte_bar(description: str) -> Progress:
+    columns = (TextColumn(description), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err_console, transient=True)
+
+
+@app.command("prepare")
+def prepare_command(
+    substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="The substrate (or any tokenizer) folder whose tokenizer to use.")],
+    corpus: Repeat = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
+    val_fraction: Annotated[float, typer.Option(metavar="F", help="Share of the text held out for validation (by content hash).")] = 0.01,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+) -> None:
+    """Tokenize a corpus once into memory-mapped token shards (train does this itself; this is for large corpora)."""
+    from bvvtok.lm.data import prepare_tokens
+
+    if not corpus:
+        raise BvvtokError("give the text with --corpus PATH (repeatable)")
+    with _byte_bar("tokenizing") as bar:
+        task = bar.add_task("tokenizing", total=None)
+        data = prepare_tokens(substrate_dir, corpus, out, val_fraction, force, lambda done, total: bar.update(task, completed=done, total=total))
+    info = data.manifest["tokens"]
+    console.print(f"{data.folder}: {info['train_tokens']:,} train + {info['val_tokens']:,} validation tokens ({info['dtype']}), {info['documents']:,} documents")
+
+
+@app.command("train")
+def train_command(
+    substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
+    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    corpus: Repeat = None,
+    preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores) or paper (the published 1024 x 16 model). Default: tiny.")] = None,
+    config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A TOML file: preset, [model] and [train] tables (see docs/train.md).")] = None,
+    d_model: Annotated[Optional[int], typer.Option(metavar="N", help="Model width (a multiple of the substrate's n_embed).")] = None,
+    n_layer: Annotated[Optional[int], typer.Option(metavar="N", help="Transformer blocks.")] = None,
+    n_head: Annotated[Optional[int], typer.Option(metavar="N", help="Attention heads.")] = None,
+    context: Annotated[Optional[int], typer.Option(metavar="N", help="Context length in tokens.")] = None,
+    unfrozen: Annotated[bool, typer.Option("--unfrozen", help="Train the embedding too (the papers' baseline).")] = False,
+    init: Annotated[Optional[str], typer.Option(metavar="FROM", help="With --unfrozen: start the embedding from the substrate (default) or random.")] = None,
+    steps: Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(metavar="B", help="Sequences per micro-batch and process.")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(metavar="K", help="Micro-batches per optimizer step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(metavar="X", help="Peak learning rate.")] = None,
+    min_lr_ratio: Annotated[Optional[float], typer.Option(metavar="R", help="The cosine decays to lr * R.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(metavar="N", help="Linear warmup steps.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(metavar="X", help="AdamW weight decay (not on norms, biases or the embedding).")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option(metavar="X", help="Gradient norm clip (0: off).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(metavar="N", help="Validate every N steps (and at the end).")] = None,
+    eval_windows: Annotated[Optional[int], typer.Option(metavar="N", help="Validation windows per evaluation.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(metavar="N", help="Checkpoint every N steps. Default: at every evaluation.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(metavar="F", help="Share of the text held out for validation.")] = None,
+    seed: Annotated[Optional[int], typer.Option(metavar="S", help="Seed of the initial weights and the data order.")] = None,
+    device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(metavar="NAME", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR from its last checkpoint.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
+) -> None:
+    """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
+    from bvvtok.lm.config import resolve_config
+    from bvvtok.lm.train import train
+
+    if not corpus:
+        raise BvvtokError("give the training text with --corpus PATH (repeatable)")
+    model_flags = dict(d_model=d_model, n_layer=n_layer, n_head=n_head, context=context, frozen=False if unfrozen else None, init=init)
+    train_flags = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr_ratio=min_lr_ratio, warmup=warmup,
+                       weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every, eval_windows=eval_windows,
+                       checkpoint_every=checkpoint_every, val_fraction=val_fraction, seed=seed)  # fmt: skip
+    run_config = resolve_config(preset, config, model_flags, train_flags)
+    started = time.perf_counter()
+    columns = (
+        TextColumn("step {task.completed:,.0f}/{task.total:,.0f}"), BarColumn(),
+        TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"), TimeRemainingColumn(),
+    )  # fmt: skip
+    show = os.environ.get("RANK", "0") == "0"
+    with _byte_bar("tokenizing") as data_bar, Progress(*columns, console=err_console, disable=not show) as bar:
+        data_task = data_bar.add_task("tokenizing", total=None)
+        task = bar.add_task("train", total=run_config.train.steps, loss="-", speed="-", visible=False)
+        info: dict = {}
+
+        def on_event(kind: str, event: dict) -> None:
+            if kind == "start":
+                data_bar.stop()
+                info.update(event)
+                console.print(_run_start(event), soft_wrap=True)
+                bar.update(task, completed=event["start_step"], visible=True)
+            elif kind == "step":
+                row = event["row"]
+                bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{row.tokens_per_s:,.0f}")
+                if row.val_loss is not None:
+                    bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}")
+
+        result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
+                       lambda done, total: data_bar.update(data_task, completed=done, total=total))  # fmt: skip
+    if show:
+        console.print(_run_end(result, time.perf_counter() - started))
+
+
+def _run_start(event: dict) -> str:
+    m = event["config"].model
+    p = event["parameters"]
+    kind = "frozen" if m.frozen else f"unfrozen (init {m.init})"
+    return (
+        f"model: d_model {m.d_model}, {m.n_layer} layers, {m.n_head} heads, context {m.context}, {kind} {m.n_embed}-dim "
+        f"{event['substrate']['method']} substrate (scale {m.scale}); {p['total']:,} parameters, {p['trainable']:,} trainable\n"
+        f"data: {event['data']['train_tokens']:,} train + {event['data']['val_tokens']:,} held-out tokens "
+        f"(validation reads {event['data']['validation']}); "
+        f"device {event['device']}, {event['dtype']}, {event['world_size']} process(es)"
+        + (f"; resuming at step {event['start_step']:,}" if event["start_step"] else "")
+    )
+
+
+def _run_end(result, seconds: float) -> Table:
+    rows = result.rows
+    val = [r.val_loss for r in rows if r.val_loss is not None]
+    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    table.add_row("steps", f"{rows[-1].step:,}" if rows else "0")
+    table.add_row("train loss", f"{rows[-1].train_loss:.4f}" if rows else "-")
+    table.add_row("validation loss", f"{val[-1]:.4f} (first {val[0]:.4f})" if val else "-")
+    table.add_row("unigram entropy", f"{result.unigram_entropy:.4f} nats/token (the loss of a model without context)")
+    speeds = [r.tokens_per_s for r in rows[1:]] or [r.tokens_per_s for r in rows]
+    table.add_row("tokens/s", f"{sum(speeds) / len(speeds):,.0f} (mean over steps)" if speeds else "-")
+    table.add_row("parameters", f"{result.parameters['total']:,} ({result.parameters['trainable']:,} trainable)")
+    table.add_row("time", f"{seconds:.0f} s")
+    return table
+
+
+@app.command("compare")
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders written by `bvvtok train`.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
+) -> None:
+    """Validation-loss curves of several runs in one plot, and a table of their final losses."""
+    from bvvtok.lm.plots import compare_runs
+
+    summaries = compare_runs(runs, out, force)
+    table = Table("run", "embedding", "steps", "train loss", "val loss", "best val")
+    for s in summaries:
+        fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+        table.add_row(s.name, "frozen" if s.frozen else f"unfrozen ({s.init})", f"{s.steps_done:,}/{s.steps_planned:,}",
+                      fmt(s.final_train_loss), fmt(s.final_val_loss), fmt(s.best_val_loss))  # fmt: skip
+    console.print(table)
+    if out is not None:
+        console.print(f"wrote {out}")
 
 
 @app.command("info")

@@ -254,13 +254,19 @@ CHECKS: list[tuple[str, Callable[[_Folder], str]]] = [
 ]
 
 
-def verify(folder: Path, rebuild: bool = False) -> list[Check]:
+# What a consumer (the trainer) checks before every use: seconds, not the full proof.
+QUICK = ("manifest", "file hashes", "tokenizer", "embeddings", "values")
+
+
+def verify(folder: Path, rebuild: bool = False, quick: bool = False) -> list[Check]:
+    """Run the checks (`quick`: only those in QUICK) and return their results; never raises on a damaged folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BvvtokError(f"{folder} is not a folder; pass a substrate folder (bvvtok embed writes one)")
     state = _Folder(folder)
     results = []
-    for name, check in CHECKS + ([("rebuild", check_rebuild)] if rebuild else []):
+    checks = [c for c in CHECKS if c[0] in QUICK] if quick else CHECKS + ([("rebuild", check_rebuild)] if rebuild else [])
+    for name, check in checks:
         if results and not results[0].ok:  # everything else reads what the manifest says
             results.append(Check(name, False, "not checked: the manifest is unusable"))
             continue

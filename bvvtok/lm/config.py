@@ -1,0 +1,182 @@
+"""What a run is made of: the model's shape and the training schedule, from a preset, a TOML file and flags.
+
+Precedence, lowest first: the preset, the `--config` file, the flags. A TOML file has
+an optional top-level `preset` and the tables `[model]` and `[train]`:
+
+    preset = "tiny"
+    [model]
+    n_layer = 6
+    [train]
+    lr = 3e-4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bvvtok.errors import BvvtokError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The transformer; `vocab_size` and `n_embed` come from the substrate, the rest from the preset."""
+
+    vocab_size: int = 0
+    n_embed: int = 0
+    d_model: int = 256
+    n_layer: int = 4
+    n_head: int = 8
+    context: int = 256
+    frozen: bool = True
+    init: str = "substrate"  # the embedding's start when it trains: the substrate's values, or random
+
+    @property
+    def scale(self) -> int:
+        """How many times each substrate value is repeated to fill d_model (1 when n_embed == d_model)."""
+        return self.d_model // self.n_embed
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 8  # sequences per micro-batch on each process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
+    warmup: int = 30
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_windows: int = 64  # validation windows per evaluation (the same ones every time)
+    checkpoint_every: int = 0  # 0: at every evaluation
+    val_fraction: float = 0.01
+    seed: int = 0
+
+
+# Fields that may differ when a run is resumed: they change where and how fast it runs, not what it computes.
+RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every"})
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # minutes on 2 CPU cores, on a 256-dim substrate (`bvvtok embed --dim 256`)
+    "tiny": {"model": {"d_model": 256, "n_layer": 4, "n_head": 8, "context": 256}, "train": {}},
+    # the published models: about 335M parameters with 65k tokens, 0.5B with 131k
+    "paper": {
+        "model": {"d_model": 1024, "n_layer": 16, "n_head": 32, "context": 1024},
+        "train": {"steps": 100_000, "batch_size": 16, "grad_accum": 4, "lr": 3e-4, "warmup": 2000,
+                  "eval_every": 1000, "eval_windows": 128},
+    },  # fmt: skip
+}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": {**dataclasses.asdict(self.model), "scale": self.model.scale}, "train": dataclasses.asdict(self.train)}
+
+
+def _merge(base: Any, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f.type for f in dataclasses.fields(base)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise BvvtokError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for name, value in values.items():
+        expected = type(getattr(base, name))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise BvvtokError(f"{where}: {name} = {value!r} should be of type {expected.__name__}")
+    return dataclasses.replace(base, **values)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise BvvtokError(f"cannot read --config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BvvtokError(f"--config {path} is not valid TOML ({e}); see docs/train.md for the format") from None
+    extra = sorted(set(data) - {"preset", "model", "train"})
+    if extra:
+        raise BvvtokError(f"--config {path}: unknown key(s) {', '.join(extra)}; use preset, [model] and [train]")
+    return data
+
+
+def resolve_config(
+    preset: str | None, config_file: Path | None, model_flags: dict[str, Any], train_flags: dict[str, Any]
+) -> RunConfig:
+    """Preset, then the config file, then flags (None values are flags not given)."""
+    file = read_config_file(config_file) if config_file else {}
+    name = preset or file.get("preset") or "tiny"
+    if name not in PRESETS:
+        raise BvvtokError(f"unknown preset {name!r}; choose {' or '.join(PRESETS)}")
+    config = RunConfig()
+    for source, tables in ((f"preset {name}", PRESETS[name]), (f"--config {config_file}", file)):
+        model = _merge(config.model, tables.get("model", {}), source)
+        config = RunConfig(model, _merge(config.train, tables.get("train", {}), source))
+    flags_model = {k: v for k, v in model_flags.items() if v is not None}
+    flags_train = {k: v for k, v in train_flags.items() if v is not None}
+    config = RunConfig(_merge(config.model, flags_model, "flags"), _merge(config.train, flags_train, "flags"))
+    check(config)
+    return config
+
+
+def check(config: RunConfig) -> None:
+    """Values that cannot work, refused before anything is loaded."""
+    m, t = config.model, config.train
+    positive = {"d_model": m.d_model, "n_layer": m.n_layer, "n_head": m.n_head, "context": m.context, "steps": t.steps,
+                "batch_size": t.batch_size, "grad_accum": t.grad_accum, "eval_every": t.eval_every,
+                "eval_windows": t.eval_windows}  # fmt: skip
+    for name, value in positive.items():
+        if value < 1:
+            raise BvvtokError(f"{name} must be at least 1 (got {value})")
+    if m.d_model % m.n_head or (m.d_model // m.n_head) % 2:
+        raise BvvtokError(f"d_model {m.d_model} must split into {m.n_head} heads of even width (rotary embeddings)")
+    if m.init not in ("substrate", "random"):
+        raise BvvtokError(f"--init {m.init!r}: choose substrate or random")
+    if m.frozen and m.init != "substrate":
+        raise BvvtokError("--init random needs --unfrozen (a frozen embedding is the substrate itself)")
+    if not t.lr > 0 or not 0 <= t.min_lr_ratio <= 1 or t.warmup < 0 or t.weight_decay < 0 or t.grad_clip < 0:
+        raise BvvtokError("lr must be > 0, min_lr_ratio in [0, 1], and warmup, weight_decay, grad_clip >= 0")
+    if not 0 < t.val_fraction <= 0.5:
+        raise BvvtokError(f"val_fraction must be in (0, 0.5] (got {t.val_fraction}); validation needs held-out text")
+    if t.seed < 0 or t.checkpoint_every < 0:
+        raise BvvtokError("seed and checkpoint_every must not be negative")
+
+
+def with_substrate(config: RunConfig, vocab_size: int, n_embed: int) -> RunConfig:
+    """Fill in the substrate's size; refuse a substrate the model cannot take without a projection."""
+    d_model = config.model.d_model
+    if n_embed > d_model:
+        raise BvvtokError(
+            f"the substrate is {n_embed}-dim, wider than d_model {d_model}; the recipe has no projection: "
+            f"build a narrower one with `bvvtok embed --dim {d_model}` or raise --d-model"
+        )
+    if d_model % n_embed:
+        raise BvvtokError(f"d_model {d_model} is not a multiple of the substrate's {n_embed} dims; choose --d-model accordingly")
+    return RunConfig(dataclasses.replace(config.model, vocab_size=vocab_size, n_embed=n_embed), config.train)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """The RunConfig of a run folder's config.json."""
+    model = {k: v for k, v in data["model"].items() if k != "scale"}
+    return RunConfig(ModelConfig(**model), TrainConfig(**data["train"]))
+
+
+def differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """Fields that differ between two configs, except those a resume may change."""
+    a, b = old.as_dict(), new.as_dict()
+    return [
+        f"{section}.{k}: {a[section][k]!r} -> {b[section].get(k)!r}"
+        for section in ("model", "train")
+        for k in a[section]
+        if a[section][k] != b[section].get(k) and k not in RESUMABLE_CHANGES
+    ]

@@ -1,0 +1,301 @@
+"""A corpus tokenized once into memory-mapped token shards, the trainer's whole data pipeline.
+
+The corpus is streamed through the tokenizer in batches (Rust, multi-threaded) and the ids are
+written to `train-00000.bin`, `val-00000.bin`, ... as they come, so neither the text nor the ids
+ever sit in memory whole. Documents end with `</s>`. Which split a piece of text lands in depends
+only on its bytes, so the split is the same whatever the file order. The folder is keyed by the
+sha256 of the tokenizer and corpus: a second run with the same inputs reuses it instead of
+tokenizing again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from bvvtok import __version__
+from bvvtok.errors import BvvtokError
+from bvvtok.files import MANIFEST_NAME, atomic_folder, cache_dir, sha256_file
+from bvvtok.manifest import read_manifest, write_manifest
+from bvvtok.vocab.corpus import corpus_files, iter_texts
+from bvvtok.vocab.tokenizer_files import load_tokenizer
+
+SEPARATOR = "</s>"  # appended after every document
+SHARD_TOKENS = 1 << 27  # max tokens per shard file (512 MB of uint32)
+FORMAT = 1  # part of the cache key: raise it when the same inputs would give different shards
+PIECE_CHARS = 1 << 16  # a .txt file is read in pieces of whole lines of about this many characters
+BATCH_PIECES, BATCH_CHARS = 1000, 1 << 22  # one encode_batch call: enough for every core, bounded memory
+DTYPES = {"uint16": "<u2", "uint32": "<u4"}  # little-endian on disk, whatever the machine
+SPLITS = ("train", "val")
+
+
+@dataclass
+class Split:
+    """One split's token stream as read-only memory-mapped shards; a training window never crosses a shard."""
+
+    shards: list[np.ndarray]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(shard) for shard in self.shards)
+
+    def n_windows(self, context: int) -> int:
+        return sum(max(0, (len(shard) - 1) // context) for shard in self.shards)
+
+    def window(self, index: int, context: int) -> np.ndarray:
+        """The `index`-th window of context+1 tokens (inputs and shifted targets), numbered shard by shard."""
+        if index >= 0:
+            for shard in self.shards:
+                n = max(0, (len(shard) - 1) // context)
+                if index < n:
+                    return np.array(shard[index * context : index * context + context + 1], dtype=np.int64)
+                index -= n
+        raise IndexError(f"window index out of range for context {context}")
+
+    def unigram_counts(self, vocab_size: int) -> np.ndarray:
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        for shard in self.shards:
+            for start in range(0, len(shard), 1 << 24):  # bincount widens to int64: bound the temporary
+                counts += np.bincount(shard[start : start + (1 << 24)], minlength=vocab_size)
+        return counts
+
+
+@dataclass
+class TokenData:
+    """A token folder, opened: `manifest` is its bvvtok.json, `key` the content key it was built for."""
+
+    folder: Path
+    manifest: dict
+    key: str
+    train: Split
+    val: Split
+    vocab_size: int
+
+
+def token_key(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: float) -> str:
+    """The content key: what the shards depend on (tokenizer and corpus bytes, val_fraction), not where they live."""
+    return _key(_tokenizer_sha(Path(tokenizer_dir)), _describe(_files(corpus)), val_fraction)
+
+
+def prepare_tokens(
+    tokenizer_dir: Path,
+    corpus: Sequence[Path],
+    out: Path | None = None,
+    val_fraction: float = 0.01,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> TokenData:
+    """Tokenize `corpus` into `out` (default: the cache), or load the folder already there for the same inputs.
+
+    `progress(done, total)` is told the corpus bytes consumed (compressed bytes for .gz files).
+    """
+    if not 0 <= val_fraction <= 0.5:
+        raise BvvtokError(f"val_fraction must be between 0 and 0.5 (got {val_fraction}); e.g. 0.01")
+    tokenizer_dir = Path(tokenizer_dir)
+    files = _files(corpus)
+    described, tokenizer_sha = _describe(files), _tokenizer_sha(tokenizer_dir)
+    key = _key(tokenizer_sha, described, val_fraction)
+    folder = Path(out) if out is not None else cache_dir() / "tokens" / key[:32]
+    if is_token_folder(folder):
+        try:
+            data = load_tokens(folder)
+            if data.key == key:
+                return data
+        except BvvtokError:
+            pass  # damaged: rebuilt below (an explicit --out only with force)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer.encode_special_tokens = True  # a literal "</s>" in the text is text, not a document boundary
+    separator = tokenizer.token_to_id(SEPARATOR)
+    if separator is None:
+        raise BvvtokError(f"{tokenizer_dir / 'tokenizer.json'} has no {SEPARATOR} token to end documents with; "
+                          f"use a bvvtok vocabulary or add {SEPARATOR} to the tokenizer")
+    vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1  # the rows an embedding needs
+    dtype = "uint16" if vocab_size <= 1 << 16 else "uint32"
+    with atomic_folder(folder, force or out is None) as tmp:
+        need = sum(_text_bytes(path) for path, _ in files) * np.dtype(dtype).itemsize  # tokens <= chars <= bytes
+        free = shutil.disk_usage(tmp).free
+        if need > free:
+            raise BvvtokError(f"not enough disk space in {folder.parent} for the token shards: need about "
+                              f"{need / 1e6:,.1f} MB, {free / 1e6:,.1f} MB free; free space or choose another --out")
+        stats = _write_shards(tmp, tokenizer, files, separator, val_fraction, np.dtype(DTYPES[dtype]), progress)
+        if stats["documents"] == 0:
+            names = [str(path) for path, _ in files]
+            listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise BvvtokError(f"no text in {listed}: the corpus is empty; give .txt or .jsonl files with text")
+        tokens = {"key": key, "tokenizer_sha256": tokenizer_sha, "corpus": described,
+                  "val_fraction": float(val_fraction), "dtype": dtype, "vocab_size": vocab_size,
+                  "separator": SEPARATOR, **stats}
+        write_manifest(tmp, {"bvvtok_version": __version__, "kind": "tokens", "tokens": tokens})
+    return load_tokens(folder)
+
+
+def load_tokens(folder: Path) -> TokenData:
+    """Open a folder prepare_tokens wrote: its shards memory-mapped read-only, nothing read into memory."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    section = manifest.get("tokens")
+    if not isinstance(section, dict):
+        raise BvvtokError(f"{folder} is not a token folder ({MANIFEST_NAME} has no 'tokens'); tokenize again")
+    try:
+        dtype = np.dtype(DTYPES[section["dtype"]])
+        train, val = (_open_split(folder, name, section, dtype) for name in SPLITS)
+        return TokenData(folder, manifest, section["key"], train, val, int(section["vocab_size"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise BvvtokError(f"{folder / MANIFEST_NAME}: malformed 'tokens' section ({e!r}); tokenize again") from None
+
+
+def is_token_folder(path: Path) -> bool:
+    try:
+        return isinstance(read_manifest(Path(path)).get("tokens"), dict)
+    except BvvtokError:
+        return False
+
+
+def _open_split(folder: Path, name: str, section: dict[str, Any], dtype: np.dtype) -> Split:
+    paths = [folder / f"{name}-{i:05d}.bin" for i in range(section["shards"][name])]
+    sizes = [path.stat().st_size if path.is_file() else 0 for path in paths]
+    if sum(sizes) != section[f"{name}_tokens"] * dtype.itemsize:
+        raise BvvtokError(f"the {name} shards in {folder} are missing or damaged; tokenize again (--force)")
+    return Split([np.memmap(path, dtype=dtype, mode="r") for path in paths])
+
+
+def _files(corpus: Sequence[Path]) -> list[tuple[Path, str]]:
+    """Every corpus file with its name for the manifest (relative to the folder given, never absolute)."""
+    paths = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
+    if not paths:
+        raise BvvtokError("no corpus given; pass .txt, .jsonl or .gz files, or folders of them")
+    files = []
+    for given in map(Path, paths):
+        for path in corpus_files(given):
+            files.append((path, path.relative_to(given).as_posix() if given.is_dir() else path.name))
+    return files
+
+
+def _describe(files: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    with ThreadPoolExecutor() as pool:  # hashlib releases the GIL
+        digests = list(pool.map(sha256_file, [path for path, _ in files]))
+    return [{"name": name, "sha256": d, "bytes": path.stat().st_size} for (path, name), d in zip(files, digests)]
+
+
+def _tokenizer_sha(tokenizer_dir: Path) -> str:
+    path = tokenizer_dir / "tokenizer.json"
+    if not path.is_file():
+        raise BvvtokError(f"{tokenizer_dir} has no tokenizer.json; pass a folder written by `bvvtok build-vocab`")
+    return sha256_file(path)
+
+
+def _key(tokenizer_sha: str, described: list[dict[str, Any]], val_fraction: float) -> str:
+    corpus = [entry["sha256"] for entry in described]
+    blob = {"format": FORMAT, "tokenizer": tokenizer_sha, "corpus": corpus, "val_fraction": float(val_fraction)}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _text_bytes(path: Path) -> int:
+    """Uncompressed size: a .gz file's gzip trailer (ISIZE, the size mod 2**32) says it without reading it."""
+    size = path.stat().st_size
+    if not path.name.endswith(".gz") or size < 18:
+        return size
+    with open(path, "rb") as f:
+        f.seek(-4, 2)
+        return int.from_bytes(f.read(4), "little")
+
+
+def _pieces(path: Path, on_bytes: Callable[[int], None]) -> Iterator[tuple[str, bool]]:
+    """(piece, ends a document): a .jsonl record is a one-piece document; a .txt file is one document of many pieces."""
+    if ".jsonl" in path.name:
+        yield from ((text, True) for text in iter_texts(path, on_bytes) if text)
+        return
+    block: list[str] = []
+    size, pending = 0, None  # a piece is held back until we know whether it is the file's last
+    for line in iter_texts(path, on_bytes):
+        block.append(line)
+        size += len(line)
+        if size >= PIECE_CHARS:
+            if pending is not None:
+                yield pending, False
+            pending, block, size = "".join(block), [], 0
+    if block:
+        if pending is not None:
+            yield pending, False
+        pending = "".join(block)
+    if pending is not None:
+        yield pending, True
+
+
+def _in_val(piece: str, val_fraction: float) -> bool:
+    return int.from_bytes(hashlib.sha256(piece.encode()).digest()[:8], "big") / 2**64 < val_fraction
+
+
+def _write_shards(folder: Path, tokenizer: Any, files: list[tuple[Path, str]], separator: int, val_fraction: float,
+                  dtype: np.dtype, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """Stream the corpus through encode_batch into the shard files; returns the counts for the manifest."""
+    writers = {name: _ShardWriter(folder, name) for name in SPLITS}
+    total, done, documents, pieces = sum(path.stat().st_size for path, _ in files), 0, 0, 0
+
+    def consumed(n: int) -> None:
+        nonlocal done
+        done += n
+
+    def flush(batch: list[tuple[str, bool]]) -> None:
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+        encodings = tokenizer.encode_batch([piece for piece, _ in batch], add_special_tokens=False)
+        for (piece, ends), encoding in zip(batch, encodings):
+            split = "val" if val_fraction and _in_val(piece, val_fraction) else "train"
+            parts[split].append(np.array(encoding.ids + [separator] if ends else encoding.ids, dtype))
+        for name, arrays in parts.items():
+            if arrays:
+                writers[name].write(np.concatenate(arrays))
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
+    batch: list[tuple[str, bool]] = []
+    chars = 0
+    try:
+        for path, _ in files:
+            for piece, ends in _pieces(path, consumed):
+                batch.append((piece, ends))
+                chars, pieces, documents = chars + len(piece), pieces + 1, documents + ends
+                if len(batch) >= BATCH_PIECES or chars >= BATCH_CHARS:
+                    flush(batch)
+                    batch, chars = [], 0
+        flush(batch)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return {"train_tokens": writers["train"].tokens, "val_tokens": writers["val"].tokens, "documents": documents,
+            "pieces": pieces, "shards": {name: writer.shards for name, writer in writers.items()}}
+
+
+class _ShardWriter:
+    """Appends ids to `{name}-00000.bin`, `{name}-00001.bin`, ...; a shard file is created only when a token arrives."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+        self.shards = self.tokens = self.room = 0
+        self.file: IO[bytes] | None = None
+
+    def write(self, ids: np.ndarray) -> None:
+        while len(ids):
+            if self.room == 0:
+                self.close()
+                self.file = open(self.folder / f"{self.name}-{self.shards:05d}.bin", "wb")
+                self.shards, self.room = self.shards + 1, SHARD_TOKENS
+            head, ids = ids[: self.room], ids[self.room :]
+            self.file.write(head.tobytes())
+            self.room -= len(head)
+            self.tokens += len(head)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -1,0 +1,84 @@
+"""`metrics.csv`, the training log of a run folder: one row per logged step.
+
+A plain CSV so that it can be read by anything (a spreadsheet, pandas, `column -s,`);
+losses are natural-log cross-entropy in nats/token, `val_loss` is empty on steps
+without validation. It is rewritten whole and atomically, so a killed run leaves
+a complete file with the rows logged so far, never a half-written line.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bvvtok.errors import BvvtokError
+from bvvtok.files import atomic_file
+
+METRICS = "metrics.csv"
+FIELDS = ("step", "train_loss", "val_loss", "lr", "tokens_per_s")
+
+
+@dataclass
+class Row:
+    step: int
+    train_loss: float
+    val_loss: float | None
+    lr: float
+    tokens_per_s: float
+
+
+def write_metrics(path: Path, rows: Sequence[Row]) -> None:
+    """Replace `path` with `rows` (atomic: readers see the old file or the new one)."""
+    with atomic_file(Path(path), force=True) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(FIELDS)
+            for r in rows:
+                val = "" if r.val_loss is None else f"{r.val_loss:.6f}"
+                writer.writerow([r.step, f"{r.train_loss:.6f}", val, f"{r.lr:.6g}", f"{r.tokens_per_s:.6g}"])
+
+
+def _number(text: str, field: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise BvvtokError(f"{where}: {field} {text!r} is not a number; fix or delete that line") from None
+
+
+def _row(fields: list[str], where: str) -> Row:
+    if len(fields) != len(FIELDS):
+        expected = f"expected {len(FIELDS)} ({','.join(FIELDS)})"
+        raise BvvtokError(f"{where}: {len(fields)} fields, {expected}; fix or delete that line")
+    step, train, val, lr, speed = (f.strip() for f in fields)
+    try:
+        step_number = int(step)
+    except ValueError:
+        raise BvvtokError(f"{where}: step {step!r} is not a whole number; fix or delete that line") from None
+    val_loss = None if val == "" else _number(val, "val_loss", where)
+    numbers = [_number(x, name, where) for x, name in zip((train, lr, speed), ("train_loss", "lr", "tokens_per_s"))]
+    return Row(step_number, numbers[0], val_loss, numbers[1], numbers[2])
+
+
+def read_metrics(path: Path) -> list[Row]:
+    """The rows of a metrics file; a BvvtokError naming the file and line if it is not one."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or tuple(h.strip() for h in header) != FIELDS:
+                raise BvvtokError(
+                    f"{path} line 1: header is {','.join(header or []) or 'missing'}, expected {','.join(FIELDS)}; "
+                    "is it a metrics file written by bvvtok train?"
+                )
+            return [_row(fields, f"{path} line {reader.line_num}") for fields in reader if fields]
+    except FileNotFoundError:
+        raise BvvtokError(f"{path.parent} has no {path.name}; is it a run folder written by bvvtok train?") from None
+    except UnicodeDecodeError:
+        raise BvvtokError(f"{path} is not UTF-8 text; is it a metrics file written by bvvtok train?") from None
+    except csv.Error as e:
+        raise BvvtokError(f"{path} line {reader.line_num}: {e}; fix or delete that line") from None
+    except OSError as e:
+        raise BvvtokError(f"cannot read {path}: {e.strerror}; give the metrics.csv of a run folder") from None

@@ -1,0 +1,155 @@
+"""A decoder-only transformer on a frozen substrate, readable top to bottom.
+
+The published facts (recipe.md section 5): rotary positions, GELU, an output head
+not tied to the input embedding, and an input embedding that is the substrate
+itself. bvvtok's own choices where the papers are silent: pre-norm LayerNorm,
+an MLP of width 4 x d_model, biases in the linear layers, no dropout.
+
+The embedding is `token_embeddings.weight` [vocab_size, n_embed] whether frozen
+(a buffer: no gradient, no optimizer state, never changes) or trainable (a
+Parameter). A substrate narrower than the model is widened by repeating each
+value `scale = d_model / n_embed` times (`repeat_interleave`), with nothing to
+learn in between: a 16-bit codebook drives a 1024-wide model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bvvtok.lm.config import ModelConfig
+
+INIT_STD = 0.02
+ROPE_BASE = 10_000.0
+
+
+class SubstrateEmbedding(nn.Module):
+    def __init__(self, weight: Tensor, d_model: int, trainable: bool) -> None:
+        super().__init__()
+        self.scale = d_model // weight.shape[1]
+        weight = weight.detach().clone().float()
+        if trainable:
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("weight", weight)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = F.embedding(ids, self.weight)
+        return x.repeat_interleave(self.scale, dim=-1) if self.scale > 1 else x
+
+
+def rotary_tables(head_dim: int, length: int) -> tuple[Tensor, Tensor]:
+    """cos and sin [length, head_dim / 2] of the rotary angles (GPT-NeoX halves layout)."""
+    inv_freq = 1.0 / ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(length, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (x[..., i], x[..., i + half]) of x [batch, heads, time, head_dim] by the position's angles."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in self.qkv(x).split(d, dim=2))
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.d_model, 4 * config.d_model)
+        self.proj = nn.Linear(4 * config.d_model, config.d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.d_model)
+        self.attn = Attention(config)
+        self.ln_2 = nn.LayerNorm(config.d_model)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cos, sin)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig, substrate: Tensor) -> None:
+        """`substrate` [vocab_size, n_embed]: the frozen embedding, or the trainable one's start (`init`)."""
+        super().__init__()
+        self.config = config
+        if tuple(substrate.shape) != (config.vocab_size, config.n_embed):
+            raise ValueError(f"substrate {list(substrate.shape)} != [{config.vocab_size}, {config.n_embed}]")
+        self.token_embeddings = SubstrateEmbedding(substrate, config.d_model, trainable=not config.frozen)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        cos, sin = rotary_tables(config.d_model // config.n_head, config.context)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2's: normal(0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer)."""
+        for name, p in self.named_parameters():
+            if name.startswith("token_embeddings"):
+                if self.config.init == "random":  # rows of about unit length, like the substrate's
+                    nn.init.normal_(p, std=1 / math.sqrt(self.config.n_embed))
+            elif p.dim() == 1:
+                nn.init.zeros_(p) if name.endswith("bias") else nn.init.ones_(p)
+            else:
+                residual = name.endswith("proj.weight")
+                nn.init.normal_(p, std=INIT_STD / math.sqrt(2 * self.config.n_layer) if residual else INIT_STD)
+
+    def forward(self, ids: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Logits [batch, time, vocab]; with targets, also the mean cross-entropy (nats per token)."""
+        t = ids.shape[1]
+        if t > self.config.context:
+            raise ValueError(f"sequence of {t} tokens is longer than the context {self.config.context}")
+        x = self.token_embeddings(ids)
+        cos, sin = self.rope_cos[:t], self.rope_sin[:t]
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        logits = self.head(self.ln_f(x))
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters, and all weights including a frozen embedding (the papers count it)."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        embedding = self.token_embeddings.weight.numel()
+        return {"trainable": trainable, "total": trainable + (embedding if self.config.frozen else 0)}
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: decay on matrices, none on norms, biases, or a trainable embedding.
+
+        The embedding is not decayed so that frozen and unfrozen runs differ only in
+        whether the embedding moves, not in a pull of its rows towards zero.
+        """
+        decay, plain = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (decay if p.dim() >= 2 and not name.startswith("token_embeddings") else plain).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]

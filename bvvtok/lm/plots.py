@@ -1,0 +1,135 @@
+"""Loss curves of one run, and the validation curves of several runs side by side.
+
+Drawn with matplotlib's object API on the Agg canvas (no pyplot: no global figure
+state, no display) under the default style (a user's matplotlibrc does not change
+the picture), and saved without the Software tag: the same rows give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.style
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bvvtok.errors import BvvtokError
+from bvvtok.files import atomic_file, check_output_file
+from bvvtok.lm.metrics import METRICS, Row, read_metrics
+
+CONFIG = "config.json"
+NOT_A_RUN = "is it a run folder written by bvvtok train?"
+Curve = tuple[str, list[Row], str, dict[str, Any]]  # label, rows, the Row field to draw, line style
+
+
+@dataclass
+class RunSummary:
+    name: str  # the folder name, with as many parent folders as it takes to tell the runs apart
+    path: Path
+    frozen: bool
+    init: str
+    steps_done: int
+    steps_planned: int
+    final_train_loss: float | None
+    final_val_loss: float | None
+    best_val_loss: float | None
+
+    @property
+    def label(self) -> str:
+        """The legend entry: the name, whether the embedding trained, and its init unless it is the substrate."""
+        if self.frozen and self.init == "substrate":
+            return f"{self.name} (frozen)"
+        return f"{self.name} ({'frozen' if self.frozen else 'unfrozen'}, init {self.init})"
+
+
+def _check_png(out: Path) -> None:
+    if Path(out).suffix.lower() != ".png":
+        raise BvvtokError(f"{out} is not a .png path; give a .png path")
+
+
+def _draw(out: Path, force: bool, title: str, ylabel: str, curves: list[Curve]) -> None:
+    with matplotlib.style.context("default"):
+        figure = Figure(figsize=(8, 5))
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+        for label, rows, field, style in curves:
+            ax.plot([r.step for r in rows], [getattr(r, field) for r in rows], label=label, **style)
+        ax.set(title=title, xlabel="step", ylabel=ylabel)
+        ax.grid(True, alpha=0.4)
+        ax.legend()
+        with atomic_file(Path(out), force) as tmp:
+            figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+
+
+def plot_losses(rows: Sequence[Row], out: Path, title: str) -> None:
+    """`out` (a .png, replaced if there): train loss as a thin line, validation loss as markers on a line."""
+    _check_png(out)
+    if not rows:
+        raise BvvtokError(f"no metrics rows to plot into {out}; log at least one step first")
+    val = [r for r in rows if r.val_loss is not None]
+    curves: list[Curve] = [("train", list(rows), "train_loss", {"linewidth": 0.8})]
+    curves += [("validation", val, "val_loss", {"marker": "o", "markersize": 4})] if val else []
+    _draw(out, True, title, "loss (nats/token)", curves)
+
+
+def _config(folder: Path) -> tuple[bool, str, int]:
+    path = folder / CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        frozen, init, steps = config["model"]["frozen"], config["model"]["init"], config["train"]["steps"]
+    except FileNotFoundError:
+        raise BvvtokError(f"{folder} has no {CONFIG}; {NOT_A_RUN}") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:  # unreadable, not JSON, or a key missing
+        raise BvvtokError(f"{path} is not a run config ({type(e).__name__}: {e}); {NOT_A_RUN}") from None
+    if not isinstance(frozen, bool) or not isinstance(init, str) or type(steps) is not int:
+        raise BvvtokError(f"{path}: model.frozen, model.init or train.steps has the wrong type; {NOT_A_RUN}")
+    return frozen, init, steps
+
+
+def _names(folders: list[Path]) -> list[str]:
+    """Folder names, lengthened by their parent folders where two runs share one (the paths are distinct)."""
+    names = []
+    for p in folders:
+        depth = 1
+        while any(q != p and q.parts[-depth:] == p.parts[-depth:] for q in folders):
+            depth += 1
+        names.append(str(Path(*p.parts[-depth:])))
+    return names
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False) -> list[RunSummary]:
+    """Summaries of runs and, if `out` is given, one .png of their validation curves."""
+    if not run_dirs:
+        raise BvvtokError("name at least one run folder to compare")
+    if out is not None:
+        _check_png(out)
+        check_output_file(Path(out), force)  # fail before reading the runs, not after
+    folders = [Path(d).resolve() for d in run_dirs]
+    for given, folder in zip(run_dirs, folders):
+        if not folder.is_dir() or folders.count(folder) > 1:
+            why = "is named twice; give each run once" if folder.is_dir() else f"is not a folder; {NOT_A_RUN}"
+            raise BvvtokError(f"{given} {why}")
+    summaries, curves = [], []
+    for given, folder, name in zip(run_dirs, folders, _names(folders)):
+        rows = read_metrics(folder / METRICS)
+        frozen, init, steps = _config(folder)
+        val = [r for r in rows if r.val_loss is not None]
+        losses = [r.val_loss for r in val if not math.isnan(r.val_loss)]
+        last = rows[-1] if rows else None
+        summary = RunSummary(
+            name, Path(given), frozen, init, last.step if last else 0, steps, last.train_loss if last else None,
+            val[-1].val_loss if val else None, min(losses, default=None),
+        )  # fmt: skip
+        summaries.append(summary)
+        if val:
+            curves.append((summary.label, val, "val_loss", {"marker": "o", "markersize": 3}))
+    if out is not None:
+        if not curves:
+            raise BvvtokError("none of the runs has validation rows (val_loss is always empty); leave out the .png")
+        _draw(out, force, "validation loss", "validation loss (nats/token)", curves)
+    return summaries

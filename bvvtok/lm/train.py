@@ -1,0 +1,309 @@
+"""`bvvtok train` as a library call: a substrate folder and a corpus in, a run folder out.
+
+    result = train(Path("artifacts/vocab-65k-256"), [Path("corpus.jsonl")], Path("artifacts/run"),
+                   resolve_config("tiny", None, {}, {}))
+
+The loop is nanoGPT's: AdamW, linear warmup then cosine decay, gradient clipping
+and accumulation, bf16 autocast on CUDA, optional torch.compile, DDP under
+torchrun. What makes it reproducible: the windows each optimizer step reads are a
+function of (seed, step) alone, so a resumed run, or the same global batch spread
+over several processes, reads exactly the same data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from bvvtok.errors import BvvtokError
+from bvvtok.lm import distributed
+from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
+from bvvtok.lm.data import Split, TokenData, is_token_folder, load_tokens, prepare_tokens
+from bvvtok.lm.distributed import World
+from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
+from bvvtok.lm.model import GPT
+from bvvtok.lm.plots import plot_losses
+from bvvtok.lm.run_folder import (
+    CONFIG,
+    LOSS_PNG,
+    Checkpoint,
+    is_run,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+    start_run,
+)
+from bvvtok.substrate.load import LoadedSubstrate, load_substrate
+
+Event = Callable[[str, dict[str, Any]], None]  # ("start", info) | ("step", {"row": Row}) | ("checkpoint", {...})
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    rows: list[Row]
+    parameters: dict[str, int]
+    unigram_entropy: float  # nats per token of the training split: what a model without context can reach
+
+
+def lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    """Linear warmup over `warmup` steps, then cosine decay to `min_lr_ratio` at the last step."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup:
+            return (step + 1) / config.warmup
+        progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class WindowOrder:
+    """The training windows in a fresh seeded permutation per epoch; step s reads positions [s*G, (s+1)*G)."""
+
+    def __init__(self, n_windows: int, seed: int) -> None:
+        self.n, self.seed = n_windows, seed
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return self._perm
+
+    def global_batch(self, step: int, size: int) -> np.ndarray:
+        epochs, within = np.divmod(step * size + np.arange(size), self.n)
+        return np.array([self._permutation(int(e))[int(i)] for e, i in zip(epochs, within)], dtype=np.int64)
+
+
+def batch(split: Split, windows: np.ndarray, context: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = torch.from_numpy(np.stack([split.window(int(i), context) for i in windows]))
+    rows = rows.to(device, non_blocking=True)
+    return rows[:, :-1], rows[:, 1:]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if name not in dtypes:
+        raise BvvtokError(f"--dtype {name!r}: choose auto, fp32 or bf16")
+    return dtypes[name]
+
+
+@dataclass
+class Validation:
+    split: Split
+    windows: np.ndarray  # the same windows at every evaluation
+    source: str  # where they come from, for the record
+
+
+def plan_windows(data: TokenData, config: RunConfig) -> tuple[int, Validation]:
+    """How many training windows there are, and which windows validation reads.
+
+    Normally the held-out split. When the content-hash split held out less than one
+    window (a small corpus, or a few large documents), the last `val_fraction` of
+    the training windows are held out instead, and never trained on.
+    """
+    context, t = config.model.context, config.train
+    if data.vocab_size != config.model.vocab_size:
+        raise BvvtokError(f"the token shards are for a {data.vocab_size:,}-token vocabulary, the substrate has {config.model.vocab_size:,}")
+    n_train, n_val = data.train.n_windows(context), data.val.n_windows(context)
+    if n_val >= 1:
+        split, first, n, source = data.val, 0, n_val, "the held-out split"
+    else:
+        n = max(1, round(n_train * t.val_fraction))
+        split, first, n_train, source = data.train, n_train - n, n_train - n, f"the last {n:,} windows of the training text"
+    if n_train < 1:
+        raise BvvtokError(
+            f"context {context} is longer than the training text allows ({data.train.n_tokens:,} tokens for training "
+            "and validation); lower --context or add text"
+        )
+    chosen = first + np.unique(np.linspace(0, n - 1, min(n, t.eval_windows)).astype(np.int64))
+    return n_train, Validation(split, chosen, source)
+
+
+@torch.no_grad()
+def evaluate(model: GPT, validation: Validation, config: RunConfig, world: World, dtype: torch.dtype) -> float:
+    """Mean loss over the validation windows, shared among the processes."""
+    mine = validation.windows[world.rank :: world.size]
+    total, tokens = 0.0, 0.0
+    model.eval()
+    for start in range(0, len(mine), config.train.batch_size):
+        x, y = batch(validation.split, mine[start : start + config.train.batch_size], config.model.context, world.device)
+        with autocast(world.device, dtype):
+            _, loss = model(x, y)
+        total += loss.item() * y.numel()
+        tokens += y.numel()
+    model.train()
+    total, tokens = distributed.sum_all(world, [total, tokens])
+    return total / tokens
+
+
+def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, world: World, progress) -> TokenData:
+    """Tokenize on rank 0 (or reuse the cache), then every rank opens the same shards."""
+    if len(corpus) == 1 and is_token_folder(corpus[0]):
+        return load_tokens(corpus[0])
+    data = None
+    if world.main:
+        data = prepare_tokens(substrate.folder, corpus, val_fraction=config.train.val_fraction, progress=progress)
+    distributed.barrier(world)
+    return data or prepare_tokens(substrate.folder, corpus, val_fraction=config.train.val_fraction)
+
+
+def _check_disk(out: Path, model: GPT) -> None:
+    """A checkpoint (weights + two AdamW moments) is written beside the previous one: both must fit."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    moments = 2 * sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
+    need = 2 * (weights + moments)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {need / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free; free space or choose another --out")
+
+
+def _resume_state(out: Path, config: RunConfig, substrate: LoadedSubstrate, data: TokenData) -> tuple[Checkpoint, list[Row]]:
+    if not is_run(out):
+        raise BvvtokError(f"--resume: {out} is not a run folder written by bvvtok train; drop --resume to start one")
+    changed = differences(read_config(out), config)
+    if changed:
+        raise BvvtokError(f"--resume with a different configuration ({'; '.join(changed)}); use the run's settings or start a new --out")
+    checkpoint = load_checkpoint(out)
+    if checkpoint.state.get("substrate_sha256") != substrate.manifest_sha256:
+        raise BvvtokError(f"--resume: {substrate.folder} is not the substrate this run was trained on; pass the same --substrate")
+    if checkpoint.state.get("data_key") != data.key:
+        raise BvvtokError("--resume: the corpus differs from the one this run started with; pass the same --corpus files")
+    rows = [r for r in read_metrics(out / METRICS) if r.step <= checkpoint.state["step"]]
+    return checkpoint, rows
+
+
+def train(
+    substrate_dir: Path,
+    corpus: list[Path],
+    out: Path,
+    config: RunConfig,
+    device: str = "auto",
+    dtype: str = "auto",
+    compile: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    on_event: Event | None = None,
+    data_progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    world = distributed.join(device)
+    try:
+        return _train(world, Path(substrate_dir), [Path(c) for c in corpus], Path(out), config, dtype, compile, resume, force, on_event, data_progress)
+    finally:
+        distributed.leave(world)
+
+
+def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, config: RunConfig, dtype_name: str,
+           compile: bool, resume: bool, force: bool, on_event: Event | None, data_progress) -> TrainResult:  # fmt: skip
+    emit = on_event if (on_event and world.main) else (lambda kind, info: None)
+    if resume and force:
+        raise BvvtokError("--resume and --force contradict each other; pass one")
+    if not resume and world.main and out.is_dir() and any(out.iterdir()) and not force:
+        what = "a run folder" if (out / CONFIG).is_file() else "a non-empty folder"
+        raise BvvtokError(f"--out {out} is {what}; pass --resume to continue it, --force to replace it, or choose another path")
+    dtype = pick_dtype(dtype_name, world.device)
+    substrate = load_substrate(substrate_dir)
+    config = with_substrate(config, substrate.weight.shape[0], substrate.weight.shape[1])
+    if substrate.tokenizer.get_vocab_size(with_added_tokens=True) != config.model.vocab_size:
+        raise BvvtokError(f"{substrate_dir}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, the embedding {config.model.vocab_size:,} rows; rebuild the substrate")
+    data = _data(corpus, substrate, config, world, data_progress)
+    n_train, validation = plan_windows(data, config)
+
+    torch.manual_seed(config.train.seed)
+    model = GPT(config.model, substrate.weight).to(world.device)
+    optimizer = torch.optim.AdamW(
+        model.optimizer_groups(config.train.weight_decay), lr=config.train.lr, betas=(config.train.beta1, config.train.beta2),
+        fused=world.device.type == "cuda",
+    )  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.train))
+    rows: list[Row] = []
+    start = 0
+    if resume:
+        checkpoint, rows = _resume_state(out, config, substrate, data)
+        model.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer["optimizer"])
+        scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
+        torch.set_rng_state(checkpoint.optimizer["rng"])
+        start = checkpoint.state["step"]
+    elif world.main:
+        _check_disk(out, model)
+        start_run(out, config, substrate, force)
+    distributed.barrier(world)
+
+    counts = data.train.unigram_counts(config.model.vocab_size)
+    p = counts[counts > 0] / counts.sum()
+    entropy = float(-(p * np.log(p)).sum())
+    run_info = {
+        "substrate": {"manifest_sha256": substrate.manifest_sha256, "method": substrate.manifest["substrate"]["method"],
+                      "n_embed": config.model.n_embed},
+        "data": {"key": data.key, "train_tokens": data.train.n_tokens, "val_tokens": data.val.n_tokens,
+                 "validation": validation.source},
+        "parameters": model.parameter_counts(),
+        "world_size": world.size,
+    }  # fmt: skip
+    emit("start", {**run_info, "config": config, "device": str(world.device), "dtype": str(dtype).removeprefix("torch."),
+                   "start_step": start, "unigram_entropy": entropy})  # fmt: skip
+
+    net: torch.nn.Module = torch.compile(model) if compile else model
+    if world.size > 1:  # the frozen embedding is identical everywhere: no need to broadcast buffers each step
+        net = DistributedDataParallel(net, device_ids=[world.device.index] if world.device.type == "cuda" else None,
+                                      broadcast_buffers=False)  # fmt: skip
+
+    t = config.train
+    order = WindowOrder(n_train, t.seed)
+    global_batch = t.batch_size * t.grad_accum * world.size
+    checkpoint_every = t.checkpoint_every or t.eval_every
+    for step in range(start, t.steps):
+        began = time.perf_counter()
+        windows = order.global_batch(step, global_batch)
+        loss_sum = 0.0
+        for micro in range(t.grad_accum):
+            first = (micro * world.size + world.rank) * t.batch_size
+            x, y = batch(data.train, windows[first : first + t.batch_size], config.model.context, world.device)
+            sync = micro == t.grad_accum - 1 or world.size == 1
+            with (contextlib.nullcontext() if sync else net.no_sync()), autocast(world.device, dtype):
+                _, loss = net(x, y)
+            (loss / t.grad_accum).backward()
+            loss_sum += loss.item()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        train_loss = distributed.sum_all(world, [loss_sum / t.grad_accum])[0] / world.size
+        speed = global_batch * config.model.context / (time.perf_counter() - began)
+        done = step + 1
+        val = evaluate(model, validation, config, world, dtype) if done % t.eval_every == 0 or done == t.steps else None
+        row = Row(done, train_loss, val, lr, speed)
+        rows.append(row)
+        emit("step", {"row": row})
+        if world.main and (done % checkpoint_every == 0 or done == t.steps):
+            state = {"step": done, "data_key": data.key, "substrate_sha256": substrate.manifest_sha256}
+            extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+            write_metrics(out / METRICS, rows)
+            plot_losses(rows, out / LOSS_PNG, f"{out.name}: {'frozen' if config.model.frozen else 'unfrozen'} substrate")
+            save_checkpoint(out, Checkpoint(model.state_dict(), extra, state), {**run_info, "step": done})
+            emit("checkpoint", {"step": done})
+    distributed.barrier(world)
+    return TrainResult(out, rows, model.parameter_counts(), entropy)
+
