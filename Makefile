@@ -7,13 +7,19 @@ BIN := $(VENV)/bin
 setup:
 	@./scripts/setup.sh
 
-# The main job end to end on built-in defaults: the offline 65k vocabulary and its glyph substrate, verified.
+# The main job end to end on built-in defaults: the offline 65k vocabulary, its glyph substrate (1024-dim as
+# published, and 256-dim for the tiny model), verified; then the tiny model trained on it, frozen, on Debian's
+# English and Chinese fortunes.
 demo: setup
 	$(BIN)/bvvtok build-vocab --preset 65k --out artifacts/vocab-65k --force
 	$(BIN)/bvvtok embed artifacts/vocab-65k
+	$(BIN)/bvvtok embed artifacts/vocab-65k --dim 256 --out artifacts/vocab-65k-256 --force
 	$(BIN)/bvvtok show artifacts/vocab-65k A the 中 -o artifacts/vocab-65k-glyphs.png --force
 	$(BIN)/bvvtok encode --vocab artifacts/vocab-65k "hello the test, 你好世界"
 	$(BIN)/bvvtok verify artifacts/vocab-65k
+	$(BIN)/bvvtok verify artifacts/vocab-65k-256
+	$(BIN)/python scripts/fortunes_corpus.py artifacts/corpus
+	$(BIN)/bvvtok train --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/run-tiny --preset tiny --force
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -21,3 +27,4 @@ test: setup
 bench: setup
 	$(BIN)/python bench/compression.py
 	$(BIN)/python bench/glyph_substrate.py
+	$(BIN)/python bench/train_step.py

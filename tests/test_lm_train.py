@@ -241,3 +241,12 @@ def test_checkpoint_is_read_without_pickle(char_substrate, corpus, tmp_path):
     run = tmp_path / "run"
     cpu_train(char_substrate, corpus, run, config(steps=2))
     torch.load(run / "checkpoint" / "optimizer.pt", weights_only=True)  # would raise on arbitrary pickled objects
+
+
+def test_validation_falls_back_to_the_tail_of_the_training_text(char_substrate, tmp_path):
+    book = tmp_path / "book.txt"  # one small .txt file is one piece: the content split puts it all on one side
+    book.write_text("".join(f"the cat saw the dog {i}.\n" for i in range(200)), encoding="utf-8")
+    result = cpu_train(char_substrate, book, tmp_path / "run", config(steps=2, val_fraction=0.1))
+    data = json.loads((tmp_path / "run" / "bvvtok.json").read_text())["run"]["data"]
+    assert 0 in (data["train_tokens"], data["val_tokens"]) and data["validation"].startswith("the last ")
+    assert result.rows[-1].val_loss is not None

@@ -72,12 +72,3 @@ def sum_all(world: World, values: list[float]) -> list[float]:
     dist.all_reduce(t)
     return t.tolist()
 
-
-def agree(world: World, ok: bool, message: str) -> None:
-    """Raise the same error on every process when any process found a problem (no rank left waiting)."""
-    if world.size > 1:
-        t = torch.tensor([0.0 if ok else 1.0], device=world.device)
-        dist.all_reduce(t)
-        ok = t.item() == 0
-    if not ok:
-        raise BvvtokError(message)

@@ -113,29 +113,32 @@ class Validation:
     source: str  # where they come from, for the record
 
 
-def plan_windows(data: TokenData, config: RunConfig) -> tuple[int, Validation]:
-    """How many training windows there are, and which windows validation reads.
+def plan_windows(data: TokenData, config: RunConfig) -> tuple[Split, int, Validation]:
+    """The split training reads, its first how-many windows, and the windows validation reads.
 
-    Normally the held-out split. When the content-hash split held out less than one
-    window (a small corpus, or a few large documents), the last `val_fraction` of
-    the training windows are held out instead, and never trained on.
+    Normally the two splits of the content hash. When that left either side without a
+    whole window (a small corpus, or a few large documents), all the text is on one
+    side: the last `val_fraction` of its windows are held out and never trained on.
     """
     context, t = config.model.context, config.train
     if data.vocab_size != config.model.vocab_size:
         raise BvvtokError(f"the token shards are for a {data.vocab_size:,}-token vocabulary, the substrate has {config.model.vocab_size:,}")
     n_train, n_val = data.train.n_windows(context), data.val.n_windows(context)
-    if n_val >= 1:
-        split, first, n, source = data.val, 0, n_val, "the held-out split"
+    if n_train >= 1 and n_val >= 1:
+        train_split, val_split, first, n, source = data.train, data.val, 0, n_val, "the held-out split"
     else:
-        n = max(1, round(n_train * t.val_fraction))
-        split, first, n_train, source = data.train, n_train - n, n_train - n, f"the last {n:,} windows of the training text"
+        train_split = val_split = data.train if n_train >= n_val else data.val
+        n_all = max(n_train, n_val)
+        n = max(1, round(n_all * t.val_fraction))
+        n_train = first = n_all - n
+        source = f"the last {n:,} windows of the text"
     if n_train < 1:
         raise BvvtokError(
-            f"context {context} is longer than the training text allows ({data.train.n_tokens:,} tokens for training "
-            "and validation); lower --context or add text"
+            f"context {context} is longer than the training text allows ({data.train.n_tokens + data.val.n_tokens:,} tokens "
+            "for training and validation); lower --context or add text"
         )
     chosen = first + np.unique(np.linspace(0, n - 1, min(n, t.eval_windows)).astype(np.int64))
-    return n_train, Validation(split, chosen, source)
+    return train_split, n_train, Validation(val_split, chosen, source)
 
 
 @torch.no_grad()
@@ -226,13 +229,13 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
     if substrate.tokenizer.get_vocab_size(with_added_tokens=True) != config.model.vocab_size:
         raise BvvtokError(f"{substrate_dir}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, the embedding {config.model.vocab_size:,} rows; rebuild the substrate")
     data = _data(corpus, substrate, config, world, data_progress)
-    n_train, validation = plan_windows(data, config)
+    train_split, n_train, validation = plan_windows(data, config)
 
     torch.manual_seed(config.train.seed)
     model = GPT(config.model, substrate.weight).to(world.device)
     optimizer = torch.optim.AdamW(
         model.optimizer_groups(config.train.weight_decay), lr=config.train.lr, betas=(config.train.beta1, config.train.beta2),
-        fused=world.device.type == "cuda",
+        fused=True,  # one kernel for all parameters, on CPU too (10x the foreach path there)
     )  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.train))
     rows: list[Row] = []
@@ -249,7 +252,7 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         start_run(out, config, substrate, force)
     distributed.barrier(world)
 
-    counts = data.train.unigram_counts(config.model.vocab_size)
+    counts = train_split.unigram_counts(config.model.vocab_size)
     p = counts[counts > 0] / counts.sum()
     entropy = float(-(p * np.log(p)).sum())
     run_info = {
@@ -278,7 +281,7 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         loss_sum = 0.0
         for micro in range(t.grad_accum):
             first = (micro * world.size + world.rank) * t.batch_size
-            x, y = batch(data.train, windows[first : first + t.batch_size], config.model.context, world.device)
+            x, y = batch(train_split, windows[first : first + t.batch_size], config.model.context, world.device)
             sync = micro == t.grad_accum - 1 or world.size == 1
             with (contextlib.nullcontext() if sync else net.no_sync()), autocast(world.device, dtype):
                 _, loss = net(x, y)

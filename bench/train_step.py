@@ -1,0 +1,113 @@
+"""Tokens/s and peak memory of one training step, frozen vs unfrozen embedding.
+
+Each configuration runs in its own process, so peak memory (RSS on CPU,
+`torch.cuda.max_memory_allocated` on GPU) belongs to it alone. The tiny preset
+runs on CPU; the paper preset runs on CUDA when there is a GPU, with bf16 autocast,
+and reports MFU against the GPU's dense bf16 peak (`--peak-tflops`, default: H100 SXM).
+
+The frozen model must save at least the embedding's gradient and two AdamW moments,
+12 bytes x vocab x n_embed, against the unfrozen one: both figures are printed.
+
+    .venv/bin/python bench/train_step.py [--steps 5] [--vocab 65536]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from bvvtok.lm.config import resolve_config, with_substrate
+from bvvtok.lm.model import GPT
+from bvvtok.lm.train import autocast
+
+
+def one(preset: str, frozen: bool, device: str, steps: int, vocab: int, batch: int) -> dict:
+    """Time `steps` optimizer steps after one warm-up step; report the median and peak memory."""
+    base = resolve_config(preset, None, {"frozen": frozen}, {"batch_size": batch} if batch else {})
+    n_embed = base.model.d_model  # a substrate as wide as the model, as published
+    config = with_substrate(base, vocab, n_embed)
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    substrate = torch.nn.functional.normalize(torch.randn(vocab, n_embed), dim=1)
+    model = GPT(config.model, substrate).to(dev)
+    optimizer = torch.optim.AdamW(model.optimizer_groups(0.1), lr=1e-4, fused=True)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    b, t = config.train.batch_size, config.model.context
+    ids = torch.randint(0, vocab, (b, t + 1), device=dev)
+    times = []
+    for _ in range(steps + 1):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        with autocast(dev, dtype):
+            _, loss = model(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+        times.append(time.perf_counter() - began)
+    seconds = sorted(times[1:])[len(times[1:]) // 2]
+    counts = model.parameter_counts()
+    state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+    result = {
+        "preset": preset, "frozen": frozen, "device": device, "batch": b, "context": t, "vocab": vocab, "n_embed": n_embed,
+        "tokens_per_s": b * t / seconds, "step_s": seconds, "trainable": counts["trainable"], "total": counts["total"],
+        "optimizer_state_bytes": state,
+        "peak_bytes": torch.cuda.max_memory_allocated() if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }  # fmt: skip
+    if dev.type == "cuda":
+        layers, d = config.model.n_layer, config.model.d_model
+        flops_per_token = 6 * counts["trainable"] + 12 * layers * d * t  # PaLM's estimate (backward of the frozen input is free)
+        result["tflops"] = flops_per_token * result["tokens_per_s"] / 1e12
+    return result
+
+
+def run(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--one", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--vocab", type=int, default=65_536)
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU (H100 SXM: 989)")
+    parser.add_argument("--one", nargs=4, metavar=("PRESET", "FROZEN", "DEVICE", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        preset, frozen, device, batch = args.one
+        print(json.dumps(one(preset, frozen == "frozen", device, args.steps, args.vocab, int(batch))))
+        return
+    plans = [("tiny", "cpu", 8)] + ([("paper", "cuda", 16)] if torch.cuda.is_available() else [])
+    console = Console()
+    if not torch.cuda.is_available():
+        console.print("no CUDA device: the paper preset's GPU figures (and MFU) are skipped")
+    table = Table("preset", "device", "embedding", "tokens/s", "step s", "trainable", "optimizer state", "peak memory", "MFU")
+    for preset, device, batch in plans:
+        results = {kind: run([preset, kind, device, str(batch), "--steps", str(args.steps), "--vocab", str(args.vocab)])
+                   for kind in ("frozen", "unfrozen")}  # fmt: skip
+        for kind, r in results.items():
+            mfu = f"{100 * r['tflops'] / args.peak_tflops:.1f}%" if "tflops" in r else "-"
+            table.add_row(preset, device, kind, f"{r['tokens_per_s']:,.0f}", f"{r['step_s']:.3f}", f"{r['trainable']:,}",
+                          f"{r['optimizer_state_bytes'] / 2**20:,.0f} MiB", f"{r['peak_bytes'] / 2**20:,.0f} MiB", mfu)  # fmt: skip
+        f, u = results["frozen"], results["unfrozen"]
+        floor = 12 * f["vocab"] * f["n_embed"]
+        console.print(
+            f"{preset} on {device}: frozen saves {(u['peak_bytes'] - f['peak_bytes']) / 2**20:,.0f} MiB of peak memory "
+            f"and {(u['optimizer_state_bytes'] - f['optimizer_state_bytes']) / 2**20:,.0f} MiB of AdamW state; "
+            f"the floor 12 x V x n_embed is {floor / 2**20:,.0f} MiB; speed ratio frozen/unfrozen "
+            f"{f['tokens_per_s'] / u['tokens_per_s']:.2f}"
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
