@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # (measured on the demo corpus: validation loss 5.28 after 64k tokens at batch 1, 5.64 at batch 2, ~5.6 at 4).
     "tiny": {
         "model": {"d_model": 256, "n_layer": 4, "n_head": 8, "context": 256},
-        "train": {"steps": 600, "batch_size": 1, "lr": 2e-3, "warmup": 20, "eval_every": 100, "eval_windows": 32},
+        "train": {"steps": 800, "batch_size": 1, "lr": 2e-3, "warmup": 20, "eval_every": 100, "eval_windows": 32},
     },
     # the published models: about 335M parameters with 65k tokens, 0.5B with 131k
     "paper": {
