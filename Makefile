@@ -28,3 +28,4 @@ bench: setup
 	$(BIN)/python bench/compression.py
 	$(BIN)/python bench/glyph_substrate.py
 	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/generate.py

@@ -461,6 +461,68 @@ def _run_end(result, seconds: float) -> Table:
     return table
 
 
+@app.command("generate")
+def generate_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
+    prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The text to continue.")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(metavar="FILE", help="One prompt per line, generated as one batch.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(metavar="N", help="Tokens to add at most (prompt + N must fit the context).")] = 100,
+    temperature: Annotated[float, typer.Option(metavar="T", help="Sampling temperature (> 0).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(metavar="K", help="Sample among the K most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(metavar="P", help="Sample among the most likely tokens that make up mass P, in (0, 1].")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token (deterministic).")] = False,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the sampling.")] = 0,
+    stop: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Also stop once the continuation contains TEXT (</s> always stops).")] = None,
+    device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
+    no_kv_cache: Annotated[bool, typer.Option("--no-kv-cache", help="Recompute the whole sequence for every token (slow; for checking).")] = False,
+) -> None:
+    """Continue a prompt with a trained run; prints the prompt and the continuation, token by token."""
+    from bvvtok.lm.distributed import pick_device
+    from bvvtok.lm.generate import Sampling, generate
+    from bvvtok.lm.run_folder import load_model
+    from bvvtok.vocab.encode import encode_with
+
+    if (prompt is None) == (prompt_file is None):
+        raise BvvtokError("give one of --prompt TEXT or --prompt-file FILE")
+    if prompt_file is not None:
+        try:
+            texts = [line for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise BvvtokError(f"cannot read --prompt-file {prompt_file}: {e}") from None
+        if not texts:
+            raise BvvtokError(f"--prompt-file {prompt_file} holds no prompt; write one per line")
+    else:
+        texts = [prompt]
+    sampling = Sampling(greedy, temperature, top_k, top_p, seed)
+    sampling.check()
+    model, tokenizer = load_model(run_dir, pick_device(device))
+    encoded = [encode_with(tokenizer, text) for text in texts]
+    unknown = list(dict.fromkeys(ch for e in encoded for ch in e.unknown))
+    if unknown:
+        listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in unknown)
+        err_console.print(f"warning: {len(unknown)} character(s) not in the vocabulary become <unk>: {escape(listed)}", highlight=False)
+    stop_ids = frozenset(i for i in (tokenizer.token_to_id("</s>"),) if i is not None)
+    outputs: list[list[int]] = [[] for _ in texts]
+    shown = [""] * len(texts)
+
+    def on_token(index: int, token: int) -> bool:
+        outputs[index].append(token)
+        text = tokenizer.decode(outputs[index], skip_special_tokens=False)
+        if len(texts) == 1:  # stream a single prompt to the terminal
+            console.out(text[len(shown[index]) :], end="", highlight=False)
+        shown[index] = text
+        return stop is not None and stop in text
+
+    if len(texts) == 1:
+        console.out(texts[0], end="", highlight=False)
+    generate(model, [e.ids for e in encoded], sampling, max_new_tokens, stop_ids, not no_kv_cache, on_token, tokenizer.token_to_id("<pad>") or 0)
+    if len(texts) == 1:
+        console.out("")
+    else:
+        for text, continuation in zip(texts, shown):
+            console.out(text + continuation + "\n", highlight=False)  # a blank line between samples
+
+
 @app.command("compare")
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders written by `bvvtok train`.")],

@@ -49,11 +49,33 @@ def rotary_tables(head_dim: int, length: int) -> tuple[Tensor, Tensor]:
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate pairs (x[..., i], x[..., i + half]) of x [batch, heads, time, head_dim] by the position's angles."""
+    """Rotate pairs (x[..., i], x[..., i + half]) of x [batch, heads, time, head_dim] by the position's angles.
+
+    cos and sin are [time, half] (every sequence at the same positions) or [batch, 1, time, half].
+    """
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class KVCache:
+    """The keys and values of every token seen so far, per layer, so generation computes each token once.
+
+    `padding` [batch, time] marks the left padding of a batch of prompts of different lengths.
+    """
+
+    def __init__(self, n_layer: int, padding: Tensor | None = None) -> None:
+        self.keys: list[Tensor | None] = [None] * n_layer
+        self.values: list[Tensor | None] = [None] * n_layer
+        self.padding = padding
+        self.length = 0
+
+    def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.keys[layer] is not None:
+            k, v = torch.cat((self.keys[layer], k), dim=2), torch.cat((self.values[layer], v), dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
 
 
 class Attention(nn.Module):
@@ -63,11 +85,18 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.proj = nn.Linear(config.d_model, config.d_model)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> Tensor:  # fmt: skip
+        """Causal self-attention; with `mask` [batch, 1, time, keys] (True = may attend) instead of plain causality."""
         b, t, d = x.shape
         q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in self.qkv(x).split(d, dim=2))
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -89,8 +118,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.d_model)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x), cos, sin)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> Tensor:  # fmt: skip
+        x = x + self.attn(self.ln_1(x), cos, sin, mask, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -122,19 +152,41 @@ class GPT(nn.Module):
                 residual = name.endswith("proj.weight")
                 nn.init.normal_(p, std=INIT_STD / math.sqrt(2 * self.config.n_layer) if residual else INIT_STD)
 
-    def forward(self, ids: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Logits [batch, time, vocab]; with targets, also the mean cross-entropy (nats per token)."""
+    def forward(
+        self, ids: Tensor, targets: Tensor | None = None, cache: KVCache | None = None, last_only: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits [batch, time, vocab]; with targets, also the mean cross-entropy (nats per token).
+
+        With a `cache`, `ids` continue the sequences the cache holds (generation); `last_only`
+        computes the logits of the last position only (the head is the costliest layer).
+        """
+        start = cache.length if cache is not None else 0
         t = ids.shape[1]
-        if t > self.config.context:
-            raise ValueError(f"sequence of {t} tokens is longer than the context {self.config.context}")
+        if start + t > self.config.context:
+            raise ValueError(f"sequence of {start + t} tokens is longer than the context {self.config.context}")
         x = self.token_embeddings(ids)
-        cos, sin = self.rope_cos[:t], self.rope_sin[:t]
-        for block in self.blocks:
-            x = block(x, cos, sin)
-        logits = self.head(self.ln_f(x))
+        cos, sin, mask = self.rope_cos[start : start + t], self.rope_sin[start : start + t], None
+        if cache is not None and (cache.padding is not None or (start > 0 and t > 1)):  # not plain causality
+            padding = cache.padding if cache.padding is not None else torch.zeros(ids.shape[0], 0, dtype=torch.bool, device=ids.device)
+            cos, sin, mask = self._padded(padding, start, t)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask, cache, i)
+        if cache is not None:
+            cache.length += t
+        logits = self.head(self.ln_f(x[:, -1:] if last_only else x))
         if targets is None:
             return logits, None
         return logits, F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def _padded(self, padding: Tensor, start: int, t: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Rotary tables and attention mask for left-padded prompts: each sequence's positions count from its
+        first real token, and no token attends to padding (a padding slot attends to itself, to stay finite)."""
+        padding = F.pad(padding, (0, start + t - padding.shape[1]))  # generated tokens are never padding
+        query = torch.arange(start, start + t, device=padding.device)
+        keys = torch.arange(start + t, device=padding.device)
+        positions = (query[None, :] - padding.sum(dim=1, keepdim=True)).clamp(min=0)  # [batch, t]
+        mask = ((keys[None, :] <= query[:, None]) & ~padding[:, None, :]) | (keys[None, :] == query[:, None])
+        return self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1), mask.unsqueeze(1)
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters, and all weights including a frozen embedding (the papers count it)."""

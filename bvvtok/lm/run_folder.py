@@ -25,14 +25,16 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, check_output_folder, umask
 from bvvtok.lm.config import RunConfig, config_from_dict
+from bvvtok.lm.model import GPT
 from bvvtok.manifest import write_json, write_manifest
 from bvvtok.substrate.load import LoadedSubstrate
-from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES
+from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, load_tokenizer
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -113,9 +115,26 @@ def write_run_manifest(out: Path, run_info: dict[str, Any]) -> None:
     write_manifest(out, {"bvvtok_version": __version__, "run": run_info})
 
 
-def load_weights(folder: Path) -> dict[str, torch.Tensor]:
+def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT, Tokenizer]:
+    """The trained model of a run folder (in eval mode) and its tokenizer."""
+    folder = Path(folder)
+    if not folder.is_dir() or not is_run(folder):
+        raise BvvtokError(f"{folder} is not a run folder (no {CONFIG}); pass a folder written by bvvtok train")
+    config = read_config(folder)
     path = folder / WEIGHTS
     if not path.is_file():
-        raise BvvtokError(f"{folder} has no {WEIGHTS}; is it a run folder written by bvvtok train?")
-    return load_file(str(path))
+        raise BvvtokError(f"{folder} has no {WEIGHTS} yet: the run has not reached its first checkpoint")
+    try:
+        weights = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types on damaged files
+        raise BvvtokError(f"cannot read {path} ({e}); the run folder is damaged") from None
+    model = GPT(config.model, torch.zeros(config.model.vocab_size, config.model.n_embed))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise BvvtokError(f"{path} does not fit {folder / CONFIG}: {str(e).splitlines()[0]}") from None
+    tokenizer = load_tokenizer(folder)
+    if tokenizer.get_vocab_size(with_added_tokens=True) != config.model.vocab_size:
+        raise BvvtokError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size():,} tokens, the model {config.model.vocab_size:,}; the run folder is damaged")
+    return model.to(device).eval(), tokenizer
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from bvvtok.vocab.layout import UNK
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
@@ -18,7 +20,10 @@ class Encoded:
 
 
 def encode(folder: Path, text: str) -> Encoded:
-    tokenizer = load_tokenizer(Path(folder))
+    return encode_with(load_tokenizer(Path(folder)), text)
+
+
+def encode_with(tokenizer: Tokenizer, text: str) -> Encoded:
     encoding = tokenizer.encode(text, add_special_tokens=False)
     pieces = [text[start:end] for start, end in encoding.offsets]
     unknown = [piece for token, piece in zip(encoding.tokens, pieces) if token == UNK and piece != UNK]
