@@ -523,6 +523,21 @@ def generate_command(
             console.out(text + continuation + "\n", highlight=False)  # a blank line between samples
 
 
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="The folder to write.")],
+    format: Annotated[str, typer.Option(metavar="NAME", help="hf: a Hugging Face model folder (trust_remote_code).")] = "hf",
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+) -> None:
+    """Write a run as a Hugging Face model folder: AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True)."""
+    from bvvtok.lm.export import export_hf
+
+    if format != "hf":
+        raise BvvtokError(f"unknown --format {format!r}; the one format is hf")
+    console.print(f"wrote {export_hf(run_dir, out, force)}")
+
+
 @app.command("compare")
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders written by `bvvtok train`.")],

@@ -133,3 +133,22 @@ def char_substrate(tmp_path_factory) -> Path:
     folder = write_char_vocab(tmp_path_factory.mktemp("char") / "substrate")
     embed_bits(folder, n_bits=16, d_model=32)
     return folder
+
+
+@pytest.fixture(scope="session")
+def char_run(char_substrate, tmp_path_factory) -> Path:
+    """A run folder: a small model trained for 30 steps on `char_substrate` (read-only for tests)."""
+    import json
+
+    from bvvtok.lm.config import resolve_config
+    from bvvtok.lm.train import train
+
+    folder = tmp_path_factory.mktemp("char-run")
+    corpus = folder / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"the cat saw the dog {i}. "}) + "\n" for i in range(300)), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BVVTOK_CACHE_DIR", str(folder / "cache"))
+        config = resolve_config("tiny", None, dict(d_model=32, n_layer=2, n_head=4, context=32),
+                                dict(steps=30, batch_size=8, lr=1e-2, warmup=3, eval_every=30))  # fmt: skip
+        train(char_substrate, [corpus], folder / "run", config, device="cpu")
+    return folder / "run"

@@ -1,16 +1,13 @@
 """Generation: the KV cache changes nothing but the cost, batching changes nothing, sampling is seeded."""
 
-import json
-
 import pytest
 import torch
 from conftest import assert_user_error, invoke
 
 from bvvtok.errors import BvvtokError
-from bvvtok.lm.config import ModelConfig, resolve_config
+from bvvtok.lm.config import ModelConfig
 from bvvtok.lm.generate import Sampling, generate, next_tokens
 from bvvtok.lm.model import GPT, KVCache
-from bvvtok.lm.train import train
 
 V = 60
 
@@ -100,39 +97,26 @@ def test_bad_settings(model, sampling, kwargs, fragment):
 # --- the CLI on a trained run ---
 
 
-@pytest.fixture(scope="module")
-def run(char_substrate, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gen")
-    corpus = folder / "c.jsonl"
-    corpus.write_text("".join(json.dumps({"text": f"the cat saw the dog {i}. "}) + "\n" for i in range(300)), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BVVTOK_CACHE_DIR", str(folder / "cache"))
-        config = resolve_config("tiny", None, dict(d_model=32, n_layer=2, n_head=4, context=32),
-                                dict(steps=30, batch_size=8, lr=1e-2, warmup=3, eval_every=30))  # fmt: skip
-        train(char_substrate, [corpus], folder / "run", config, device="cpu")
-    return folder / "run"
-
-
-def test_cli_greedy_prints_prompt_and_continuation_with_or_without_cache(run):
-    a = invoke("generate", run, "--prompt", "the cat", "--greedy", "--max-new-tokens", "12", "--device", "cpu")
-    b = invoke("generate", run, "--prompt", "the cat", "--greedy", "--max-new-tokens", "12", "--no-kv-cache")
+def test_cli_greedy_prints_prompt_and_continuation_with_or_without_cache(char_run):
+    a = invoke("generate", char_run, "--prompt", "the cat", "--greedy", "--max-new-tokens", "12", "--device", "cpu")
+    b = invoke("generate", char_run, "--prompt", "the cat", "--greedy", "--max-new-tokens", "12", "--no-kv-cache")
     assert a.exit_code == 0, a.output
     assert a.stdout == b.stdout
     assert a.stdout.startswith("the cat") and len(a.stdout.strip()) > len("the cat")
 
 
-def test_cli_prompt_file_is_one_batch(run, tmp_path):
+def test_cli_prompt_file_is_one_batch(char_run, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("the dog\n\nthe cat saw\n", encoding="utf-8")
-    result = invoke("generate", run, "--prompt-file", prompts, "--greedy", "--max-new-tokens", "5")
+    result = invoke("generate", char_run, "--prompt-file", prompts, "--greedy", "--max-new-tokens", "5")
     assert result.exit_code == 0, result.output
-    single = invoke("generate", run, "--prompt", "the cat saw", "--greedy", "--max-new-tokens", "5")
+    single = invoke("generate", char_run, "--prompt", "the cat saw", "--greedy", "--max-new-tokens", "5")
     blocks = result.stdout.split("\n\n")
     assert blocks[0].startswith("the dog") and single.stdout.strip() in result.stdout
 
 
-def test_cli_warns_about_characters_outside_the_vocabulary(run):
-    result = invoke("generate", run, "--prompt", "the ☃ cat", "--greedy", "--max-new-tokens", "3")
+def test_cli_warns_about_characters_outside_the_vocabulary(char_run):
+    result = invoke("generate", char_run, "--prompt", "the ☃ cat", "--greedy", "--max-new-tokens", "3")
     assert result.exit_code == 0, result.output
     assert "not in the vocabulary" in result.stderr and "U+2603" in result.stderr
 
@@ -146,8 +130,8 @@ def test_cli_warns_about_characters_outside_the_vocabulary(run):
         (["--prompt", "a", "--max-new-tokens", "500"], "exceeds the model's context of 32"),
     ],
 )
-def test_cli_bad_input(run, args, fragment):
-    assert_user_error(invoke("generate", run, *args), fragment)
+def test_cli_bad_input(char_run, args, fragment):
+    assert_user_error(invoke("generate", char_run, *args), fragment)
 
 
 def test_cli_refuses_a_folder_that_is_not_a_run(char_substrate):

@@ -15,15 +15,28 @@ learn in between: a 16-bit codebook drives a 1024-wide model.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bvvtok.lm.config import ModelConfig
-
 INIT_STD = 0.02
 ROPE_BASE = 10_000.0
+
+
+class ModelShape(Protocol):
+    """The fields the model reads: bvvtok.lm.config.ModelConfig has them. This file imports nothing from
+    bvvtok, so that an exported Hugging Face folder runs it as it is."""
+
+    vocab_size: int
+    n_embed: int
+    d_model: int
+    n_layer: int
+    n_head: int
+    context: int
+    frozen: bool
+    init: str
 
 
 class SubstrateEmbedding(nn.Module):
@@ -41,10 +54,14 @@ class SubstrateEmbedding(nn.Module):
         return x.repeat_interleave(self.scale, dim=-1) if self.scale > 1 else x
 
 
-def rotary_tables(head_dim: int, length: int) -> tuple[Tensor, Tensor]:
-    """cos and sin [length, head_dim / 2] of the rotary angles (GPT-NeoX halves layout)."""
-    inv_freq = 1.0 / ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    angles = torch.outer(torch.arange(length, dtype=torch.float64), inv_freq)
+def rotary(positions: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
+    """cos and sin [*positions.shape, head_dim / 2] of the rotary angles (GPT-NeoX halves layout).
+
+    Computed in float64 from the positions on every call (a few thousand numbers), so the
+    model holds no tables: nothing to rebuild when weights are loaded onto another device.
+    """
+    inv_freq = ROPE_BASE ** -(torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    angles = positions.to(torch.float64)[..., None] * inv_freq
     return angles.cos().float(), angles.sin().float()
 
 
@@ -79,7 +96,7 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelShape) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
@@ -101,7 +118,7 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelShape) -> None:
         super().__init__()
         self.fc = nn.Linear(config.d_model, 4 * config.d_model)
         self.proj = nn.Linear(4 * config.d_model, config.d_model)
@@ -111,7 +128,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelShape) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.d_model)
         self.attn = Attention(config)
@@ -125,7 +142,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: ModelConfig, substrate: Tensor) -> None:
+    def __init__(self, config: ModelShape, substrate: Tensor) -> None:
         """`substrate` [vocab_size, n_embed]: the frozen embedding, or the trainable one's start (`init`)."""
         super().__init__()
         self.config = config
@@ -135,9 +152,6 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        cos, sin = rotary_tables(config.d_model // config.n_head, config.context)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -165,7 +179,8 @@ class GPT(nn.Module):
         if start + t > self.config.context:
             raise ValueError(f"sequence of {start + t} tokens is longer than the context {self.config.context}")
         x = self.token_embeddings(ids)
-        cos, sin, mask = self.rope_cos[start : start + t], self.rope_sin[start : start + t], None
+        head_dim = self.config.d_model // self.config.n_head
+        (cos, sin), mask = rotary(torch.arange(start, start + t, device=ids.device), head_dim), None
         if cache is not None and (cache.padding is not None or (start > 0 and t > 1)):  # not plain causality
             padding = cache.padding if cache.padding is not None else torch.zeros(ids.shape[0], 0, dtype=torch.bool, device=ids.device)
             cos, sin, mask = self._padded(padding, start, t)
@@ -186,7 +201,8 @@ class GPT(nn.Module):
         keys = torch.arange(start + t, device=padding.device)
         positions = (query[None, :] - padding.sum(dim=1, keepdim=True)).clamp(min=0)  # [batch, t]
         mask = ((keys[None, :] <= query[:, None]) & ~padding[:, None, :]) | (keys[None, :] == query[:, None])
-        return self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1), mask.unsqueeze(1)
+        cos, sin = rotary(positions, self.config.d_model // self.config.n_head)
+        return cos.unsqueeze(1), sin.unsqueeze(1), mask.unsqueeze(1)
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters, and all weights including a frozen embedding (the papers count it)."""
