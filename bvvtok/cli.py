@@ -391,6 +391,8 @@ def train_command(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR from its last checkpoint.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
+    init_from: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Start from a run, grown run or mixture (its architecture and weights).")] = None,
+    train_only: Annotated[Optional[list[str]], typer.Option(metavar="PATTERN", help="With --init-from: train only parameters whose names match (fnmatch, e.g. 'members.*.head.*'). Repeatable.")] = None,
 ) -> None:
     """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
     from bvvtok.lm.config import resolve_config
@@ -402,6 +404,10 @@ def train_command(
     train_flags = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr_ratio=min_lr_ratio, warmup=warmup,
                        weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every, eval_windows=eval_windows,
                        checkpoint_every=checkpoint_every, val_fraction=val_fraction, seed=seed)  # fmt: skip
+    if init_from is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in model_flags.items() if v is not None]
+        if given:
+            raise BvvtokError(f"--init-from takes the model from {init_from}; drop {', '.join(given)}")
     run_config = resolve_config(preset, config, model_flags, train_flags)
     started = time.perf_counter()
     columns = (
@@ -427,23 +433,28 @@ def train_command(
                     bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}")
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
-                       lambda done, total: data_bar.update(data_task, completed=done, total=total))  # fmt: skip
+                       lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or ())  # fmt: skip
     if show:
         console.print(_run_end(result, time.perf_counter() - started))
 
 
 def _run_start(event: dict) -> str:
-    m = event["config"].model
-    p = event["parameters"]
-    kind = "frozen" if m.frozen else f"unfrozen (init {m.init})"
-    return (
-        f"model: d_model {m.d_model}, {m.n_layer} layers, {m.n_head} heads, context {m.context}, {kind} {m.n_embed}-dim "
-        f"{event['substrate']['method']} substrate (scale {m.scale}); {p['total']:,} parameters, {p['trainable']:,} trainable\n"
+    raw, p = event["raw"], event["parameters"]
+    models = raw["members"] if "members" in raw else [raw["model"]]
+    shapes = "; ".join(f"d_model {m['d_model']}, {m['n_layer']} layers, {m['n_head']} heads, context {m['context']}" for m in models)
+    kind = "frozen" if event["frozen"] else "trainable"
+    what = f"mixture of {len(models)} ({shapes})" if "members" in raw else shapes
+    lines = [
+        f"model: {what}, {kind} {event['substrate']['n_embed']}-dim {event['substrate']['method']} substrate "
+        f"(scale {models[0]['d_model'] // event['substrate']['n_embed']}); {p['total']:,} parameters, {p['trainable']:,} trainable",
         f"data: {event['data']['train_tokens']:,} train + {event['data']['val_tokens']:,} held-out tokens "
-        f"(validation reads {event['data']['validation']}); "
-        f"device {event['device']}, {event['dtype']}, {event['world_size']} process(es)"
-        + (f"; resuming at step {event['start_step']:,}" if event["start_step"] else "")
-    )
+        f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {event['world_size']} process(es)",
+    ]
+    if "init_from" in raw:
+        lines.append(f"from {raw['init_from']['folder']}, training {', '.join(raw['trainable'])}")
+    if event["start_step"]:
+        lines.append(f"resuming at step {event['start_step']:,}")
+    return "\n".join(lines)
 
 
 def _run_end(result, seconds: float) -> Table:
@@ -536,6 +547,39 @@ def export_command(
     if format != "hf":
         raise BvvtokError(f"unknown --format {format!r}; the one format is hf")
     console.print(f"wrote {export_hf(run_dir, out, force)}")
+
+
+@app.command("combine")
+def combine_command(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Two or more runs on the same substrate and tokenizer.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="The mixture folder to write.")],
+    weights: Annotated[Optional[str], typer.Option(metavar="W1,W2,...", help="One weight per run (normalised to sum 1). Default: equal.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+) -> None:
+    """Join runs into a mixture whose next-token logits are the weighted mean of theirs."""
+    from bvvtok.lm.combine import combine
+
+    values = None
+    if weights is not None:
+        try:
+            values = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise BvvtokError(f"--weights {weights!r} is not a list of numbers; write e.g. --weights 0.5,0.5") from None
+    console.print(f"wrote {combine(runs, out, values, force)}: a mixture of {len(runs)} runs")
+
+
+@app.command("grow")
+def grow_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
+    add_layers: Annotated[int, typer.Option(metavar="N", help="Blocks to stack on top (they start as the identity).")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="The grown model's folder.")],
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the new blocks' weights.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+) -> None:
+    """Stack N new blocks on a run; `train --init-from DIR` then trains only the new blocks and the head."""
+    from bvvtok.lm.grow import grow
+
+    console.print(f"wrote {grow(run_dir, add_layers, out, seed, force)}: train it with bvvtok train --init-from {out}")
 
 
 @app.command("compare")

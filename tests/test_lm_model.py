@@ -185,7 +185,7 @@ def test_config_round_trips_and_differences_name_the_fields():
     config = with_substrate(resolve_config("tiny", None, {}, {}), 100, 16)
     assert config_from_dict(config.as_dict()) == config
     other = RunConfig(dataclasses.replace(config.model, n_layer=5), dataclasses.replace(config.train, lr=0.5, eval_every=7))
-    assert differences(config, other) == ["model.n_layer: 4 -> 5", f"train.lr: {config.train.lr!r} -> 0.5"]
+    assert differences(config.as_dict(), other.as_dict()) == ["model.n_layer: 4 -> 5", f"train.lr: {config.train.lr!r} -> 0.5"]
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():

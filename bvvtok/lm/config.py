@@ -176,12 +176,13 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return RunConfig(ModelConfig(**model), TrainConfig(**data["train"]))
 
 
-def differences(old: RunConfig, new: RunConfig) -> list[str]:
-    """Fields that differ between two configs, except those a resume may change."""
-    a, b = old.as_dict(), new.as_dict()
-    return [
-        f"{section}.{k}: {a[section][k]!r} -> {b[section].get(k)!r}"
-        for section in ("model", "train")
-        for k in a[section]
-        if a[section][k] != b[section].get(k) and k not in RESUMABLE_CHANGES
-    ]
+def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Fields that differ between two config.json dicts (nested keys joined by dots), except those a resume may change."""
+    found = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += differences(a, b, f"{prefix}{k}.")
+        elif a != b and k not in RESUMABLE_CHANGES:
+            found.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return found

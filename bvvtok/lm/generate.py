@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from bvvtok.errors import BvvtokError
-from bvvtok.lm.model import GPT, KVCache
+from bvvtok.lm.model import GPT
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def generate(
         raise BvvtokError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
     if not prompts or any(len(p) == 0 for p in prompts):
         raise BvvtokError("a prompt is empty after tokenization; give some text")
-    context = model.config.context
+    context = model.context
     longest = max(map(len, prompts))
     if longest + max_new_tokens > context:
         raise BvvtokError(
@@ -90,7 +90,7 @@ def generate(
     generator = None if sampling.greedy else torch.Generator().manual_seed(sampling.seed)
     outputs: list[list[int]] = [[] for _ in prompts]
     done = [False] * len(prompts)
-    cache = KVCache(model.config.n_layer, padding)
+    cache = model.new_cache(padding)
     logits, _ = model(ids, cache=cache, last_only=True)
     for _ in range(max_new_tokens):
         chosen = next_tokens(logits[:, -1], sampling, generator)
@@ -106,5 +106,5 @@ def generate(
         if use_cache:
             logits, _ = model(chosen[:, None], cache=cache, last_only=True)
         else:  # the whole sequence again, through a fresh cache that only carries the padding
-            logits, _ = model(ids, cache=KVCache(model.config.n_layer, padding), last_only=True)
+            logits, _ = model(ids, cache=model.new_cache(padding), last_only=True)
     return outputs

@@ -204,20 +204,40 @@ class GPT(nn.Module):
         cos, sin = rotary(positions, self.config.d_model // self.config.n_head)
         return cos.unsqueeze(1), sin.unsqueeze(1), mask.unsqueeze(1)
 
+    @property
+    def context(self) -> int:
+        return self.config.context
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def new_cache(self, padding: Tensor | None = None) -> KVCache:
+        return KVCache(self.config.n_layer, padding)
+
     def parameter_counts(self) -> dict[str, int]:
-        """Trainable parameters, and all weights including a frozen embedding (the papers count it)."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        embedding = self.token_embeddings.weight.numel()
-        return {"trainable": trainable, "total": trainable + (embedding if self.config.frozen else 0)}
+        return parameter_counts(self)
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay on matrices, none on norms, biases, or a trainable embedding.
+        return optimizer_groups(self, weight_decay)
 
-        The embedding is not decayed so that frozen and unfrozen runs differ only in
-        whether the embedding moves, not in a pull of its rows towards zero.
-        """
-        decay, plain = [], []
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                (decay if p.dim() >= 2 and not name.startswith("token_embeddings") else plain).append(p)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters, and all weights including a frozen embedding (the papers count it)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    fixed = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    fixed += sum(b.numel() for name, b in model.named_buffers() if name.endswith("token_embeddings.weight"))
+    return {"trainable": trainable, "total": trainable + fixed}
+
+
+def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups of the trainable parameters: decay on matrices, none on norms, biases, or an embedding.
+
+    The embedding is not decayed so that frozen and unfrozen runs differ only in
+    whether the embedding moves, not in a pull of its rows towards zero.
+    """
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 and "token_embeddings" not in name else plain).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]

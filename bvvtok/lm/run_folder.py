@@ -29,8 +29,9 @@ from tokenizers import Tokenizer
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, check_output_folder, umask
-from bvvtok.lm.config import RunConfig, config_from_dict
+from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, check_output_folder, sha256_file, umask
+from bvvtok.lm.config import ModelConfig, RunConfig, config_from_dict
+from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 from bvvtok.manifest import write_json, write_manifest
 from bvvtok.substrate.load import LoadedSubstrate
@@ -49,24 +50,73 @@ def is_run(folder: Path) -> bool:
     return (folder / CONFIG).is_file()
 
 
+def read_raw_config(folder: Path) -> dict[str, Any]:
+    """config.json as written: {"model": ...} for one model, {"members": [...], "mixture_weights": [...]} for a mixture."""
+    try:
+        raw = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BvvtokError(f"cannot read {folder / CONFIG} ({e}); is {folder} a run folder written by bvvtok train?") from None
+    if not isinstance(raw, dict) or not ("model" in raw or "members" in raw):
+        raise BvvtokError(f"{folder / CONFIG} describes no model; is {folder} a run folder written by bvvtok train?")
+    return raw
+
+
 def read_config(folder: Path) -> RunConfig:
     try:
-        return config_from_dict(json.loads((folder / CONFIG).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        return config_from_dict(read_raw_config(folder))
+    except (KeyError, TypeError) as e:
         raise BvvtokError(f"cannot read {folder / CONFIG} ({e}); is {folder} a run folder written by bvvtok train?") from None
 
 
-def start_run(out: Path, config: RunConfig, substrate: LoadedSubstrate, force: bool) -> None:
+def member_configs(raw: dict[str, Any]) -> tuple[list[ModelConfig], list[float]]:
+    """The model configs and mixture weights of a folder's config (one member with weight 1 for a plain run)."""
+    models = raw["members"] if "members" in raw else [raw["model"]]
+    weights = raw.get("mixture_weights", [1.0])
+    return [ModelConfig(**{k: v for k, v in m.items() if k != "scale"}) for m in models], weights
+
+
+def build_model(raw: dict[str, Any]) -> GPT | Mixture:
+    """The architecture a config describes, with an all-zero substrate (the weights are loaded over it)."""
+    configs, weights = member_configs(raw)
+    members = [GPT(c, torch.zeros(c.vocab_size, c.n_embed)) for c in configs]
+    return Mixture(members, weights) if "members" in raw else members[0]
+
+
+def start_run(out: Path, config: dict[str, Any], substrate: LoadedSubstrate, force: bool) -> None:
     """A fresh run folder: refuses an existing non-empty folder without force (then replaces it)."""
     check_output_folder(out, force)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    write_json(out / CONFIG, config.as_dict())
+    write_json(out / CONFIG, config)
+    copy_identity(substrate.folder, out, substrate_manifest=MANIFEST_NAME)
+
+
+def copy_identity(source: Path, out: Path, substrate_manifest: str = SUBSTRATE_MANIFEST) -> None:
+    """The tokenizer files and the substrate's manifest: what makes a model folder's ids and embedding provable."""
     for name in TOKENIZER_FILES:
-        if (substrate.folder / name).is_file():
-            shutil.copyfile(substrate.folder / name, out / name)
-    shutil.copyfile(substrate.folder / MANIFEST_NAME, out / SUBSTRATE_MANIFEST)
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
+    shutil.copyfile(source / substrate_manifest, out / SUBSTRATE_MANIFEST)
+
+
+def substrate_of(folder: Path) -> str:
+    """The sha256 of the substrate manifest a model folder was trained on (its identity)."""
+    path = folder / SUBSTRATE_MANIFEST
+    if not path.is_file():
+        raise BvvtokError(f"{folder} has no {SUBSTRATE_MANIFEST}; is it a folder written by bvvtok train?")
+    return sha256_file(path)
+
+
+def write_model_folder(out: Path, source: Path, raw: dict[str, Any], state: dict[str, torch.Tensor],
+                       section: dict[str, Any], force: bool) -> None:  # fmt: skip
+    """A model folder made from others (combine, grow): config, weights, the source's identity files, manifest."""
+    with atomic_folder(out, force) as tmp:
+        write_json(tmp / CONFIG, raw)
+        save_file(_tensors(state), str(tmp / WEIGHTS))
+        (tmp / WEIGHTS).chmod(0o666 & ~umask())
+        copy_identity(source, tmp)
+        write_run_manifest(tmp, {"substrate": {"manifest_sha256": sha256_file(tmp / SUBSTRATE_MANIFEST)}, **section})
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -115,12 +165,15 @@ def write_run_manifest(out: Path, run_info: dict[str, Any]) -> None:
     write_manifest(out, {"bvvtok_version": __version__, "run": run_info})
 
 
-def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT, Tokenizer]:
-    """The trained model of a run folder (in eval mode) and its tokenizer."""
+def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | Mixture, Tokenizer]:
+    """The model of a run or mixture folder (in eval mode) and its tokenizer."""
     folder = Path(folder)
     if not folder.is_dir() or not is_run(folder):
         raise BvvtokError(f"{folder} is not a run folder (no {CONFIG}); pass a folder written by bvvtok train")
-    config = read_config(folder)
+    try:
+        model = build_model(read_raw_config(folder))
+    except (KeyError, TypeError, ValueError) as e:
+        raise BvvtokError(f"cannot read {folder / CONFIG} ({e}); is {folder} a run folder written by bvvtok train?") from None
     path = folder / WEIGHTS
     if not path.is_file():
         raise BvvtokError(f"{folder} has no {WEIGHTS} yet: the run has not reached its first checkpoint")
@@ -128,13 +181,11 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT, T
         weights = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types on damaged files
         raise BvvtokError(f"cannot read {path} ({e}); the run folder is damaged") from None
-    model = GPT(config.model, torch.zeros(config.model.vocab_size, config.model.n_embed))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
         raise BvvtokError(f"{path} does not fit {folder / CONFIG}: {str(e).splitlines()[0]}") from None
     tokenizer = load_tokenizer(folder)
-    if tokenizer.get_vocab_size(with_added_tokens=True) != config.model.vocab_size:
-        raise BvvtokError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size():,} tokens, the model {config.model.vocab_size:,}; the run folder is damaged")
+    if tokenizer.get_vocab_size(with_added_tokens=True) != model.vocab_size:
+        raise BvvtokError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size():,} tokens, the model {model.vocab_size:,}; the run folder is damaged")
     return model.to(device).eval(), tokenizer
-

@@ -13,11 +13,13 @@ over several processes, reads exactly the same data.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from bvvtok.errors import BvvtokError
+from bvvtok.files import sha256_file
 from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
 from bvvtok.lm.data import Split, TokenData, is_token_folder, load_tokens, prepare_tokens
@@ -36,12 +39,15 @@ from bvvtok.lm.plots import plot_losses
 from bvvtok.lm.run_folder import (
     CONFIG,
     LOSS_PNG,
+    WEIGHTS,
     Checkpoint,
     is_run,
     load_checkpoint,
-    read_config,
+    load_model,
+    read_raw_config,
     save_checkpoint,
     start_run,
+    substrate_of,
 )
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
 
@@ -113,16 +119,15 @@ class Validation:
     source: str  # where they come from, for the record
 
 
-def plan_windows(data: TokenData, config: RunConfig) -> tuple[Split, int, Validation]:
+def plan_windows(data: TokenData, context: int, vocab_size: int, t: TrainConfig) -> tuple[Split, int, Validation]:
     """The split training reads, its first how-many windows, and the windows validation reads.
 
     Normally the two splits of the content hash. When that left either side without a
     whole window (a small corpus, or a few large documents), all the text is on one
     side: the last `val_fraction` of its windows are held out and never trained on.
     """
-    context, t = config.model.context, config.train
-    if data.vocab_size != config.model.vocab_size:
-        raise BvvtokError(f"the token shards are for a {data.vocab_size:,}-token vocabulary, the substrate has {config.model.vocab_size:,}")
+    if data.vocab_size != vocab_size:
+        raise BvvtokError(f"the token shards are for a {data.vocab_size:,}-token vocabulary, the substrate has {vocab_size:,}")
     n_train, n_val = data.train.n_windows(context), data.val.n_windows(context)
     if n_train >= 1 and n_val >= 1:
         train_split, val_split, first, n, source = data.train, data.val, 0, n_val, "the held-out split"
@@ -142,13 +147,13 @@ def plan_windows(data: TokenData, config: RunConfig) -> tuple[Split, int, Valida
 
 
 @torch.no_grad()
-def evaluate(model: GPT, validation: Validation, config: RunConfig, world: World, dtype: torch.dtype) -> float:
+def evaluate(model: torch.nn.Module, validation: Validation, context: int, batch_size: int, world: World, dtype: torch.dtype) -> float:
     """Mean loss over the validation windows, shared among the processes."""
     mine = validation.windows[world.rank :: world.size]
     total, tokens = 0.0, 0.0
     model.eval()
-    for start in range(0, len(mine), config.train.batch_size):
-        x, y = batch(validation.split, mine[start : start + config.train.batch_size], config.model.context, world.device)
+    for start in range(0, len(mine), batch_size):
+        x, y = batch(validation.split, mine[start : start + batch_size], context, world.device)
         with autocast(world.device, dtype):
             _, loss = model(x, y)
         total += loss.item() * y.numel()
@@ -180,10 +185,10 @@ def _check_disk(out: Path, model: GPT) -> None:
         raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {need / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free; free space or choose another --out")
 
 
-def _resume_state(out: Path, config: RunConfig, substrate: LoadedSubstrate, data: TokenData) -> tuple[Checkpoint, list[Row]]:
+def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, data: TokenData) -> tuple[Checkpoint, list[Row]]:
     if not is_run(out):
         raise BvvtokError(f"--resume: {out} is not a run folder written by bvvtok train; drop --resume to start one")
-    changed = differences(read_config(out), config)
+    changed = differences(read_raw_config(out), raw)
     if changed:
         raise BvvtokError(f"--resume with a different configuration ({'; '.join(changed)}); use the run's settings or start a new --out")
     checkpoint = load_checkpoint(out)
@@ -193,6 +198,24 @@ def _resume_state(out: Path, config: RunConfig, substrate: LoadedSubstrate, data
         raise BvvtokError("--resume: the corpus differs from the one this run started with; pass the same --corpus files")
     rows = [r for r in read_metrics(out / METRICS) if r.step <= checkpoint.state["step"]]
     return checkpoint, rows
+
+
+def _initial_model(init_from: Path, substrate: LoadedSubstrate, train_only: Sequence[str]) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A run, grown run or mixture to continue from, with only the parameters that match `train_only` trainable."""
+    if substrate_of(init_from) != substrate.manifest_sha256:
+        raise BvvtokError(f"--init-from {init_from} was trained on another substrate than {substrate.folder}; pass the substrate it was trained on")
+    model, _ = load_model(init_from)
+    raw = read_raw_config(init_from)
+    patterns = list(train_only) or raw.get("trainable") or ["*"]
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [pat for pat in patterns if not any(fnmatch(n, pat) for n in names)]
+    if unmatched:
+        raise BvvtokError(f"--train-only {', '.join(unmatched)} matches no parameter; names look like {names[0]}, {names[-1]}")
+    for name, p in model.named_parameters():
+        p.requires_grad_(any(fnmatch(name, pat) for pat in patterns))
+    shape = {k: raw[k] for k in ("model", "members", "mixture_weights") if k in raw}
+    origin = {"folder": init_from.name, "weights_sha256": sha256_file(init_from / WEIGHTS)}
+    return model.train(), {**shape, "trainable": patterns, "init_from": origin}
 
 
 def train(
@@ -207,32 +230,47 @@ def train(
     force: bool = False,
     on_event: Event | None = None,
     data_progress: Callable[[int, int], None] | None = None,
+    init_from: Path | None = None,
+    train_only: Sequence[str] = (),
 ) -> TrainResult:
+    """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
+    (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move)."""
     world = distributed.join(device)
     try:
-        return _train(world, Path(substrate_dir), [Path(c) for c in corpus], Path(out), config, dtype, compile, resume, force, on_event, data_progress)
+        return _train(world, Path(substrate_dir), [Path(c) for c in corpus], Path(out), config, dtype, compile, resume,
+                      force, on_event, data_progress, Path(init_from) if init_from else None, train_only)  # fmt: skip
     finally:
         distributed.leave(world)
 
 
 def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, config: RunConfig, dtype_name: str,
-           compile: bool, resume: bool, force: bool, on_event: Event | None, data_progress) -> TrainResult:  # fmt: skip
+           compile: bool, resume: bool, force: bool, on_event: Event | None, data_progress,
+           init_from: Path | None, train_only: Sequence[str]) -> TrainResult:  # fmt: skip
     emit = on_event if (on_event and world.main) else (lambda kind, info: None)
     if resume and force:
         raise BvvtokError("--resume and --force contradict each other; pass one")
+    if train_only and init_from is None:
+        raise BvvtokError("--train-only goes with --init-from (a fresh model trains whole)")
     if not resume and world.main and out.is_dir() and any(out.iterdir()) and not force:
         what = "a run folder" if (out / CONFIG).is_file() else "a non-empty folder"
         raise BvvtokError(f"--out {out} is {what}; pass --resume to continue it, --force to replace it, or choose another path")
     dtype = pick_dtype(dtype_name, world.device)
     substrate = load_substrate(substrate_dir)
-    config = with_substrate(config, substrate.weight.shape[0], substrate.weight.shape[1])
-    if substrate.tokenizer.get_vocab_size(with_added_tokens=True) != config.model.vocab_size:
-        raise BvvtokError(f"{substrate_dir}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, the embedding {config.model.vocab_size:,} rows; rebuild the substrate")
-    data = _data(corpus, substrate, config, world, data_progress)
-    train_split, n_train, validation = plan_windows(data, config)
-
+    vocab_size, n_embed = substrate.weight.shape
+    if substrate.tokenizer.get_vocab_size(with_added_tokens=True) != vocab_size:
+        raise BvvtokError(f"{substrate_dir}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, the embedding {vocab_size:,} rows; rebuild the substrate")
     torch.manual_seed(config.train.seed)
-    model = GPT(config.model, substrate.weight).to(world.device)
+    if init_from is not None:
+        model, shape = _initial_model(init_from, substrate, train_only)
+    else:
+        config = with_substrate(config, vocab_size, n_embed)
+        model, shape = GPT(config.model, substrate.weight), {"model": config.as_dict()["model"]}
+    raw = {**shape, "train": dataclasses.asdict(config.train)}
+    model = model.to(world.device)
+    context = model.context
+    data = _data(corpus, substrate, config, world, data_progress)
+    train_split, n_train, validation = plan_windows(data, context, vocab_size, config.train)
+
     optimizer = torch.optim.AdamW(
         model.optimizer_groups(config.train.weight_decay), lr=config.train.lr, betas=(config.train.beta1, config.train.beta2),
         fused=True,  # one kernel for all parameters, on CPU too (10x the foreach path there)
@@ -241,7 +279,7 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
     rows: list[Row] = []
     start = 0
     if resume:
-        checkpoint, rows = _resume_state(out, config, substrate, data)
+        checkpoint, rows = _resume_state(out, raw, substrate, data)
         model.load_state_dict(checkpoint.model)
         optimizer.load_state_dict(checkpoint.optimizer["optimizer"])
         scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
@@ -249,22 +287,23 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         start = checkpoint.state["step"]
     elif world.main:
         _check_disk(out, model)
-        start_run(out, config, substrate, force)
+        start_run(out, raw, substrate, force)
     distributed.barrier(world)
 
-    counts = train_split.unigram_counts(config.model.vocab_size)
+    counts = train_split.unigram_counts(vocab_size)
     p = counts[counts > 0] / counts.sum()
     entropy = float(-(p * np.log(p)).sum())
+    frozen = not any(p.requires_grad for name, p in model.named_parameters() if name.endswith("token_embeddings.weight"))
     run_info = {
         "substrate": {"manifest_sha256": substrate.manifest_sha256, "method": substrate.manifest["substrate"]["method"],
-                      "n_embed": config.model.n_embed},
+                      "n_embed": n_embed},
         "data": {"key": data.key, "train_tokens": data.train.n_tokens, "val_tokens": data.val.n_tokens,
                  "validation": validation.source},
         "parameters": model.parameter_counts(),
         "world_size": world.size,
     }  # fmt: skip
-    emit("start", {**run_info, "config": config, "device": str(world.device), "dtype": str(dtype).removeprefix("torch."),
-                   "start_step": start, "unigram_entropy": entropy})  # fmt: skip
+    emit("start", {**run_info, "config": config, "raw": raw, "frozen": frozen, "device": str(world.device),
+                   "dtype": str(dtype).removeprefix("torch."), "start_step": start, "unigram_entropy": entropy})  # fmt: skip
 
     net: torch.nn.Module = torch.compile(model) if compile else model
     if world.size > 1:  # the frozen embedding is identical everywhere: no need to broadcast buffers each step
@@ -281,7 +320,7 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         loss_sum = 0.0
         for micro in range(t.grad_accum):
             first = (micro * world.size + world.rank) * t.batch_size
-            x, y = batch(train_split, windows[first : first + t.batch_size], config.model.context, world.device)
+            x, y = batch(train_split, windows[first : first + t.batch_size], context, world.device)
             sync = micro == t.grad_accum - 1 or world.size == 1
             with (contextlib.nullcontext() if sync else net.no_sync()), autocast(world.device, dtype):
                 _, loss = net(x, y)
@@ -294,9 +333,9 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         train_loss = distributed.sum_all(world, [loss_sum / t.grad_accum])[0] / world.size
-        speed = global_batch * config.model.context / (time.perf_counter() - began)
+        speed = global_batch * context / (time.perf_counter() - began)
         done = step + 1
-        val = evaluate(model, validation, config, world, dtype) if done % t.eval_every == 0 or done == t.steps else None
+        val = evaluate(model, validation, context, t.batch_size, world, dtype) if done % t.eval_every == 0 or done == t.steps else None
         row = Row(done, train_loss, val, lr, speed)
         rows.append(row)
         emit("step", {"row": row})
@@ -304,7 +343,7 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
             state = {"step": done, "data_key": data.key, "substrate_sha256": substrate.manifest_sha256}
             extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
             write_metrics(out / METRICS, rows)
-            plot_losses(rows, out / LOSS_PNG, f"{out.name}: {'frozen' if config.model.frozen else 'unfrozen'} substrate")
+            plot_losses(rows, out / LOSS_PNG, f"{out.name}: {'frozen' if frozen else 'unfrozen'} substrate")
             save_checkpoint(out, Checkpoint(model.state_dict(), extra, state), {**run_info, "step": done})
             emit("checkpoint", {"step": done})
     distributed.barrier(world)

@@ -16,6 +16,7 @@ class BvvtokConfig(PretrainedConfig):
         context: int = 1024,
         scale: int = 1,
         frozen: bool = True,
+        members: list[dict] | None = None,
         mixture_weights: list[float] | None = None,
         **kwargs,
     ) -> None:
@@ -27,7 +28,10 @@ class BvvtokConfig(PretrainedConfig):
         self.context = context
         self.scale = scale
         self.frozen = frozen
-        self.mixture_weights = mixture_weights or [1.0]  # one weight per member: logits are their weighted mean
+        shape = {"vocab_size": vocab_size, "n_embed": n_embed, "d_model": d_model, "n_layer": n_layer,
+                 "n_head": n_head, "context": context, "frozen": frozen}  # fmt: skip
+        self.members = members or [shape]  # each member's shape: a mixture's members may differ in depth
+        self.mixture_weights = mixture_weights or [1.0] * len(self.members)  # logits are the weighted mean
         self.hidden_size = d_model
         self.num_hidden_layers = n_layer
         self.num_attention_heads = n_head

@@ -27,12 +27,10 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: BvvtokConfig) -> None:
         super().__init__(config)
-        shape = SimpleNamespace(
-            vocab_size=config.vocab_size, n_embed=config.n_embed, d_model=config.d_model, n_layer=config.n_layer,
-            n_head=config.n_head, context=config.context, frozen=config.frozen, init="substrate",
-        )
-        substrate = torch.zeros(config.vocab_size, config.n_embed)  # the real values are loaded from the weights
-        self.members = nn.ModuleList(GPT(shape, substrate) for _ in config.mixture_weights)
+        self.members = nn.ModuleList(
+            GPT(SimpleNamespace(**shape, init="substrate"), torch.zeros(shape["vocab_size"], shape["n_embed"]))
+            for shape in config.members
+        )  # all-zero substrates: the real values are loaded from model.safetensors
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -53,9 +51,11 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
         Sequences are read whole, without padding: a batch of prompts of different lengths
         should be generated one prompt at a time (or with `bvvtok generate`).
         """
-        ids = input_ids[:, -self.config.context :]
-        weights = self.config.mixture_weights
-        logits = sum(w * member(ids)[0] for w, member in zip(weights, self.members)) / sum(weights)
+        ids = input_ids[:, -self.config.context :]  # the last `context` tokens: a sliding window
+        total = float(sum(self.config.mixture_weights))
+        logits = torch.stack([member(ids)[0] for member in self.members])
+        weights = torch.tensor([float(w) / total for w in self.config.mixture_weights], dtype=logits.dtype, device=logits.device)
+        logits = torch.einsum("m,m...->...", weights, logits)  # as bvvtok's Mixture computes it
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))

@@ -1,0 +1,45 @@
+"""`bvvtok grow`: a run with N new blocks stacked on top (the "Growing Transformers" recipe).
+
+The new blocks start as the identity: their two output projections (attention and MLP)
+are zero, so each adds nothing to the residual stream and the grown model computes
+exactly the old one's function (a test compares the logits). Their other weights are
+initialised as usual, so the gradients reaching the projections are not zero and training
+moves them at once. The folder records `trainable`: the new blocks, the final norm and the
+head, which `bvvtok train --init-from` trains while the old blocks stay as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from bvvtok.errors import BvvtokError
+from bvvtok.files import check_output_folder, sha256_file
+from bvvtok.lm.model import GPT
+from bvvtok.lm.run_folder import WEIGHTS, load_model, read_raw_config, write_model_folder
+
+
+def grow(run: Path, add_layers: int, out: Path, seed: int = 0, force: bool = False) -> Path:
+    run = Path(run)
+    if add_layers < 1:
+        raise BvvtokError(f"--add-layers must be at least 1 (got {add_layers})")
+    check_output_folder(out, force)
+    model, _ = load_model(run)
+    if not isinstance(model, GPT):
+        raise BvvtokError(f"{run} is a mixture; grow one of its runs")
+    old = model.config
+    config = dataclasses.replace(old, n_layer=old.n_layer + add_layers)
+    torch.manual_seed(seed)
+    grown = GPT(config, model.token_embeddings.weight)
+    grown.load_state_dict(model.state_dict(), strict=False)  # the old blocks, embedding, final norm and head
+    for block in grown.blocks[old.n_layer :]:
+        for proj in (block.attn.proj, block.mlp.proj):
+            torch.nn.init.zeros_(proj.weight)
+            torch.nn.init.zeros_(proj.bias)
+    new = [f"blocks.{i}.*" for i in range(old.n_layer, config.n_layer)]
+    raw = {"model": {**read_raw_config(run)["model"], "n_layer": config.n_layer}, "trainable": [*new, "ln_f.*", "head.*"]}
+    section = {"grown": {"from": run.name, "weights_sha256": sha256_file(run / WEIGHTS), "added_layers": add_layers}}
+    write_model_folder(out, run, raw, grown.state_dict(), section, force)
+    return out
