@@ -9,7 +9,7 @@ setup:
 
 # The main job end to end on built-in defaults: the offline 65k vocabulary, its glyph substrate (1024-dim as
 # published, and 256-dim for the tiny model), verified; then the tiny model trained on it, frozen, on Debian's
-# English and Chinese fortunes.
+# English and Chinese fortunes, and a sample generated from it.
 demo: setup
 	$(BIN)/bvvtok build-vocab --preset 65k --out artifacts/vocab-65k --force
 	$(BIN)/bvvtok embed artifacts/vocab-65k
@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/bvvtok verify artifacts/vocab-65k-256
 	$(BIN)/python scripts/fortunes_corpus.py artifacts/corpus
 	$(BIN)/bvvtok train --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/run-tiny --preset tiny --force
+	$(BIN)/bvvtok generate artifacts/run-tiny --prompt "The meaning of life is" --max-new-tokens 60 --top-k 40 --seed 0
 
 test: setup
 	$(BIN)/python -m pytest -q

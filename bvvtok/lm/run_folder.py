@@ -1,5 +1,8 @@
 """The run folder: everything needed to use, prove and resume a training run, and nothing else.
 
+Mixtures (`combine`) and grown models (`grow`) are folders of the same kind, without the
+training files; `config.json` then holds `members` and `mixture_weights`, or `trainable`.
+
     config.json          the model and training configuration (model.n_embed, d_model, scale, frozen ...)
     model.safetensors    all weights, the embedding included (`token_embeddings.weight`)
     tokenizer.json ...   the substrate's tokenizer files
