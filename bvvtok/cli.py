@@ -582,6 +582,72 @@ def grow_command(
     console.print(f"wrote {grow(run_dir, add_layers, out, seed, force)}: train it with bvvtok train --init-from {out}")
 
 
+@app.command("eval")
+def eval_command(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run, mixture or grown folders.")],
+    perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Held-out text (.txt, blank-line separated documents, or .jsonl): loss, perplexity, bits per character.")] = None,
+    multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
+    protocol: Annotated[str, typer.Option(metavar="NAME", help="Multiple choice: generative (the papers'), loglik (lm-eval-harness's) or both.")] = "both",
+    runs_count: Annotated[int, typer.Option("--runs", metavar="N", help="Generative protocol: sampled runs, reported as mean +- 95% CI.")] = 10,
+    temperature: Annotated[float, typer.Option(metavar="T", help="Generative protocol: sampling temperature.")] = 1.0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Generative protocol: greedy answers (one run).")] = False,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the first sampled run.")] = 0,
+    translation: Annotated[Optional[Path], typer.Option(metavar="FILE.tsv", help="source<TAB>reference per line: BLEU with sacrebleu.")] = None,
+    src_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the source language's name in the prompt.")] = "en",
+    tgt_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the target language (zh uses sacrebleu's zh tokenizer).")] = "zh",
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N documents, questions or pairs.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at a malformed question line instead of skipping it.")] = False,
+    device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Optional[list[Path]], typer.Option("-o", "--out", metavar="FILE", help="Also write the figures to FILE.csv or FILE.json. Repeatable.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --out files.")] = False,
+) -> None:
+    """Perplexity, multiple-choice accuracy and BLEU of one or several runs, on local files, as one table."""
+    from bvvtok.files import check_output_file
+    from bvvtok.lm.distributed import pick_device
+    from bvvtok.lm.evals.report import EvalRequest, evaluate_runs, write_results
+    from bvvtok.lm.generate import Sampling
+
+    for path in out or []:
+        check_output_file(path, force)
+    request = EvalRequest(perplexity, multiple_choice, protocol, runs_count, Sampling(greedy, temperature, seed=seed),
+                          translation, src_lang, tgt_lang, limit, strict)  # fmt: skip
+    chosen = pick_device(device)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        current: list[int] = []
+
+        def progress(task: str, total: int) -> None:
+            if task:
+                current[:] = [bar.add_task(task, total=total)]
+            else:
+                bar.advance(current[0])
+
+        rows = evaluate_runs(runs, request, chosen, progress, lambda message: bar.console.print(f"skipped {message}", highlight=False))
+    console.print(_eval_table(rows))
+    if perplexity and len({r["tokenizer_sha256"] for r in rows}) > 1:
+        console.print("note: the runs have different tokenizers; compare bits per character (loss and perplexity are per token)")
+    for path in out or []:
+        write_results(rows, path, force)
+        console.print(f"wrote {path}")
+
+
+def _eval_table(rows: list[dict]) -> Table:
+    shown = {"loss": "loss/token", "perplexity": "perplexity", "bits_per_char": "bits/char", "mc_generative": "MC generative %",
+             "mc_loglik": "MC loglik %", "chance": "chance %"}  # fmt: skip
+    keys = [k for k in shown if any(k in r for r in rows)] + [k for k in rows[0] if k.startswith("bleu_") and k != "bleu_signature"]
+    table = Table("run", *[shown.get(k, k.replace("bleu_", "BLEU ").replace("_", "-")) for k in keys])
+    for r in rows:
+        cells = []
+        for k in keys:
+            value = r.get(k)
+            text = "-" if value is None else f"{value:.2f}" if k != "loss" else f"{value:.4f}"
+            if k == "mc_generative" and value is not None and r.get("mc_runs", 1) > 1:
+                text += f" ± {r['mc_generative_ci95']:.2f}"
+            cells.append(text)
+        table.add_row(r["run"], *cells)
+    return table
+
+
 @app.command("compare")
 def compare_command(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders written by `bvvtok train`.")],
@@ -600,6 +666,58 @@ def compare_command(
     console.print(table)
     if out is not None:
         console.print(f"wrote {out}")
+
+
+@app.command("plot-substrate")
+def plot_substrate_command(
+    substrate_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
+    out: Annotated[Path, typer.Option("-o", "--out", metavar="FILE.png", help="Where to write the map.")],
+    method: Annotated[str, typer.Option(metavar="NAME", help="pca (seconds) or tsne (scikit-learn's t-SNE, minutes).")] = "pca",
+    sample: Annotated[int, typer.Option(metavar="N", help="Tokens drawn at random (placeholders excluded).")] = 4000,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the sample and of t-SNE.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
+) -> None:
+    """A 2-D map of a sample of token vectors, coloured by script: the substrate's visual clusters at a glance."""
+    from bvvtok.substrate.plot_map import check_plot_out, map_substrate, plot_map
+
+    check_plot_out(out, force)
+    with console.status(Text(f"projecting {sample:,} tokens with {method}")):
+        m = map_substrate(substrate_dir, method, sample, seed)
+    plot_map(m, out, f"{substrate_dir.name}: {len(m.ids):,} tokens, {method}", force)
+    counts = ", ".join(f"{name} {m.scripts.count(name):,}" for name in dict.fromkeys(m.scripts))
+    console.print(f"wrote {out} ({counts})")
+
+
+@app.command("bench-tokenizer")
+def bench_tokenizer_command(
+    tokenizer_dirs: Annotated[list[Path], typer.Argument(metavar="TOKENIZER_DIR...", help="Folders with a tokenizer.json (bvvtok's or any other).")],
+    text: Annotated[list[str], typer.Option(metavar="LANG=FILE", help="Documents of one language: .txt (blank-line separated) or .jsonl. Repeatable.")],
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N documents of each file.")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE.csv", help="Write the table (the published benchmark's layout).")] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(metavar="FILE.png", help="Write a heatmap of characters per token.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output files.")] = False,
+) -> None:
+    """Characters per token (mean, std), unknown-token rate and round-trip losslessness per language and tokenizer."""
+    from bvvtok.vocab.tokenizer_bench import bench_tokenizers, plot_heatmap, write_csv
+
+    texts = {}
+    for value in text:
+        lang, sep, path = value.partition("=")
+        if not sep or not lang.strip() or not path:
+            raise BvvtokError(f"--text {value!r} is not LANG=FILE; write e.g. --text en=english.txt")
+        texts[lang.strip()] = Path(path)
+    cells = bench_tokenizers(tokenizer_dirs, texts, limit)
+    table = Table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %")
+    for c in cells:
+        table.add_row(c.tokenizer, c.lang, f"{c.documents:,}", f"{c.chars_per_token_mean:.3f}", f"{c.chars_per_token_std:.3f}",
+                      f"{100 * c.unknown_rate:.2f}", f"{100 * c.lossless:.1f}")  # fmt: skip
+    console.print(table)
+    if csv_out is not None:
+        write_csv(cells, csv_out, force)
+        console.print(f"wrote {csv_out}")
+    if heatmap is not None:
+        plot_heatmap(cells, heatmap, force)
+        console.print(f"wrote {heatmap}")
 
 
 @app.command("info")

@@ -44,6 +44,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bvvtok"
 
 
+def distinct_names(paths: list[Path]) -> list[str]:
+    """Names to show for distinct paths: the last part, lengthened by parent folders where two would be equal."""
+    names = []
+    for p in paths:
+        depth = 1
+        while any(q != p and q.parts[-depth:] == p.parts[-depth:] for q in paths):
+            depth += 1
+        names.append(str(Path(*p.parts[-depth:])))
+    return names
+
+
+def check_png_path(out: Path) -> None:
+    if Path(out).suffix.lower() != ".png":
+        raise BvvtokError(f"{out} is not a .png path; give a .png path")
+
+
 def is_bvvtok_folder(path: Path) -> bool:
     return (path / MANIFEST_NAME).is_file()
 

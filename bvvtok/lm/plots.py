@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import atomic_file, check_output_file
+from bvvtok.files import atomic_file, check_output_file, check_png_path, distinct_names
 from bvvtok.lm.metrics import METRICS, Row, read_metrics
 
 CONFIG = "config.json"
@@ -47,11 +47,6 @@ class RunSummary:
         return f"{self.name} ({'frozen' if self.frozen else 'unfrozen'}, init {self.init})"
 
 
-def _check_png(out: Path) -> None:
-    if Path(out).suffix.lower() != ".png":
-        raise BvvtokError(f"{out} is not a .png path; give a .png path")
-
-
 def _draw(out: Path, force: bool, title: str, ylabel: str, curves: list[Curve]) -> None:
     with matplotlib.style.context("default"):
         figure = Figure(figsize=(8, 5))
@@ -68,7 +63,7 @@ def _draw(out: Path, force: bool, title: str, ylabel: str, curves: list[Curve]) 
 
 def plot_losses(rows: Sequence[Row], out: Path, title: str) -> None:
     """`out` (a .png, replaced if there): train loss as a thin line, validation loss as markers on a line."""
-    _check_png(out)
+    check_png_path(out)
     if not rows:
         raise BvvtokError(f"no metrics rows to plot into {out}; log at least one step first")
     val = [r for r in rows if r.val_loss is not None]
@@ -91,23 +86,12 @@ def _config(folder: Path) -> tuple[bool, str, int]:
     return frozen, init, steps
 
 
-def _names(folders: list[Path]) -> list[str]:
-    """Folder names, lengthened by their parent folders where two runs share one (the paths are distinct)."""
-    names = []
-    for p in folders:
-        depth = 1
-        while any(q != p and q.parts[-depth:] == p.parts[-depth:] for q in folders):
-            depth += 1
-        names.append(str(Path(*p.parts[-depth:])))
-    return names
-
-
 def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False) -> list[RunSummary]:
     """Summaries of runs and, if `out` is given, one .png of their validation curves."""
     if not run_dirs:
         raise BvvtokError("name at least one run folder to compare")
     if out is not None:
-        _check_png(out)
+        check_png_path(out)
         check_output_file(Path(out), force)  # fail before reading the runs, not after
     folders = [Path(d).resolve() for d in run_dirs]
     for given, folder in zip(run_dirs, folders):
@@ -115,7 +99,7 @@ def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False
             why = "is named twice; give each run once" if folder.is_dir() else f"is not a folder; {NOT_A_RUN}"
             raise BvvtokError(f"{given} {why}")
     summaries, curves = [], []
-    for given, folder, name in zip(run_dirs, folders, _names(folders)):
+    for given, folder, name in zip(run_dirs, folders, distinct_names(folders)):
         rows = read_metrics(folder / METRICS)
         frozen, init, steps = _config(folder)
         val = [r for r in rows if r.val_loss is not None]

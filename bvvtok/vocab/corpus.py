@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,3 +64,34 @@ def _jsonl_text(line: str, path: Path, number: int) -> str:
     if not isinstance(text, str):
         raise BvvtokError(f"{path}:{number}: no string field 'text'; each .jsonl record needs one")
     return text
+
+
+def read_documents(path: Path) -> list[str]:
+    """Documents of a .txt file (separated by blank lines) or a .jsonl file (one `text` per line)."""
+    path = Path(path)
+    if path.suffix not in (".txt", ".jsonl"):
+        raise BvvtokError(f"{path} is neither .txt nor .jsonl; give documents as a .txt or .jsonl file")
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 or \f is text
+    except UnicodeDecodeError as e:
+        raise BvvtokError(f"{path} is not UTF-8 (byte {e.start}); convert it to UTF-8") from None
+    except OSError as e:
+        raise BvvtokError(f"cannot read {path}: {e.strerror}; give a readable text file") from None
+    docs: list[str] = []
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                text = json.loads(line)["text"]
+            except (ValueError, KeyError, TypeError):
+                text = None
+            if not isinstance(text, str):
+                raise BvvtokError(f"{path}:{number} is not a JSON object with a string `text`; fix or remove the line")
+            docs.append(text)
+    else:
+        paragraphs = itertools.groupby(lines, lambda line: not line.strip())
+        docs = ["\n".join(group) for blank, group in paragraphs if not blank]
+    if not docs:
+        raise BvvtokError(f"{path} holds no documents; give a file with text in it")
+    return docs

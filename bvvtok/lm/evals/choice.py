@@ -1,0 +1,161 @@
+"""Multiple-choice questions (MMLU, ARC, CommonsenseQA and the like) from a local JSONL file.
+
+One question per line, in any of these layouts (letters A, B, C, ... label the options):
+
+    {"question": "...", "options": {"A": "...", "B": "..."}, "answer": "B"}              bvvtok's own
+    {"question": "...", "choices": ["...", "..."], "answer": 1}                          MMLU (answer: index or letter)
+    {"question": "...", "choices": {"label": ["A", "B"], "text": ["...", "..."]}, "answerKey": "B"}   ARC, CommonsenseQA
+    {"question": {"stem": "...", "choices": [{"label": "A", "text": "..."}]}, "answerKey": "B"}       CommonsenseQA original
+
+Two protocols. `generative`, the papers': the prompt lists the options and ends with
+"Answer:", the model generates, and the first non-space character must be the right
+letter; sampled runs are repeated and reported as mean +- 95% CI. `loglik`, the usual
+lm-eval-harness one: the option whose text has the highest log-likelihood after the
+question wins (deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+
+from bvvtok.errors import BvvtokError
+from bvvtok.lm.generate import Sampling, generate
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # Student t, 97.5%
+
+
+@dataclass
+class Question:
+    line: int
+    question: str
+    labels: list[str]
+    options: list[str]
+    answer: str
+
+
+@dataclass
+class ChoiceScore:
+    protocol: str
+    questions: int
+    accuracy: float  # percent; the mean over runs for sampled generative runs
+    ci95: float  # half-width of the 95% confidence interval over runs (0 for one run)
+    chance: float  # percent: the mean of 1 / options
+    runs: int
+
+
+def _question(record: Any) -> Question:
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    q = record.get("question")
+    choices = record.get("options", record.get("choices"))
+    if isinstance(q, dict):  # CommonsenseQA's original layout
+        choices = {"label": [c["label"] for c in q["choices"]], "text": [c["text"] for c in q["choices"]]}
+        q = q["stem"]
+    if isinstance(choices, dict) and "text" in choices:
+        labels, options = list(choices["label"]), list(choices["text"])
+    elif isinstance(choices, dict):
+        labels, options = list(choices), list(choices.values())
+    elif isinstance(choices, list):
+        labels, options = list(LETTERS[: len(choices)]), list(choices)
+    else:
+        raise ValueError("no options: give 'options' {letter: text} or 'choices'")
+    answer = record.get("answer", record.get("answerKey"))
+    if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(labels):
+        answer = labels[answer]
+    bad = [label for label in labels if not (isinstance(label, str) and len(label) == 1 and label in LETTERS)]
+    if bad:
+        raise ValueError(f"options must be labelled with capital letters, not {bad[0]!r}")
+    if not isinstance(q, str) or not all(isinstance(o, str) for o in options) or len(options) < 2:
+        raise ValueError("a question needs a text and at least two text options")
+    if answer not in labels:
+        raise ValueError(f"the answer {answer!r} is not one of the options {', '.join(labels)}")
+    return Question(0, q, labels, options, answer)
+
+
+def read_questions(path: Path, strict: bool = False, on_skip: Callable[[str], None] | None = None) -> list[Question]:
+    """The questions of a JSONL file; a malformed line stops (strict) or is skipped and reported."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BvvtokError(f"cannot read {path}: {e}") from None
+    questions = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            question = _question(json.loads(line))
+        except (ValueError, KeyError, TypeError) as e:
+            message = f"{path}:{number}: {e}"
+            if strict:
+                raise BvvtokError(f"{message}; fix the line or drop --strict to skip it") from None
+            if on_skip:
+                on_skip(message)
+            continue
+        question.line = number
+        questions.append(question)
+    if not questions:
+        raise BvvtokError(f"{path} holds no usable question; see docs/eval.md for the layouts")
+    return questions
+
+
+def prompt(q: Question) -> str:
+    return f"{q.question}\n" + "".join(f"{label}. {text}\n" for label, text in zip(q.labels, q.options)) + "Answer:"
+
+
+def _score(protocol: str, per_run: list[float], questions: list[Question]) -> ChoiceScore:
+    mean = statistics.fmean(per_run)
+    ci = T_95.get(len(per_run) - 1, 1.96) * statistics.stdev(per_run) / math.sqrt(len(per_run)) if len(per_run) > 1 else 0.0
+    chance = 100 * statistics.fmean(1 / len(q.options) for q in questions)
+    return ChoiceScore(protocol, len(questions), mean, ci, chance, len(per_run))
+
+
+def generative(model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Question], sampling: Sampling, runs: int,
+               on_question: Callable[[], None] | None = None) -> ChoiceScore:  # fmt: skip
+    """The papers' protocol: the first non-space generated character must be the answer's letter."""
+    per_run = []
+    for run in range(runs if not sampling.greedy else 1):
+        right = 0
+        for i, q in enumerate(questions):
+            ids = tokenizer.encode(prompt(q), add_special_tokens=False).ids[-(model.context - 4) :]
+            seeded = Sampling(sampling.greedy, sampling.temperature, sampling.top_k, sampling.top_p, sampling.seed + run * len(questions) + i)
+            out = generate(model, [ids], seeded, max_new_tokens=4)[0]
+            text = tokenizer.decode(out, skip_special_tokens=True).lstrip()
+            right += text[:1] == q.answer
+            if on_question:
+                on_question()
+        per_run.append(100 * right / len(questions))
+    return _score("generative", per_run, questions)
+
+
+@torch.no_grad()
+def loglik(model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Question],
+           on_question: Callable[[], None] | None = None) -> ChoiceScore:  # fmt: skip
+    """lm-eval-harness's protocol: the option with the highest log-likelihood as the continuation of the question."""
+    device = next(model.parameters()).device
+    right = 0
+    for q in questions:
+        context = tokenizer.encode(f"{q.question}\nAnswer:", add_special_tokens=False).ids
+        scores = []
+        for option in q.options:
+            ending = tokenizer.encode(f" {option}", add_special_tokens=False).ids
+            ids = (context + ending)[-(model.context + 1) :]
+            n = min(len(ending), len(ids) - 1)
+            seq = torch.tensor(ids, device=device)
+            logits, _ = model(seq[None, :-1])
+            logp = F.log_softmax(logits[0, -n:].float(), dim=-1).gather(1, seq[-n:, None]).sum().item()
+            scores.append(logp)
+        right += q.labels[max(range(len(scores)), key=scores.__getitem__)] == q.answer
+        if on_question:
+            on_question()
+    return _score("loglik", [100 * right / len(questions)], questions)

@@ -1,0 +1,52 @@
+"""Loss on held-out text: nats per token, perplexity, and bits per character.
+
+Bits per character divide the same total loss by characters instead of tokens, so runs
+with different tokenizers can be compared on the same text; per-token figures cannot.
+Each document is read after `</s>` (how training separates documents), so every one of
+its tokens is predicted; a document longer than the context is read in windows that
+each continue from the previous window's last token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+
+SEPARATOR = "</s>"
+
+
+@dataclass
+class Perplexity:
+    documents: int
+    tokens: int
+    characters: int
+    loss: float  # mean nats per token
+    perplexity: float
+    bits_per_char: float
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, tokenizer: Tokenizer, documents: Sequence[str],
+               on_document: Callable[[], None] | None = None) -> Perplexity:  # fmt: skip
+    device = next(model.parameters()).device
+    separator = tokenizer.token_to_id(SEPARATOR)
+    total, tokens, characters = 0.0, 0, 0
+    for text in documents:
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
+        if ids:
+            sequence = torch.tensor(([separator] if separator is not None else []) + ids, device=device)
+            for start in range(1, len(sequence), model.context):  # without a separator the first token is not predicted
+                window = sequence[start - 1 : start + model.context]
+                logits, _ = model(window[None, :-1])
+                total += F.cross_entropy(logits[0].float(), window[1:], reduction="sum").item()
+            tokens += len(sequence) - 1
+            characters += len(text)
+        if on_document:
+            on_document()
+    loss = total / max(tokens, 1)
+    return Perplexity(len(documents), tokens, characters, loss, math.exp(loss), total / math.log(2) / max(characters, 1))
