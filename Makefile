@@ -30,3 +30,4 @@ bench: setup
 	$(BIN)/python bench/glyph_substrate.py
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/tokenizer_table.py

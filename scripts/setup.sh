@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 # fonts-unifont: the glyph substrate's font; fortunes, fortunes-zh: English and Chinese prose for the benchmarks;
-# fortunes-bg ... fortunes-ru: prose in other languages for bench/tokenizers.py (scripts/fortunes_corpus.py).
+# fortunes-bg ... fortunes-ru: prose in other languages for bench/tokenizer_table.py (scripts/fortunes_corpus.py).
 SYSTEM_PACKAGES=(fonts-unifont fortunes fortunes-zh
   fortunes-bg fortunes-br fortunes-cs fortunes-de fortunes-es fortunes-it fortunes-pl fortunes-ru)
 
