@@ -45,7 +45,8 @@ class _Group(TyperGroup):
 
 app = typer.Typer(
     cls=_Group,
-    help="Frozen embedding substrates: bvv241-compatible Unicode + n-gram tokenizers and their frozen embeddings.",
+    help="Frozen embedding substrates: bvv241-compatible Unicode + n-gram tokenizers, their frozen embeddings, "
+    "and language models trained, sampled, combined, grown, exported and evaluated on top of them.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -64,7 +65,7 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Frozen embedding substrates: bvv241-compatible tokenizers, glyph and binary embeddings."""
+    """Frozen embedding substrates: bvv241-compatible tokenizers, glyph and binary embeddings, and models trained on them."""
 
 
 @app.command("build-vocab")
@@ -546,7 +547,9 @@ def export_command(
 
     if format != "hf":
         raise BvvtokError(f"unknown --format {format!r}; the one format is hf")
-    console.print(f"wrote {export_hf(run_dir, out, force)}")
+    with console.status(Text(f"writing {out}")):
+        export_hf(run_dir, out, force)
+    console.print(f"wrote {out}")
 
 
 @app.command("combine")
@@ -565,7 +568,9 @@ def combine_command(
             values = [float(w) for w in weights.split(",")]
         except ValueError:
             raise BvvtokError(f"--weights {weights!r} is not a list of numbers; write e.g. --weights 0.5,0.5") from None
-    console.print(f"wrote {combine(runs, out, values, force)}: a mixture of {len(runs)} runs")
+    with console.status(Text(f"combining {len(runs)} runs")):
+        combine(runs, out, values, force)
+    console.print(f"wrote {out}: a mixture of {len(runs)} runs")
 
 
 @app.command("grow")
@@ -579,7 +584,9 @@ def grow_command(
     """Stack N new blocks on a run; `train --init-from DIR` then trains only the new blocks and the head."""
     from bvvtok.lm.grow import grow
 
-    console.print(f"wrote {grow(run_dir, add_layers, out, seed, force)}: train it with bvvtok train --init-from {out}")
+    with console.status(Text(f"growing {run_dir}")):
+        grow(run_dir, add_layers, out, seed, force)
+    console.print(f"wrote {out}: train it with bvvtok train --init-from {out}")
 
 
 @app.command("eval")
@@ -706,7 +713,8 @@ def bench_tokenizer_command(
         if not sep or not lang.strip() or not path:
             raise BvvtokError(f"--text {value!r} is not LANG=FILE; write e.g. --text en=english.txt")
         texts[lang.strip()] = Path(path)
-    cells = bench_tokenizers(tokenizer_dirs, texts, limit)
+    with console.status(Text(f"tokenizing {len(texts)} text(s) with {len(tokenizer_dirs)} tokenizer(s)")):
+        cells = bench_tokenizers(tokenizer_dirs, texts, limit)
     table = Table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %")
     for c in cells:
         table.add_row(c.tokenizer, c.lang, f"{c.documents:,}", f"{c.chars_per_token_mean:.3f}", f"{c.chars_per_token_std:.3f}",

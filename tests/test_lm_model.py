@@ -11,12 +11,12 @@ from bvvtok.lm.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
-    config_from_dict,
     differences,
     resolve_config,
     with_substrate,
 )
 from bvvtok.lm.model import GPT
+from bvvtok.lm.run_folder import member_configs
 from bvvtok.lm.train import lr_factor
 
 V, N_EMBED = 50, 8
@@ -183,7 +183,7 @@ def test_substrate_wider_than_the_model_points_to_embed_dim():
 
 def test_config_round_trips_and_differences_name_the_fields():
     config = with_substrate(resolve_config("tiny", None, {}, {}), 100, 16)
-    assert config_from_dict(config.as_dict()) == config
+    assert member_configs({"model": config.as_dict()["model"]}) == ([config.model], [1.0])  # how run folders are read back
     other = RunConfig(dataclasses.replace(config.model, n_layer=5), dataclasses.replace(config.train, lr=0.5, eval_every=7))
     assert differences(config.as_dict(), other.as_dict()) == ["model.n_layer: 4 -> 5", f"train.lr: {config.train.lr!r} -> 0.5"]
 

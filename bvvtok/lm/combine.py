@@ -36,7 +36,7 @@ def combine(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = N
         for what, name in (("tokenizer", "tokenizer.json"), ("substrate", "substrate.json")):
             if sha256_file(run / name) != sha256_file(first / name):
                 raise BvvtokError(f"{run} has another {what} than {first} ({name} differs): a mixture needs one tokenizer and one frozen substrate")
-        members.append({**read_raw_config(run)["model"]})
+        members.append(read_raw_config(run)["model"])
         state.update({f"members.{i}.{k}": v for k, v in model.state_dict().items()})
     raw = {"members": members, "mixture_weights": weights}
     section = {"mixture": {"members": [{"folder": r.name, "weights_sha256": sha256_file(r / WEIGHTS)} for r in runs], "weights": weights}}

@@ -170,12 +170,6 @@ def with_substrate(config: RunConfig, vocab_size: int, n_embed: int) -> RunConfi
     return RunConfig(dataclasses.replace(config.model, vocab_size=vocab_size, n_embed=n_embed), config.train)
 
 
-def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """The RunConfig of a run folder's config.json."""
-    model = {k: v for k, v in data["model"].items() if k != "scale"}
-    return RunConfig(ModelConfig(**model), TrainConfig(**data["train"]))
-
-
 def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     """Fields that differ between two config.json dicts (nested keys joined by dots), except those a resume may change."""
     found = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from bvvtok.errors import BvvtokError
+from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 
 
@@ -56,7 +57,7 @@ def next_tokens(logits: torch.Tensor, sampling: Sampling, generator: torch.Gener
 
 @torch.no_grad()
 def generate(
-    model: GPT,
+    model: GPT | Mixture,
     prompts: list[list[int]],
     sampling: Sampling,
     max_new_tokens: int,

@@ -33,7 +33,7 @@ from tokenizers import Tokenizer
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, check_output_folder, sha256_file, umask
-from bvvtok.lm.config import ModelConfig, RunConfig, config_from_dict
+from bvvtok.lm.config import ModelConfig
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 from bvvtok.manifest import write_json, write_manifest
@@ -62,13 +62,6 @@ def read_raw_config(folder: Path) -> dict[str, Any]:
     if not isinstance(raw, dict) or not ("model" in raw or "members" in raw):
         raise BvvtokError(f"{folder / CONFIG} describes no model; is {folder} a run folder written by bvvtok train?")
     return raw
-
-
-def read_config(folder: Path) -> RunConfig:
-    try:
-        return config_from_dict(read_raw_config(folder))
-    except (KeyError, TypeError) as e:
-        raise BvvtokError(f"cannot read {folder / CONFIG} ({e}); is {folder} a run folder written by bvvtok train?") from None
 
 
 def member_configs(raw: dict[str, Any]) -> tuple[list[ModelConfig], list[float]]:
