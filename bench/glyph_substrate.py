@@ -2,7 +2,8 @@
 
 For each preset: the vocabulary is built (from ../shared/reference when present,
 else offline), then `embed_glyph` runs in a fresh process (so its peak RSS is its
-own) and writes a substrate to a temporary folder. The baseline is
+own) and writes a substrate to a temporary folder, twice: cold (an empty glyph
+cache, so every character is rendered) and warm (the same build again). The baseline is
 `recipe.reference_code`, token by token as the notebooks did, on a random sample
 of tokens (all of them with --full-baseline), plus scikit-learn's PCA on the full
 code matrix; the sample also checks that both give the same bits.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -40,15 +42,19 @@ def build_vocab_folder(preset: str, folder: Path) -> str:
 
 
 def run_embed(vocab: str, out: str) -> None:
-    """Child process: time embed_glyph and report its figures as JSON on stdout."""
+    """Child process: time embed_glyph (and when each stage ends) and report the figures as JSON on stdout."""
     from bvvtok.substrate.embed import embed_glyph
 
+    ends: dict[str, float] = {}
     started = time.perf_counter()
-    result = embed_glyph(Path(vocab), Path(out))
+    result = embed_glyph(Path(vocab), Path(out), progress=lambda stage, done, total: ends.__setitem__(stage, time.perf_counter()))
     seconds = time.perf_counter() - started
+    # stages end in this order; what follows the PCA is writing the folder and hashing its files
+    marks = [0.0] + [ends[s] - started for s in ("render", "codes", "pca")] + [seconds]
+    stages = dict(zip(("load + render", "codes", "pca", "save"), (b - a for a, b in zip(marks, marks[1:]))))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "tokens": len(result.bits), "rss_mb": own, "workers_rss_mb": children}))
+    print(json.dumps({"seconds": seconds, "stages": stages, "tokens": len(result.bits), "rss_mb": own, "workers_rss_mb": children}))
 
 
 def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:
@@ -64,7 +70,7 @@ def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:
     from bvvtok.substrate.token_text import token_texts
     from bvvtok.vocab.tokenizer_files import load_tokenizer
 
-    tokens = token_texts(load_tokenizer(vocab), vocab / "tokenizer.json").texts
+    tokens = token_texts(load_tokenizer(vocab)).texts
     fast_bits = np.unpackbits(np.load(substrate / "codes.npy"), axis=1)
     chain = resolve_chain()
     pillow_fonts = open_pillow_fonts([f.path for f in chain], 32)
@@ -95,26 +101,34 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=200)
-    table = Table("preset", "fast s", "fast ms/token", "peak RSS MB (main / render workers)", "baseline ms/token", "baseline s (codes + sklearn PCA)", "speed-up", "bits checked")
+    table = Table("preset", "fast s", "stages s (load + render / codes / PCA / save)", "fast ms/token", "peak RSS MB (main / render workers)", "baseline ms/token", "baseline s (codes + sklearn PCA)", "speed-up", "bits checked")
     for preset in args.presets.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            vocab, out = Path(tmp) / "vocab", Path(tmp) / "substrate"
+            vocab = Path(tmp) / "vocab"
             source = build_vocab_folder(preset, vocab)
-            child = subprocess.run([sys.executable, __file__, "--child", str(vocab), str(out)], capture_output=True, text=True, check=True)
-            fast = json.loads(child.stdout.strip().splitlines()[-1])
+            # cold: an empty glyph cache, every character rendered; warm: the same build again (the cache hit)
+            env = {**os.environ, "BVVTOK_CACHE_DIR": str(Path(tmp) / "glyph-cache")}
+            runs = {}
+            for run in ("cold", "warm"):
+                os.sync()  # start from a quiet disk: writes still queued from earlier work slow the save
+                out = Path(tmp) / f"substrate-{run}"
+                child = subprocess.run([sys.executable, __file__, "--child", str(vocab), str(out)], env=env, capture_output=True, text=True, check=True)
+                runs[run] = json.loads(child.stdout.strip().splitlines()[-1])
             base = baseline(vocab, out, None if args.full_baseline else args.sample)
-        n = fast["tokens"]
+        n = runs["cold"]["tokens"]
         base_seconds = base["ms_per_token"] * n / 1e3 + base["pca_seconds"]
-        table.add_row(
-            f"{preset} ({source})",
-            f"{fast['seconds']:.2f}",
-            f"{fast['seconds'] / n * 1e3:.4f}",
-            f"{fast['rss_mb']:.0f} / {fast['workers_rss_mb']:.0f}",
-            f"{base['ms_per_token']:.3f}",
-            f"{base_seconds:.1f}" + ("" if args.full_baseline else " (codes from the sample's ms/token)"),
-            f"{base_seconds / fast['seconds']:.1f}x",
-            f"{base['checked']:,}, {base['mismatches']} differ",
-        )
+        for run, fast in runs.items():
+            table.add_row(
+                f"{preset} {run} ({source})",
+                f"{fast['seconds']:.2f}",
+                " / ".join(f"{v:.2f}" for v in fast["stages"].values()),
+                f"{fast['seconds'] / n * 1e3:.4f}",
+                f"{fast['rss_mb']:.0f} / {fast['workers_rss_mb']:.0f}",
+                f"{base['ms_per_token']:.3f}",
+                f"{base_seconds:.1f}" + ("" if args.full_baseline else " (codes from the sample's ms/token)"),
+                f"{base_seconds / fast['seconds']:.1f}x",
+                f"{base['checked']:,}, {base['mismatches']} differ",
+            )
     console.print(table)
 
 

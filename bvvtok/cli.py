@@ -283,7 +283,7 @@ def fonts_command(
     counts: dict[int, int] = {}
     missing: list[str] = []
     if vocab_dir is not None:
-        texts = token_texts(load_tokenizer(vocab_dir), vocab_dir / "tokenizer.json").texts
+        texts = token_texts(load_tokenizer(vocab_dir)).texts
         counts, missing = coverage((ch for t in texts for ch in t), chain)
     table = Table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
     table.columns[1].overflow = "fold"  # the whole path, wrapped: it says which file is used

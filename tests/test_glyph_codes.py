@@ -195,6 +195,38 @@ def test_fast_path_matches_reference_at_64px(chain, reference, recipe):
     assert mismatched == []
 
 
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("chars", [1, 2, 3, 5, 9])
+def test_blur_table_equals_pillow_on_black_and_white_canvases(recipe, size, chars):
+    """The lookup path (bitmap fonts) and Pillow's own blur give the same bits on every width."""
+    rng = np.random.default_rng(size * 100 + chars)
+    canvases = np.where(rng.random((64, size, size * chars)) < 0.3, 0, 255).astype(np.uint8)
+    aug = RECIPES[recipe].easy
+    assert aug.blur
+    assert np.array_equal(fast._augment(canvases, aug, size, black_and_white=True), fast._augment(canvases, aug, size))
+
+
+def test_blur_table_covers_every_window():
+    """One value per (position in the window, 7-bit pattern); all white stays white, all black stays black."""
+    table = fast._row_blur_table().reshape(7, 128)
+    assert (table[:, 0] == 255).all() and (table[:, 127] == 0).all()
+    assert len(np.unique(table[3])) > 2  # the interior position really mixes neighbours
+
+
+def test_anti_aliased_font_matches_reference(tmp_path):
+    """A font with grey pixels takes Pillow's blur path, and still gives the reference bits."""
+    matplotlib = pytest.importorskip("matplotlib")
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    grey_chain = resolve_chain([dejavu])
+    fonts = open_pillow_fonts([dejavu], 32)
+    tokens = ["A", "the", "Hello", "ñandú", "Привет", "ab"]
+    codes = glyph_codes(tokens, grey_chain, RECIPES["bvv241-max"])
+    assert not glyphs.is_black_and_white(render_glyphs([("a", 0)], [dejavu], 32).cells)
+    for i, token in enumerate(tokens):
+        assert np.array_equal(codes.bits[i], reference_code(token, fonts_per_char(token, grey_chain, fonts), RECIPES["bvv241-max"], 32)), token
+
+
 def test_the_token_list_exercises_overflowing_glyphs(chain):
     """The hand-picked list must reach the compositing path for ink outside a cell (else the test above proves less)."""
     chars = sorted({ch for t in TOKENS for ch in t})

@@ -45,7 +45,7 @@ def substrate(tmp_path_factory):
         save_vocab(build_vocab("65k", [NGRAMS_23]), folder)
         result = embed_glyph(folder, workers=2)
     tokenizer = load_tokenizer(folder)
-    texts = token_texts(tokenizer, folder / "tokenizer.json").texts
+    texts = token_texts(tokenizer).texts
     return folder, result, tokenizer, texts
 
 

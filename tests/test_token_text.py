@@ -43,7 +43,7 @@ def byte_level(tmp_path_factory):
 def test_byte_level_texts(byte_level):
     tokenizer, path = byte_level
     vocab = tokenizer.get_vocab(with_added_tokens=True)
-    result = token_texts(tokenizer, path)
+    result = token_texts(tokenizer)
     assert result.byte_level
     assert len(result.texts) == len(vocab) == max(vocab.values()) + 1
     assert result.empty_ids == []
@@ -61,7 +61,7 @@ def test_byte_level_texts(byte_level):
 def test_partial_utf8_tokens_are_escaped(byte_level):
     tokenizer, path = byte_level
     vocab = tokenizer.get_vocab(with_added_tokens=True)
-    result = token_texts(tokenizer, path)
+    result = token_texts(tokenizer)
     stand_ins = byte_stand_ins()
     single = vocab["ä"]  # byte 0xE4 alone: the first byte of 中
     assert result.texts[single] == "\\xe4"
@@ -89,14 +89,14 @@ def test_partial_utf8_tokens_are_escaped(byte_level):
 
 def test_hand_built_partial_tokens(tmp_path):
     tokenizer, path = write_hand_built(tmp_path, {"ä": 0, "ä¸": 1, "ä¸Ń": 2, "Ġä¸": 3, "¸Ń": 4})
-    result = token_texts(tokenizer, path)
+    result = token_texts(tokenizer)
     assert result.texts == ["\\xe4", "\\xe4\\xb8", "中", " \\xe4\\xb8", "\\xb8\\xad"]
     assert result.escaped == [0, 1, 3, 4]
 
 
 def test_added_tokens_are_left_unchanged(byte_level):
     tokenizer, path = byte_level
-    result = token_texts(tokenizer, path)
+    result = token_texts(tokenizer)
     assert result.texts[tokenizer.token_to_id("<|endoftext|>")] == "<|endoftext|>"
 
 
@@ -106,14 +106,14 @@ def test_added_token_made_of_stand_ins_is_left_unchanged(byte_level, tmp_path):
     tokenizer.add_special_tokens([AddedToken("ĠĠ", special=True)])
     path = tmp_path / "tokenizer.json"
     tokenizer.save(str(path))
-    result = token_texts(tokenizer, path)
+    result = token_texts(tokenizer)
     assert result.texts[tokenizer.token_to_id("ĠĠ")] == "ĠĠ"
 
 
 def test_texts_agree_with_the_byte_level_decoder(byte_level):
     """For every whole-UTF-8 token, the text is what the tokenizer's own decoder gives for that one id."""
     tokenizer, path = byte_level
-    result = token_texts(tokenizer, path)
+    result = token_texts(tokenizer)
     added = {t.content for t in tokenizer.get_added_tokens_decoder().values()}
     checked = 0
     for i, text in enumerate(result.texts):
@@ -137,20 +137,20 @@ def write_hand_built(folder, vocab, byte_level_pre=True, byte_level_dec=True):
 
 def test_byte_level_detected_inside_a_sequence(tmp_path):
     tokenizer, path = write_hand_built(tmp_path, {"a": 0, "Ġa": 1}, byte_level_pre=True, byte_level_dec=False)
-    assert is_byte_level(path)
-    assert token_texts(tokenizer, path).texts == ["a", " a"]
+    assert is_byte_level(tokenizer)
+    assert token_texts(tokenizer).texts == ["a", " a"]
 
 
 def test_byte_level_detected_from_the_decoder_alone(tmp_path):
     tokenizer, path = write_hand_built(tmp_path, {"a": 0, "Ċ": 1}, byte_level_pre=False, byte_level_dec=True)
-    assert is_byte_level(path)
-    assert token_texts(tokenizer, path).texts == ["a", "\n"]
+    assert is_byte_level(tokenizer)
+    assert token_texts(tokenizer).texts == ["a", "\n"]
 
 
 def test_tokens_outside_the_stand_in_alphabet_stay_raw(tmp_path):
     """A byte-level vocabulary can still hold strings that are not stand-ins (e.g. 中 written as itself)."""
     tokenizer, path = write_hand_built(tmp_path, {"Ġx": 0, "中": 1, "Ġ中": 2, "Ã©": 3})
-    result = token_texts(tokenizer, path)
+    result = token_texts(tokenizer)
     assert result.texts == [" x", "中", "Ġ中", "é"]
     assert result.escaped == []
 
@@ -161,8 +161,8 @@ def test_non_byte_level_texts_are_the_raw_tokens(tmp_path):
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     path = tmp_path / "tokenizer.json"
     tokenizer.save(str(path))
-    assert not is_byte_level(path)
-    result = token_texts(Tokenizer.from_file(str(path)), path)
+    assert not is_byte_level(Tokenizer.from_file(str(path)))
+    result = token_texts(Tokenizer.from_file(str(path)))
     assert not result.byte_level
     assert result.texts == ["<unk>", "Ġthe", "▁the", "中", "Ã©", "ä"]
     assert result.escaped == [] and result.empty_ids == []
@@ -172,7 +172,7 @@ def test_ids_without_a_token_are_empty(tmp_path):
     tokenizer = Tokenizer(models.WordLevel({"<unk>": 0, "a": 1, "c": 3}, unk_token="<unk>"))
     path = tmp_path / "tokenizer.json"
     tokenizer.save(str(path))
-    result = token_texts(Tokenizer.from_file(str(path)), path)
+    result = token_texts(Tokenizer.from_file(str(path)))
     assert result.texts == ["<unk>", "a", "", "c"]
     assert result.empty_ids == [2]
 
@@ -182,4 +182,4 @@ def test_null_pre_tokenizer_and_decoder_are_not_byte_level(tmp_path):
     Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")).save(str(path))
     config = json.loads(path.read_text(encoding="utf-8"))
     assert config["pre_tokenizer"] is None and config["decoder"] is None
-    assert not is_byte_level(path)
+    assert not is_byte_level(Tokenizer.from_file(str(path)))

@@ -48,7 +48,7 @@ def _prepare(vocab_dir: Path, out: Path | None, settings_of: Callable[[int], dic
     """Load the vocabulary and check the destination before any heavy work: (out, token texts, settings)."""
     vocab_dir = Path(vocab_dir)
     out = vocab_dir if out is None else Path(out)
-    texts = token_texts(load_tokenizer(vocab_dir), vocab_dir / "tokenizer.json")
+    texts = token_texts(load_tokenizer(vocab_dir))
     settings = settings_of(len(texts.texts))
     check_replace(out, vocab_dir, settings, force)
     if dump_text is not None:

@@ -12,6 +12,8 @@ therefore processed in batches of equal (class, width):
 - the Gaussian blur is Pillow's, run on whole batches: its horizontal passes on
   the canvases stacked vertically, its vertical passes on them side by side, so
   no canvas sees another's pixels, exactly as when blurred alone;
+- on black-and-white canvases (bitmap fonts such as Unifont) the horizontal
+  passes become a table lookup, taken from Pillow, at the columns the resize keeps;
 - batches run in threads (Pillow and NumPy release the GIL).
 """
 
@@ -27,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from bvvtok.substrate.fonts import Font, font_for
-from bvvtok.substrate.glyphs import Glyph, place, render_glyphs_cached
+from bvvtok.substrate.glyphs import Glyph, is_black_and_white, place, render_glyphs_cached
 from bvvtok.substrate.recipe import BLUR_RADIUS, SEED, THRESHOLD, Augmentation, GlyphRecipe, is_easy, snake_order
 
 BATCH = 2048  # tokens per batch: bounds memory for long tokens
@@ -105,45 +107,99 @@ def _composite(tokens: Sequence[str], row: dict[str, int], cells: np.ndarray, ov
     return canvas
 
 
-def _blur_rows(canvas: np.ndarray) -> np.ndarray:
-    """The horizontal passes of Pillow's Gaussian blur, each canvas's rows on their own (stacked vertically)."""
-    n, height, width = canvas.shape
-    rows = Image.fromarray(canvas.reshape(n * height, width)).filter(ImageFilter.GaussianBlur((BLUR_RADIUS, 0)))
-    return np.asarray(rows).reshape(n, height, width)
+def _blur_lines(lines: np.ndarray) -> np.ndarray:
+    """The horizontal passes of Pillow's Gaussian blur on each line of [..., W] on its own (lines stacked)."""
+    image = Image.fromarray(np.ascontiguousarray(lines).reshape(-1, lines.shape[-1]))
+    return np.asarray(image.filter(ImageFilter.GaussianBlur((BLUR_RADIUS, 0)))).reshape(lines.shape)
 
 
 def _blur_columns(canvas: np.ndarray) -> np.ndarray:
-    """The vertical passes, each canvas's columns on their own (side by side)."""
-    n, height, width = canvas.shape
-    side_by_side = np.ascontiguousarray(canvas.transpose(1, 0, 2)).reshape(height, n * width)
-    cols = Image.fromarray(side_by_side).filter(ImageFilter.GaussianBlur((0, BLUR_RADIUS)))
-    return np.asarray(cols).reshape(height, n, width).transpose(1, 0, 2)
+    """The vertical passes on each column of [N, H, K] on its own, returned as columns [N, K, H].
+
+    Pillow blurs vertically by transposing, blurring rows and transposing
+    back; handing it the columns as rows does the same work once.
+    """
+    return _blur_lines(canvas.transpose(0, 2, 1))
 
 
-def _augment(canvas: np.ndarray, aug: Augmentation, size: int) -> np.ndarray:
+# A Gaussian of radius r < sqrt(2) is, in Pillow, three box passes of radius < 1: each pass mixes a
+# pixel with its two neighbours only, so the three horizontal passes see the 7 pixels around it.
+WINDOW = 7 if BLUR_RADIUS < 2**0.5 else None
+GATHER_BITS = 0x0102040810204080  # (8 bytes of 0/1 as a little-endian uint64 * this) >> 56 = those bits, byte k -> bit k
+
+
+@lru_cache(maxsize=None)
+def _row_blur_table() -> np.ndarray:
+    """Pillow's horizontal blur passes on black-and-white rows, as a flat table [7 * 128] of uint8.
+
+    Entry q * 128 + p is the value at position q of a 7-pixel window whose
+    black pixels are the bits of p (bit k: position k). Taken from Pillow
+    itself, on rows of exactly 7 pixels, so a window clamped at a row's end
+    (q != 3) meets that end as Pillow does.
+    """
+    black = (np.arange(128)[:, None] >> np.arange(WINDOW)) & 1
+    rows = Image.fromarray(np.where(black, 0, 255).astype(np.uint8))
+    return np.asarray(rows.filter(ImageFilter.GaussianBlur((BLUR_RADIUS, 0)))).T.reshape(-1).copy()
+
+
+@lru_cache(maxsize=None)
+def _window_maps(aug: Augmentation, size: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 7-pixel window of each (row, kept column), for the table lookup, padded to 8 pixels.
+
+    source: [size * K * 8] canvas pixel of each window pixel (after rotate + shift), -1 for the white
+    fill and for the padding; noise: indices into source that the noise turns black;
+    offset: [size * K] the table row (q * 128) of each value.
+    """
+    before, noise, after = _maps(aug, size, width)
+    kept = np.unique(after % width)
+    start = np.clip(kept - WINDOW // 2, 0, width - WINDOW)
+    pixels = np.arange(size)[:, None, None] * width + start[None, :, None] + np.arange(8)
+    padding = np.arange(8) == WINDOW
+    source = np.where(padding, -1, before[np.minimum(pixels, size * width - 1)]).reshape(-1)
+    black = np.flatnonzero(np.where(padding, False, noise[np.minimum(pixels, size * width - 1)]))
+    offset = np.broadcast_to((kept - start) * 128, (size, len(kept))).reshape(-1)
+    return source, black, offset
+
+
+def _black_at(flat: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Whether each canvas pixel `source` is black: bool [N, len(source)]; source -1 reads white (the fill)."""
+    padded = np.empty((flat.shape[0], flat.shape[1] + 1), dtype=bool)
+    np.less(flat, THRESHOLD, out=padded[:, :-1])
+    padded[:, -1] = False
+    return np.take(padded, source, axis=1)  # several times faster than fancy indexing
+
+
+def _augment(canvas: np.ndarray, aug: Augmentation, size: int, black_and_white: bool = False) -> np.ndarray:
     """Rotate, shift, noise, (blur), threshold, resize, snake: [N, size, W] canvases -> [N, size*size] bits.
 
     Without blur every step is a fixed pixel map or a fixed mask, so they fold
-    into one gather; the blur is the only step that mixes pixels.
+    into one gather; the blur is the only step that mixes pixels. Its vertical
+    passes mix nothing across columns, so they run only on the columns the
+    resize keeps; so do its horizontal passes when the canvases are black and
+    white (then a table lookup).
     """
     n, _, width = canvas.shape
     before, noise, after = _maps(aug, size, width)
     flat = canvas.reshape(n, -1)
     if not aug.blur:
-        source = before[after]
-        bits = flat[:, np.maximum(source, 0)] < THRESHOLD
-        bits[:, source < 0] = False  # the white fill
+        bits = _black_at(flat, before[after])
         bits[:, noise[after]] = True
-        return bits.astype(np.uint8)
-    moved = flat[:, np.maximum(before, 0)]
-    moved[:, before < 0] = 255
-    moved[:, noise] = 0
-    rows = _blur_rows(moved.reshape(n, size, width))
-    # The vertical passes mix nothing across columns: run them only on the columns the resize keeps.
+        return bits.view(np.uint8)
     kept, column = np.unique(after % width, return_inverse=True)
-    blurred = _blur_columns(rows[:, :, kept])
-    picked = (after // width) * len(kept) + column
-    return (blurred.reshape(n, -1)[:, picked] < THRESHOLD).astype(np.uint8)
+    if black_and_white and WINDOW is not None and width >= WINDOW:
+        source, black, offset = _window_maps(aug, size, width)
+        window = _black_at(flat, source)
+        window[:, black] = True
+        pattern = (window.view(np.uint64) * np.uint64(GATHER_BITS)) >> np.uint64(56)
+        rows = np.take(_row_blur_table(), offset + pattern.astype(np.intp)).reshape(n, size, len(kept))
+    else:
+        moved = np.take(flat, np.maximum(before, 0), axis=1)
+        moved[:, before < 0] = 255
+        moved[:, noise] = 0
+        rows = _blur_lines(moved.reshape(n, size, width))[:, :, kept]
+    columns = _blur_columns(rows)
+    picked = column * size + after // width
+    return (np.take(columns.reshape(n, -1), picked, axis=1) < THRESHOLD).view(np.uint8)
 
 
 def glyph_codes(
@@ -167,6 +223,7 @@ def glyph_codes(
     row = dict.fromkeys(chars, 0)
     row.update({ch: k + 1 for k, (ch, _) in enumerate(drawable)})
     overflow = {drawable[k][0]: g for k, g in rendered.overflow.items()}
+    black_and_white = is_black_and_white(cells) and all(is_black_and_white(g.mask) for g in overflow.values())
 
     bits = np.zeros((len(tokens), size * size), dtype=np.uint8)
     groups: dict[tuple[Augmentation, int], list[int]] = {}
@@ -181,7 +238,7 @@ def glyph_codes(
 
     def code(batch: tuple[Augmentation, list[int]]) -> list[int]:
         aug, ids = batch
-        bits[ids] = _augment(_composite([tokens[i] for i in ids], row, cells, overflow), aug, size)
+        bits[ids] = _augment(_composite([tokens[i] for i in ids], row, cells, overflow), aug, size, black_and_white)
         return ids
 
     empty = sum(len(ids) for (_, length), ids in groups.items() if length == 0)

@@ -54,6 +54,11 @@ class Rendered:
     failed: list[int] = field(default_factory=list)
 
 
+def is_black_and_white(pixels: np.ndarray) -> bool:
+    """True when every pixel is 0 or 255 (a bitmap font such as Unifont); np.isin is ~50x slower here."""
+    return bool(((pixels == 0) | (pixels == 255)).all())
+
+
 def open_pillow_fonts(paths: Sequence[Path], size: int) -> list[ImageFont.FreeTypeFont]:
     return [ImageFont.truetype(str(p), size) for p in paths]
 
@@ -192,7 +197,7 @@ def _save_cache(path: Path, keys: list[tuple[str, int]], rendered: Rendered, siz
                 codepoints=np.array([ord(ch) for ch, _ in keys], dtype=np.int32),
                 fonts=np.array([i for _, i in keys], dtype=np.int16),
                 # bitmap fonts such as Unifont give only 0/255: bits are 8x smaller
-                **({"ink": np.packbits(rendered.cells == 0)} if np.isin(rendered.cells, (0, 255)).all() else {"cells": rendered.cells}),
+                **({"ink": np.packbits(rendered.cells == 0)} if is_black_and_white(rendered.cells) else {"cells": rendered.cells}),
                 failed=np.array(rendered.failed, dtype=np.int64),
                 overflow=np.array(overflow, dtype=np.int64),
                 slots=np.stack([rendered.overflow[k].mask for k in overflow]) if overflow else np.zeros((0, size, 3 * size), np.uint8),

@@ -80,7 +80,7 @@ def map_substrate(folder: Path, method: str = "pca", sample: int = 4000, seed: i
     if not (folder / EMBEDDINGS).is_file():
         raise BvvtokError(f"{folder} is not a substrate folder (no {EMBEDDINGS}); run `bvvtok embed {folder}` first")
     tokenizer = load_tokenizer(folder)
-    texts = token_texts(tokenizer, folder / "tokenizer.json")
+    texts = token_texts(tokenizer)
     try:
         weight = load_file(str(folder / EMBEDDINGS))["weight"]
     except Exception as e:  # safetensors raises its own error types for a damaged file or a missing tensor

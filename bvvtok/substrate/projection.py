@@ -10,21 +10,39 @@ exact in float32, so the only rounding is in the small eigenproblem (float64).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
 from bvvtok.errors import BvvtokError
 
+CHUNK_ROWS = 8192  # codes go to float32 this many rows at a time: one small buffer, not a [V, D] copy
 
-def principal_axes(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean [D], components [dim, D]), float64, of 0/1 codes given as float32 [V, D]."""
-    n, d = x.shape
+
+def _float_chunks(codes: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(rows, those rows as float32), reusing one buffer: fresh memory costs more than the conversion."""
+    n, d = codes.shape
+    buffer = torch.empty((min(CHUNK_ROWS, n), d))
+    for start in range(0, n, CHUNK_ROWS):
+        rows = slice(start, min(start + CHUNK_ROWS, n))
+        part = buffer[: rows.stop - start]
+        part.copy_(torch.from_numpy(np.ascontiguousarray(codes[rows])))
+        yield rows, part
+
+
+def principal_axes(codes: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean [D], components [dim, D]), float64, of 0/1 codes [V, D] (any dtype)."""
+    n, d = codes.shape
     if not 1 <= dim <= d:
         raise BvvtokError(f"--dim {dim} must be between 1 and the number of bits ({d})")
     if n < 2:
         raise BvvtokError("PCA needs at least two tokens")
-    counts = (x.T @ x).astype(np.float64)  # exact for 0/1 entries and V < 2**24
-    mean = x.sum(axis=0, dtype=np.float64) / n
+    counts = np.zeros((d, d))
+    for _, part in _float_chunks(codes):
+        x = part.numpy()
+        counts += x.T @ x  # exact: 0/1 entries, chunks < 2**24 rows (NumPy runs X^T X as a SYRK)
+    mean = np.diag(counts) / n  # a 0/1 column's sum of squares is its sum
     covariance = (counts - n * np.outer(mean, mean)) / (n - 1)
     _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
     components = vectors[:, ::-1].T[:dim].copy()
@@ -35,13 +53,13 @@ def principal_axes(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 def frozen_embeddings(codes: np.ndarray, dim: int) -> np.ndarray:
     """PCA of 0/1 codes [V, D] to `dim` components, every row L2-normalised: float32 [V, dim]."""
-    x = codes.astype(np.float32)
-    mean, components = principal_axes(x, dim)
+    mean, components = principal_axes(codes, dim)
     w = torch.from_numpy(np.ascontiguousarray(components.T, dtype=np.float32))
-    rows = torch.from_numpy(x) @ w  # torch's GEMM is the faster one here
-    del x
-    rows -= torch.from_numpy((mean @ components.T).astype(np.float32))
-    out = rows.numpy()
-    norms = np.sqrt(np.einsum("ij,ij->i", out, out))
-    out /= np.where(norms == 0, 1, norms)[:, None]
-    return out
+    shift = torch.from_numpy((mean @ components.T).astype(np.float32))
+    out = torch.empty((len(codes), dim))
+    for rows, part in _float_chunks(codes):
+        projected = torch.matmul(part, w, out=out[rows])  # torch's GEMM is the faster one here
+        projected -= shift
+        norms = torch.linalg.vector_norm(projected, dim=1, keepdim=True)
+        projected /= torch.where(norms == 0, 1, norms)
+    return out.numpy()

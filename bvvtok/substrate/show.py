@@ -56,7 +56,7 @@ def substrate_rows(folder: Path, queries: list[str]) -> list[Row]:
     if manifest is None or manifest.get("method") != "glyph":
         raise BvvtokError(f"{folder} holds no glyph substrate; build one with `bvvtok embed {folder}`")
     tokenizer = load_tokenizer(folder)
-    texts = token_texts(tokenizer, folder / "tokenizer.json").texts
+    texts = token_texts(tokenizer).texts
     size = manifest["glyph_size"]
     recipe = get_recipe(manifest["recipe"])
     embeddings = load_file(str(folder / EMBEDDINGS))["weight"]

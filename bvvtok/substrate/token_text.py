@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from tokenizers import Tokenizer
 
@@ -40,9 +39,10 @@ def _mentions_byte_level(node: object) -> bool:
     return False
 
 
-def is_byte_level(tokenizer_json: Path) -> bool:
-    config = json.loads(tokenizer_json.read_text(encoding="utf-8"))
-    return any(_mentions_byte_level(config.get(part)) for part in ("pre_tokenizer", "decoder"))
+def is_byte_level(tokenizer: Tokenizer) -> bool:
+    """Whether the pre-tokenizer or the decoder is (or holds) ByteLevel: their own JSON, not the whole file's."""
+    parts = (tokenizer.pre_tokenizer, tokenizer.decoder)
+    return any(part is not None and _mentions_byte_level(json.loads(part.__getstate__())) for part in parts)
 
 
 @dataclass
@@ -53,13 +53,13 @@ class TokenTexts:
     empty_ids: list[int]  # ids the vocabulary leaves without a token
 
 
-def token_texts(tokenizer: Tokenizer, tokenizer_json: Path) -> TokenTexts:
+def token_texts(tokenizer: Tokenizer) -> TokenTexts:
     vocab = tokenizer.get_vocab(with_added_tokens=True)
     size = max(vocab.values()) + 1 if vocab else 0
     by_id = [""] * size
     for token, i in vocab.items():
         by_id[i] = token
-    byte_level = is_byte_level(tokenizer_json)
+    byte_level = is_byte_level(tokenizer)
     escaped: list[int] = []
     if byte_level:
         stand_ins = byte_stand_ins()
