@@ -31,6 +31,15 @@ def test_manifest_describes_the_selection_and_languages(offline_65k):
     assert info["skipped_languages"] == WORDFREQ_LACKS
     assert info["languages"] == [lang for lang in BVV241_LANGUAGES if lang not in WORDFREQ_LACKS]
     assert info["inputs"][0]["source"] == "wordfreq"
+    assert info["inputs"][0]["orders"] == [2, 3, 4]
+
+
+def test_four_grams_take_slots(offline_65k):
+    """The offline 65k counts 4-grams too (English prose needs them to reach bvv241-2-3's 1.73 chars/token)."""
+    placed = offline_65k.layout.placed
+    assert {len(s) for s in placed} == {2, 3, 4}
+    assert {"tion", "that", "with"} <= set(placed)
+    assert len(offline_65k.tokenizer.encode("tion").ids) == 1
 
 
 def test_balanced_selection_serves_several_scripts(offline_65k):

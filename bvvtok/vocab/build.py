@@ -96,9 +96,9 @@ def build_vocab(
     else:
         available = sorted(wordfreq_languages())
         languages, skipped = resolve_languages(langs, available, "the offline wordfreq statistics", BVV241_LANGUAGES)
-        stats = wordfreq_stats(languages, preset.orders)
+        stats = wordfreq_stats(languages, preset.offline_orders)
         inputs.append({"role": "ngrams", **stats.meta})
-        entries = stats.entries(languages, preset.orders)
+        entries = stats.entries(languages, preset.offline_orders)
     if top_k is not None or not all(e.chars for e in entries):
         top_k = preset.top_k if top_k is None else top_k
         selection = {"rule": "top-k", "top_k": top_k}

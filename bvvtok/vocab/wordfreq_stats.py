@@ -52,6 +52,7 @@ def wordfreq_stats(
     missing = sorted(set(langs) - wordfreq_languages())
     if missing:
         raise BvvtokError(f"wordfreq has no word list for {', '.join(missing)}; drop them from --langs or pass --ngrams")
+    orders = sorted(set(orders))
     entries = []
     for lang in langs:
         units: list[str] = []
@@ -76,6 +77,7 @@ def wordfreq_stats(
         "wordfreq_version": version("wordfreq"),
         "wordlist": WORDLIST,
         "max_words": max_words,
+        "orders": orders,
         "capital_share": CAPITAL_SHARE,
         "rule": "default",
     }
