@@ -189,6 +189,6 @@ def test_get_preset_rejects_unknown_names(name):
 
 
 def test_preset_shapes():
-    assert (P65.vocab_size, P65.orders, P65.top_k, P65.slot_count, P65.alias) == (65_536, (2, 3), 338, 8192, "bvv241-2-3")
-    assert (P131.vocab_size, P131.orders, P131.top_k, P131.alias) == (131_072, (2, 3, 4, 5), 906, "bvv241-max")
+    assert (P65.vocab_size, P65.top_k, P65.slot_count, P65.alias) == (65_536, 338, 8192, "bvv241-2-3")
+    assert (P131.vocab_size, P131.top_k, P131.alias) == (131_072, 906, "bvv241-max")
     assert (P65.offline_orders, P131.offline_orders) == ((2, 3, 4), (2, 3, 4, 5))

@@ -10,10 +10,11 @@ therefore processed in batches of equal (class, width):
   from Pillow itself by transforming an image of pixel indices (mode "I",
   nearest); without blur, all steps fold into one gather;
 - the Gaussian blur is Pillow's, run on whole batches: its horizontal passes on
-  the canvases stacked vertically, its vertical passes on them side by side, so
-  no canvas sees another's pixels, exactly as when blurred alone;
+  the canvases' rows stacked, its vertical passes on their columns stacked as
+  rows, so no canvas sees another's pixels, exactly as when blurred alone, and
+  only at the columns the resize keeps;
 - on black-and-white canvases (bitmap fonts such as Unifont) the horizontal
-  passes become a table lookup, taken from Pillow, at the columns the resize keeps;
+  passes become a table lookup, taken from Pillow;
 - batches run in threads (Pillow and NumPy release the GIL).
 """
 
@@ -122,9 +123,10 @@ def _blur_columns(canvas: np.ndarray) -> np.ndarray:
     return _blur_lines(canvas.transpose(0, 2, 1))
 
 
-# A Gaussian of radius r < sqrt(2) is, in Pillow, three box passes of radius < 1: each pass mixes a
-# pixel with its two neighbours only, so the three horizontal passes see the 7 pixels around it.
-WINDOW = 7 if BLUR_RADIUS < 2**0.5 else None
+# A Gaussian of radius r < sqrt(2) (the recipe's is 0.5) is, in Pillow, three box passes of radius < 1:
+# each pass mixes a pixel with its two neighbours only, so the three horizontal passes see the 7 pixels
+# around it (a test checks the radius).
+WINDOW = 7
 GATHER_BITS = 0x0102040810204080  # (8 bytes of 0/1 as a little-endian uint64 * this) >> 56 = those bits, byte k -> bit k
 
 
@@ -147,7 +149,7 @@ def _window_maps(aug: Augmentation, size: int, width: int) -> tuple[np.ndarray, 
     """The 7-pixel window of each (row, kept column), for the table lookup, padded to 8 pixels.
 
     source: [size * K * 8] canvas pixel of each window pixel (after rotate + shift), -1 for the white
-    fill and for the padding; noise: indices into source that the noise turns black;
+    fill and for the padding; black: indices into source that the noise turns black;
     offset: [size * K] the table row (q * 128) of each value.
     """
     before, noise, after = _maps(aug, size, width)
@@ -155,8 +157,9 @@ def _window_maps(aug: Augmentation, size: int, width: int) -> tuple[np.ndarray, 
     start = np.clip(kept - WINDOW // 2, 0, width - WINDOW)
     pixels = np.arange(size)[:, None, None] * width + start[None, :, None] + np.arange(8)
     padding = np.arange(8) == WINDOW
-    source = np.where(padding, -1, before[np.minimum(pixels, size * width - 1)]).reshape(-1)
-    black = np.flatnonzero(np.where(padding, False, noise[np.minimum(pixels, size * width - 1)]))
+    pixels = np.minimum(pixels, size * width - 1)  # the padding's own index may run past the canvas
+    source = np.where(padding, -1, before[pixels]).reshape(-1)
+    black = np.flatnonzero(np.where(padding, False, noise[pixels]))
     offset = np.broadcast_to((kept - start) * 128, (size, len(kept))).reshape(-1)
     return source, black, offset
 
@@ -186,7 +189,7 @@ def _augment(canvas: np.ndarray, aug: Augmentation, size: int, black_and_white: 
         bits[:, noise[after]] = True
         return bits.view(np.uint8)
     kept, column = np.unique(after % width, return_inverse=True)
-    if black_and_white and WINDOW is not None and width >= WINDOW:
+    if black_and_white:
         source, black, offset = _window_maps(aug, size, width)
         window = _black_at(flat, source)
         window[:, black] = True
