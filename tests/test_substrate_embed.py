@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 from tokenizers import ByteLevelBPETokenizer, Tokenizer, models
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
@@ -323,17 +323,17 @@ def test_dim_64(vocab):
 def test_glyph_size_64(vocab, chain, monkeypatch):
     """64 px: 4,096 bits and, by default, PCA to 4,096.
 
-    The 4,096 x 4,096 eigenproblem alone takes ~15 s on two cores, so the projection is replaced
-    here by a stand-in that records what it was asked; test_projection covers the real one.
+    The 4,096 x 4,096 eigenproblem alone takes ~15 s on two cores, so the principal axes are
+    replaced here by a stand-in (the identity) that records what it was asked; test_projection
+    covers the real ones.
     """
     asked = []
 
-    def projection(codes, dim):
+    def principal_axes(codes, dim):
         asked.append((codes.shape, dim))
-        x = codes.astype(np.float32)[:, :dim] + 1
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+        return np.zeros(codes.shape[1]), np.eye(codes.shape[1])[:dim]
 
-    monkeypatch.setattr(embed_module, "frozen_embeddings", projection)
+    monkeypatch.setattr(embed_module, "principal_axes", principal_axes)
     result = invoke("embed", vocab, "--glyph-size", "64")
     assert result.exit_code == 0, result.output
     assert asked == [((V, 4096), 4096)]
@@ -342,6 +342,8 @@ def test_glyph_size_64(vocab, chain, monkeypatch):
     sub = manifest["substrate"]
     assert (sub["glyph_size"], sub["bits"], sub["dim"]) == (64, 4096, 4096)
     bits = np.unpackbits(codes, axis=1)
+    inked = bits.any(axis=1)
+    assert np.allclose(weights["weight"][inked], bits[inked] / np.linalg.norm(bits[inked], axis=1, keepdims=True))
     for token in ["A", "中", "a\u0488b", "कि"]:
         assert np.array_equal(bits[TOKENS.index(token)], reference_bits(token, chain, "bvv241-2-3", 64)), token
 
@@ -429,6 +431,14 @@ def test_in_place_embed_keeps_subfolders(vocab):
     assert result.exit_code == 0, result.output
     assert (vocab / "onnx" / "model.onnx").is_file()
     assert (vocab / "onnx" / "model.onnx").read_bytes() == b"weights"
+
+
+def test_embedding_file_is_byte_for_byte_what_safetensors_writes(vocab, tmp_path):
+    """The projection writes straight into the file's mapped pages; the file must still be safetensors' own."""
+    result = embed_glyph(vocab, tmp_path / "out", dim=24)
+    save_file({"weight": np.array(result.embeddings)}, str(tmp_path / "library.safetensors"))
+    assert (result.out / "embeddings.safetensors").read_bytes() == (tmp_path / "library.safetensors").read_bytes()
+    assert not result.embeddings.flags.writeable  # a mapping of the file: writing to it would change the file
 
 
 def test_library_call_reports_progress(vocab, tmp_path):

@@ -21,10 +21,10 @@ from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
 from bvvtok.manifest import read_manifest
 from bvvtok.substrate.codebook import GENERATOR, build_codebook
-from bvvtok.substrate.folder import check_replace, write_substrate
+from bvvtok.substrate.folder import Fill, check_replace, write_substrate
 from bvvtok.substrate.fonts import resolve_chain
 from bvvtok.substrate.glyph_codes import glyph_codes
-from bvvtok.substrate.projection import frozen_embeddings
+from bvvtok.substrate.projection import principal_axes, project
 from bvvtok.substrate.recipe import GLYPH_SIZES, PRESET_RECIPES, get_recipe
 from bvvtok.substrate.token_text import TokenTexts, token_texts
 from bvvtok.vocab.tokenizer_files import load_tokenizer
@@ -58,7 +58,7 @@ def _prepare(vocab_dir: Path, out: Path | None, settings_of: Callable[[int], dic
 
 def _finish(
     vocab_dir: Path, out: Path, texts: TokenTexts, settings: dict[str, Any], details: dict[str, Any],
-    bits: np.ndarray, embeddings: np.ndarray, dump_text: Path | None, force: bool,
+    bits: np.ndarray, fill: Fill, dump_text: Path | None, force: bool,
 ) -> Substrate:  # fmt: skip
     substrate = {
         "bvvtok_version": __version__,
@@ -70,8 +70,21 @@ def _finish(
         "empty_ids": len(texts.empty_ids),
     }
     dump = (Path(dump_text), texts.texts) if dump_text is not None else None
-    manifest = write_substrate(Path(vocab_dir), out, embeddings, bits, substrate, dump, force)
+    manifest, embeddings = write_substrate(Path(vocab_dir), out, bits, details["dim"], fill, substrate, dump, force)
     return Substrate(out, manifest, bits, embeddings)
+
+
+def _pca_fill(bits: np.ndarray, dim: int, done: Callable[[], None] | None = None) -> Fill:
+    """The principal axes now (so a bad input fails before any file is touched), the projection
+    when the embedding file is ready to receive it."""
+    axes = principal_axes(bits, dim)
+
+    def fill(embeddings: np.ndarray) -> None:
+        project(bits, *axes, embeddings)
+        if done:
+            done()
+
+    return fill
 
 
 def scale_for(d_model: int, n_embed: int) -> int | None:
@@ -138,9 +151,7 @@ def embed_glyph(
     )
     if progress:
         progress("pca", 0, 1)
-    embeddings = frozen_embeddings(codes.bits, dim)
-    if progress:
-        progress("pca", 1, 1)
+    fill = _pca_fill(codes.bits, dim, (lambda: progress("pca", 1, 1)) if progress else None)
     details = {
         "method": "glyph",
         "recipe": recipe_obj.name,
@@ -155,7 +166,7 @@ def embed_glyph(
         "missing_chars": {"count": len(codes.missing_chars), "first": codes.missing_chars[:20]},
         "unrenderable_chars": {"count": len(codes.unrenderable_chars), "first": codes.unrenderable_chars[:20]},
     }
-    return _finish(vocab_dir, out, texts, settings, details, codes.bits, embeddings, dump_text, force)
+    return _finish(vocab_dir, out, texts, settings, details, codes.bits, fill, dump_text, force)
 
 
 def embed_bits(
@@ -183,7 +194,7 @@ def embed_bits(
 
     out, texts, settings = _prepare(vocab_dir, out, settings_of, force, dump_text)
     codebook = build_codebook(len(texts.texts), n_bits, seed)
-    embeddings = frozen_embeddings(codebook.bits, dim) if as_float else codebook.bits.astype(np.float32)
+    fill = _pca_fill(codebook.bits, dim) if as_float else lambda embeddings: np.copyto(embeddings, codebook.bits)
     details = {
         "method": "bits",
         "bits": n_bits,
@@ -199,4 +210,4 @@ def embed_bits(
         "scale": scale_for(d_model, dim),
         **({"pca": PCA_NOTE} if as_float else {}),
     }
-    return _finish(vocab_dir, out, texts, settings, details, codebook.bits, embeddings, dump_text, force)
+    return _finish(vocab_dir, out, texts, settings, details, codebook.bits, fill, dump_text, force)

@@ -12,22 +12,26 @@ The whole folder is assembled under a temporary name and swapped in at the end.
 
 from __future__ import annotations
 
+import json
 import shutil
+import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.numpy import save_file
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, umask
+from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder
 from bvvtok.manifest import read_manifest, write_manifest
 
 EMBEDDINGS = "embeddings.safetensors"
 PUBLISHED_WEIGHTS = "normalized_embeddings_weights.pt"
 CODES = "codes.npy"
 SUBSTRATE_FILES = (EMBEDDINGS, PUBLISHED_WEIGHTS, CODES)
+
+Fill = Callable[[np.ndarray], None]  # writes the float32 [V, dim] embedding into the array it is given
 
 
 def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: bool) -> None:
@@ -50,14 +54,17 @@ def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: b
 def write_substrate(
     vocab_dir: Path,
     out: Path,
-    embeddings: np.ndarray,
     bits: np.ndarray,
+    dim: int,
+    fill: Fill,
     substrate: dict[str, Any],
     dump_text: tuple[Path, list[str]] | None = None,
     force: bool = False,
-) -> dict[str, Any]:
-    """Write the substrate files and the manifest into `out`; returns the manifest.
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Write the substrate files and the manifest into `out`: (the manifest, the embedding, read-only).
 
+    `fill` computes the embedding straight into `embeddings.safetensors`, mapped
+    into memory: no [V, dim] buffer to allocate and copy out again.
     Into the vocabulary folder itself, each file is written beside its final
     name and renamed over it, the manifest last, and nothing else in the folder
     (subfolders included) is touched. Elsewhere, a new folder is assembled from
@@ -68,28 +75,45 @@ def write_substrate(
     manifest["substrate"] = {k: v for k, v in substrate.items() if k != "bvvtok_version"}
     manifest.pop("files", None)
     if out.resolve() == vocab_dir.resolve():
-        _write_files(out, embeddings, bits)
+        embeddings = _write_files(out, bits, dim, fill)
         manifest = write_manifest(out, manifest)
     else:
         with atomic_folder(out, force=True) as tmp:
             for item in sorted(vocab_dir.iterdir()):
                 if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
                     shutil.copy2(item, tmp / item.name)
-            _write_files(tmp, embeddings, bits)
+            embeddings = _write_files(tmp, bits, dim, fill)
             manifest = write_manifest(tmp, manifest)
     if dump_text is not None:
         write_codes_text(dump_text[0], dump_text[1], bits, force)
-    return manifest
+    return manifest, embeddings
 
 
-def _write_files(folder: Path, embeddings: np.ndarray, bits: np.ndarray) -> None:
+def _write_files(folder: Path, bits: np.ndarray, dim: int, fill: Fill) -> np.ndarray:
     with atomic_file(folder / EMBEDDINGS, force=True) as tmp:
-        save_file({"weight": embeddings}, str(tmp))
-        tmp.chmod(0o666 & ~umask())  # safetensors creates its file private
+        embeddings = _map_safetensors(tmp, "weight", (len(bits), dim))
+        fill(embeddings)
     with atomic_file(folder / PUBLISHED_WEIGHTS, force=True) as tmp:
         torch.save(torch.from_numpy(embeddings), tmp)
     with atomic_file(folder / CODES, force=True) as tmp, open(tmp, "wb") as f:
         np.save(f, np.packbits(bits, axis=1))
+    embeddings.flags.writeable = False
+    return embeddings
+
+
+def _map_safetensors(path: Path, name: str, shape: tuple[int, int]) -> np.memmap:
+    """A one-tensor float32 file, byte for byte as safetensors' `save_file` lays it out, mapped for writing.
+
+    The format: the header's length (8 bytes, little-endian), the JSON header
+    padded with spaces to a multiple of 8, the raw data.
+    """
+    size = shape[0] * shape[1] * 4
+    header = json.dumps({name: {"dtype": "F32", "shape": list(shape), "data_offsets": [0, size]}}, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + size)
+    return np.memmap(path, dtype=np.float32, mode="r+", offset=8 + len(header), shape=shape)
 
 
 def write_codes_text(path: Path, tokens: list[str], bits: np.ndarray, force: bool = False) -> None:

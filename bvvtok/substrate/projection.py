@@ -51,15 +51,21 @@ def principal_axes(codes: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]
     return mean, components
 
 
-def frozen_embeddings(codes: np.ndarray, dim: int) -> np.ndarray:
-    """PCA of 0/1 codes [V, D] to `dim` components, every row L2-normalised: float32 [V, dim]."""
-    mean, components = principal_axes(codes, dim)
+def project(codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np.ndarray) -> None:
+    """Fill `out` (float32 [V, dim], e.g. a map of the file it goes to) with the unit-length projected rows."""
     w = torch.from_numpy(np.ascontiguousarray(components.T, dtype=np.float32))
     shift = torch.from_numpy((mean @ components.T).astype(np.float32))
-    out = torch.empty((len(codes), dim))
+    rows_out = torch.from_numpy(out)
     for rows, part in _float_chunks(codes):
-        projected = torch.matmul(part, w, out=out[rows])  # torch's GEMM is the faster one here
+        projected = torch.matmul(part, w, out=rows_out[rows])  # torch's GEMM is the faster one here
         projected -= shift
         norms = torch.linalg.vector_norm(projected, dim=1, keepdim=True)
         projected /= torch.where(norms == 0, 1, norms)
-    return out.numpy()
+
+
+def frozen_embeddings(codes: np.ndarray, dim: int) -> np.ndarray:
+    """PCA of 0/1 codes [V, D] to `dim` components, every row L2-normalised: float32 [V, dim]."""
+    mean, components = principal_axes(codes, dim)
+    out = np.empty((len(codes), dim), dtype=np.float32)
+    project(codes, mean, components, out)
+    return out
