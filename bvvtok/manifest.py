@@ -9,6 +9,7 @@ paths go in: the same inputs give the same bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,15 @@ def write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write bvvtok.json with the sha256 of every other file in the folder."""
+def write_manifest(folder: Path, manifest: dict[str, Any], known: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Write bvvtok.json with the sha256 of every other file in the folder.
+
+    `known`: digests the caller already has (file name -> sha256, taken while writing the file).
+    """
+    known = known or {}
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
     with ThreadPoolExecutor() as pool:  # hashlib releases the GIL: large files hash in parallel
-        digests = list(pool.map(sha256_file, files))
+        digests = list(pool.map(lambda p: known.get(p.name) or sha256_file(p), files))
     manifest = {"manifest_version": MANIFEST_VERSION, **manifest, "files": {p.name: d for p, d in zip(files, digests)}}
     write_json(folder / MANIFEST_NAME, manifest)
     return manifest

@@ -12,18 +12,20 @@ The whole folder is assembled under a temporary name and swapped in at the end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder
+from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, sha256_file
 from bvvtok.manifest import read_manifest, write_manifest
 
 EMBEDDINGS = "embeddings.safetensors"
@@ -75,30 +77,58 @@ def write_substrate(
     manifest["substrate"] = {k: v for k, v in substrate.items() if k != "bvvtok_version"}
     manifest.pop("files", None)
     if out.resolve() == vocab_dir.resolve():
-        embeddings = _write_files(out, bits, dim, fill)
-        manifest = write_manifest(out, manifest)
+        embeddings, digests = _write_files(out, bits, dim, fill)
+        manifest = write_manifest(out, manifest, digests)
     else:
         with atomic_folder(out, force=True) as tmp:
             for item in sorted(vocab_dir.iterdir()):
                 if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
                     shutil.copy2(item, tmp / item.name)
-            embeddings = _write_files(tmp, bits, dim, fill)
-            manifest = write_manifest(tmp, manifest)
+            embeddings, digests = _write_files(tmp, bits, dim, fill)
+            manifest = write_manifest(tmp, manifest, digests)
     if dump_text is not None:
         write_codes_text(dump_text[0], dump_text[1], bits, force)
     return manifest, embeddings
 
 
-def _write_files(folder: Path, bits: np.ndarray, dim: int, fill: Fill) -> np.ndarray:
-    with atomic_file(folder / EMBEDDINGS, force=True) as tmp:
-        embeddings = _map_safetensors(tmp, "weight", (len(bits), dim))
-        fill(embeddings)
-    with atomic_file(folder / PUBLISHED_WEIGHTS, force=True) as tmp:
-        torch.save(torch.from_numpy(embeddings), tmp)
+def _write_files(folder: Path, bits: np.ndarray, dim: int, fill: Fill) -> tuple[np.ndarray, dict[str, str]]:
+    """Write the three files: (the embedding, read-only; the sha256 of the two large files).
+
+    The large files are hashed beside the writing (torch.save releases the GIL),
+    not read back afterwards.
+    """
+    with ThreadPoolExecutor(2) as hasher:
+        with atomic_file(folder / EMBEDDINGS, force=True) as tmp:
+            embeddings = _map_safetensors(tmp, "weight", (len(bits), dim))
+            fill(embeddings)
+        embeddings_digest = hasher.submit(sha256_file, folder / EMBEDDINGS)
+        with atomic_file(folder / PUBLISHED_WEIGHTS, force=True) as tmp, open(tmp, "wb") as f:
+            weights = _HashingWriter(f, hasher)
+            torch.save(torch.from_numpy(embeddings), weights)
+        digests = {EMBEDDINGS: embeddings_digest.result(), PUBLISHED_WEIGHTS: weights.hexdigest()}
     with atomic_file(folder / CODES, force=True) as tmp, open(tmp, "wb") as f:
         np.save(f, np.packbits(bits, axis=1))
     embeddings.flags.writeable = False
-    return embeddings
+    return embeddings, digests
+
+
+class _HashingWriter:
+    """A binary file that also feeds what is written to sha256, in a helper thread beside the write."""
+
+    def __init__(self, f: BinaryIO, pool: ThreadPoolExecutor):
+        self.f, self.pool, self.sha256 = f, pool, hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        hashed = self.pool.submit(self.sha256.update, data)
+        written = self.f.write(data)
+        hashed.result()  # the caller's buffer must outlive both
+        return written
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def hexdigest(self) -> str:
+        return self.sha256.hexdigest()
 
 
 def _map_safetensors(path: Path, name: str, shape: tuple[int, int]) -> np.memmap:

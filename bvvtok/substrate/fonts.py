@@ -46,13 +46,10 @@ class Font:
     def sha256(self) -> str:
         return sha256_file(self.path)
 
-    @cached_property
-    def codepoints(self) -> frozenset[int]:
-        """Every code point the font's character map gives a glyph."""
-        return frozenset(code for code, glyph in self.face.get_chars() if glyph)
-
     def has_glyph(self, char: str) -> bool:
-        return ord(char) in self.codepoints
+        """Whether the font's character map gives `char` a glyph (asked per character: listing the
+        whole map costs more than asking for the characters of a 131k vocabulary)."""
+        return self.face.get_char_index(ord(char)) != 0
 
     def describe(self) -> dict:
         known = known_fonts().get(self.sha256)

@@ -229,12 +229,12 @@ def glyph_codes(
     black_and_white = is_black_and_white(cells) and all(is_black_and_white(g.mask) for g in overflow.values())
 
     bits = np.zeros((len(tokens), size * size), dtype=np.uint8)
-    groups: dict[tuple[Augmentation, int], list[int]] = {}
+    groups: dict[tuple[bool, int], list[int]] = {}  # (easy, length) -> ids
     for token_id, token in enumerate(tokens):
-        groups.setdefault((recipe.easy if is_easy(token) else recipe.complex, len(token)), []).append(token_id)
+        groups.setdefault((is_easy(token), len(token)), []).append(token_id)
     batches = [
-        (aug, ids[start : start + BATCH])
-        for (aug, length), ids in groups.items()
+        (recipe.easy if easy else recipe.complex, ids[start : start + BATCH])
+        for (easy, length), ids in groups.items()
         if length > 0  # an empty token has nothing to draw: all zeros
         for start in range(0, len(ids), BATCH)
     ]
