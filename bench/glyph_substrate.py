@@ -2,13 +2,17 @@
 
 For each preset: the vocabulary is built (from ../shared/reference when present,
 else offline), then `embed_glyph` runs in a fresh process (so its peak RSS is its
-own) and writes a substrate to a temporary folder, twice: cold (an empty glyph
-cache, so every character is rendered) and warm (the same build again). The baseline is
+own) and writes a substrate to a temporary folder, in pairs: cold (an empty glyph
+cache, so every character is rendered) and warm (the same build again). Timings on
+a shared or virtual machine vary from run to run, so each pair is repeated
+(--repeat) and the median run is shown with the range (so is the baseline's pass
+over its sample). Peak RSS is the process's own (VmHWM). The baseline is
 `recipe.reference_code`, token by token as the notebooks did, on a random sample
-of tokens (all of them with --full-baseline), plus scikit-learn's PCA on the full
-code matrix; the sample also checks that both give the same bits.
+of tokens (all of them with --full-baseline), plus what the recipe does with the
+codes: scikit-learn's PCA on the full matrix, unit rows, `torch.save` of the result.
+The sample also checks that both give the same bits.
 
-    .venv/bin/python bench/glyph_substrate.py [--presets 65k,131k] [--sample 3000] [--full-baseline]
+    .venv/bin/python bench/glyph_substrate.py [--presets 65k,131k] [--repeat 3] [--sample 3000] [--full-baseline]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +46,17 @@ def build_vocab_folder(preset: str, folder: Path) -> str:
     return "offline default"
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM belongs to its memory map, whereas ru_maxrss carries over
+    across exec the parent's RSS at fork (so a big bench process would inflate every child)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_embed(vocab: str, out: str) -> None:
     """Child process: time embed_glyph (and when each stage ends) and report the figures as JSON on stdout."""
     from bvvtok.substrate.embed import embed_glyph
@@ -52,13 +68,14 @@ def run_embed(vocab: str, out: str) -> None:
     # stages end in this order; what follows the PCA is writing the folder and hashing its files
     marks = [0.0] + [ends[s] - started for s in ("render", "codes", "pca")] + [seconds]
     stages = dict(zip(("load + render", "codes", "pca", "save"), (b - a for a, b in zip(marks, marks[1:]))))
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = peak_rss_mb()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "stages": stages, "tokens": len(result.bits), "rss_mb": own, "workers_rss_mb": children}))
 
 
-def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:
+def baseline(vocab: Path, substrate: Path, sample: int | None, repeat: int) -> dict:
     """Per-token reference codes on a sample (or all), checked against the fast codes; sklearn PCA on all."""
+    import torch
     from sklearn.decomposition import PCA
 
     from bvvtok.substrate.fonts import resolve_chain
@@ -75,22 +92,27 @@ def baseline(vocab: Path, substrate: Path, sample: int | None) -> dict:
     chain = resolve_chain()
     pillow_fonts = open_pillow_fonts([f.path for f in chain], 32)
     ids = list(range(len(tokens))) if sample is None else sorted(random.Random(0).sample(range(len(tokens)), sample))
-    mismatches = 0
+    per_token = []
+    for _ in range(repeat):  # the median pass: the machine's speed drifts, as for the fast builds
+        mismatches = 0
+        started = time.perf_counter()
+        for i in ids:
+            fonts = fonts_per_char(tokens[i], chain, pillow_fonts)
+            mismatches += not np.array_equal(reference_code(tokens[i], fonts, recipe), fast_bits[i])
+        per_token.append((time.perf_counter() - started) / len(ids))
     started = time.perf_counter()
-    for i in ids:
-        fonts = fonts_per_char(tokens[i], chain, pillow_fonts)
-        mismatches += not np.array_equal(reference_code(tokens[i], fonts, recipe), fast_bits[i])
-    per_token = (time.perf_counter() - started) / len(ids)
-    started = time.perf_counter()
-    PCA(n_components=fast_bits.shape[1]).fit_transform(fast_bits.astype(np.float32))
+    rows = PCA(n_components=fast_bits.shape[1]).fit_transform(fast_bits.astype(np.float32))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    torch.save(torch.from_numpy(rows), substrate.parent / "baseline.pt")  # the recipe's own output file
     pca_seconds = time.perf_counter() - started
-    return {"checked": len(ids), "mismatches": mismatches, "ms_per_token": per_token * 1e3, "pca_seconds": pca_seconds}
+    return {"checked": len(ids), "mismatches": mismatches, "ms_per_token": float(np.median(per_token)) * 1e3, "pca_seconds": pca_seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="65k,131k")
     parser.add_argument("--sample", type=int, default=3000, help="tokens the baseline draws (default 3000)")
+    parser.add_argument("--repeat", type=int, default=3, help="cold and warm builds (and baseline passes) per preset, default 3: the median is shown")
     parser.add_argument("--full-baseline", action="store_true", help="run the baseline on every token (minutes)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -101,32 +123,38 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=200)
-    table = Table("preset", "fast s", "stages s (load + render / codes / PCA / save)", "fast ms/token", "peak RSS MB (main / render workers)", "baseline ms/token", "baseline s (codes + sklearn PCA)", "speed-up", "bits checked")
+    table = Table("preset", f"fast s, median of {args.repeat} (range)", "stages s of that run (load + render / codes / PCA / save)", "fast ms/token", "peak RSS MB (main / render workers)", "baseline ms/token", "baseline s (codes + sklearn PCA + normalise + torch.save)", "speed-up", "bits checked")
     for preset in args.presets.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             vocab = Path(tmp) / "vocab"
             source = build_vocab_folder(preset, vocab)
-            # cold: an empty glyph cache, every character rendered; warm: the same build again (the cache hit)
-            env = {**os.environ, "BVVTOK_CACHE_DIR": str(Path(tmp) / "glyph-cache")}
-            runs = {}
-            for run in ("cold", "warm"):
-                os.sync()  # start from a quiet disk: writes still queued from earlier work slow the save
-                out = Path(tmp) / f"substrate-{run}"
-                child = subprocess.run([sys.executable, __file__, "--child", str(vocab), str(out)], env=env, capture_output=True, text=True, check=True)
-                runs[run] = json.loads(child.stdout.strip().splitlines()[-1])
-            base = baseline(vocab, out, None if args.full_baseline else args.sample)
-        n = runs["cold"]["tokens"]
+            runs: dict[str, list[dict]] = {"cold": [], "warm": []}
+            out = None
+            for repeat in range(args.repeat):
+                # cold: an empty glyph cache, every character rendered; warm: the same build again (the cache hit)
+                env = {**os.environ, "BVVTOK_CACHE_DIR": str(Path(tmp) / f"glyph-cache-{repeat}")}
+                for run in ("cold", "warm"):
+                    if out is not None:
+                        shutil.rmtree(out)  # one substrate on disk at a time, the same for every run
+                    os.sync()  # start from a quiet disk: writes still queued from earlier work slow the save
+                    out = Path(tmp) / f"substrate-{run}-{repeat}"
+                    child = subprocess.run([sys.executable, __file__, "--child", str(vocab), str(out)], env=env, capture_output=True, text=True, check=True)
+                    runs[run].append(json.loads(child.stdout.strip().splitlines()[-1]))
+            base = baseline(vocab, out, None, 1) if args.full_baseline else baseline(vocab, out, args.sample, args.repeat)
+        n = runs["cold"][0]["tokens"]
         base_seconds = base["ms_per_token"] * n / 1e3 + base["pca_seconds"]
-        for run, fast in runs.items():
+        for run, repeats in runs.items():
+            seconds = [r["seconds"] for r in repeats]
+            middle = sorted(repeats, key=lambda r: r["seconds"])[len(repeats) // 2]  # the median run, stages and all
             table.add_row(
                 f"{preset} {run} ({source})",
-                f"{fast['seconds']:.2f}",
-                " / ".join(f"{v:.2f}" for v in fast["stages"].values()),
-                f"{fast['seconds'] / n * 1e3:.4f}",
-                f"{fast['rss_mb']:.0f} / {fast['workers_rss_mb']:.0f}",
+                f"{middle['seconds']:.2f} ({min(seconds):.2f}-{max(seconds):.2f})",
+                " / ".join(f"{v:.2f}" for v in middle["stages"].values()),
+                f"{middle['seconds'] / n * 1e3:.4f}",
+                f"{max(r['rss_mb'] for r in repeats):.0f} / {max(r['workers_rss_mb'] for r in repeats):.0f}",
                 f"{base['ms_per_token']:.3f}",
                 f"{base_seconds:.1f}" + ("" if args.full_baseline else " (codes from the sample's ms/token)"),
-                f"{base_seconds / fast['seconds']:.1f}x",
+                f"{base_seconds / middle['seconds']:.1f}x",
                 f"{base['checked']:,}, {base['mismatches']} differ",
             )
     console.print(table)
