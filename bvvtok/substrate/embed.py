@@ -41,7 +41,7 @@ class Substrate:
     out: Path
     manifest: dict[str, Any]
     bits: np.ndarray  # the 0/1 codes [V, N]
-    embeddings: np.ndarray  # float32 [V, n_embed]
+    embeddings: np.ndarray  # float32 [V, n_embed], read-only: a map of the written embeddings.safetensors
 
 
 def _prepare(vocab_dir: Path, out: Path | None, settings_of: Callable[[int], dict[str, Any]], force: bool, dump_text: Path | None):

@@ -121,7 +121,7 @@ class _HashingWriter:
     def write(self, data: bytes | memoryview) -> int:
         hashed = self.pool.submit(self.sha256.update, data)
         written = self.f.write(data)
-        hashed.result()  # the caller's buffer must outlive both
+        hashed.result()  # torch's buffer is only valid during this call
         return written
 
     def flush(self) -> None:
