@@ -3,3 +3,19 @@
 perplexity.py (token loss, perplexity, bits per character), choice.py (multiple-choice
 questions: the papers' generative protocol and the log-likelihood one), translation.py (BLEU).
 """
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from bvvtok.errors import BvvtokError
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number from 1, line) for each non-blank line of a UTF-8 text file; unreadable: one-line error."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BvvtokError(f"cannot read {path}: {e}") from None
+    return ((number, line) for number, line in enumerate(lines, 1) if line.strip())

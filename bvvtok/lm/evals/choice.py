@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError
+from bvvtok.lm.evals import numbered_lines
 from bvvtok.lm.generate import Sampling, generate
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -85,14 +86,8 @@ def _question(record: Any) -> Question:
 
 def read_questions(path: Path, strict: bool = False, on_skip: Callable[[str], None] | None = None) -> list[Question]:
     """The questions of a JSONL file; a malformed line stops (strict) or is skipped and reported."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BvvtokError(f"cannot read {path}: {e}") from None
     questions = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(path):
         try:
             question = _question(json.loads(line))
         except (ValueError, KeyError, TypeError) as e:

@@ -16,6 +16,7 @@ import torch
 from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError
+from bvvtok.lm.evals import numbered_lines
 from bvvtok.lm.generate import Sampling, generate
 
 
@@ -27,14 +28,8 @@ class Translation:
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BvvtokError(f"cannot read {path}: {e}") from None
     pairs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(path):
         parts = line.split("\t")
         if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
             raise BvvtokError(f"{path}:{number}: expected 'source<TAB>reference'; fix the line")
