@@ -5,6 +5,7 @@ holding tokens of every script class and shape. Needs GNU Unifont; skipped where
 """
 
 import ast
+import errno
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from conftest import assert_user_error, invoke, write_wordlevel_vocab  # noqa: E
 
 from bvvtok.errors import BvvtokError  # noqa: E402
 from bvvtok.substrate import embed as embed_module  # noqa: E402
+from bvvtok.substrate import folder as folder_module  # noqa: E402
 from bvvtok.substrate.embed import default_recipe, embed_glyph  # noqa: E402
 from bvvtok.substrate.fonts import font_for, resolve_chain  # noqa: E402
 from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
@@ -439,6 +441,24 @@ def test_embedding_file_is_byte_for_byte_what_safetensors_writes(vocab, tmp_path
     save_file({"weight": np.array(result.embeddings)}, str(tmp_path / "library.safetensors"))
     assert (result.out / "embeddings.safetensors").read_bytes() == (tmp_path / "library.safetensors").read_bytes()
     assert not result.embeddings.flags.writeable  # a mapping of the file: writing to it would change the file
+
+
+@pytest.mark.parametrize("failing", ["embedding file", "published copy"])
+def test_full_disk_is_a_one_line_error_and_nothing_is_written(vocab, tmp_path, monkeypatch, failing):
+    """Reserving the mapped file's blocks fails cleanly (not a SIGBUS later); torch.save's own wrapping
+    of the failed write (a RuntimeError) is unwrapped to the disk's error."""
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if failing == "embedding file":
+        monkeypatch.setattr(folder_module.os, "posix_fallocate", full)
+    else:
+        monkeypatch.setattr(folder_module._HashingWriter, "write", full)
+    before = snapshot(tmp_path)
+    result = invoke("embed", vocab, "--method", "bits", "--bits", "16", "--out", tmp_path / "out")
+    assert_user_error(result, "cannot write the substrate into", "No space left on device", "--out")
+    assert snapshot(tmp_path) == before
 
 
 def test_library_call_reports_progress(vocab, tmp_path):

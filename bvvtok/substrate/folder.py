@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import struct
 from collections.abc import Callable
@@ -76,16 +77,23 @@ def write_substrate(
     manifest.setdefault("bvvtok_version", substrate["bvvtok_version"])
     manifest["substrate"] = {k: v for k, v in substrate.items() if k != "bvvtok_version"}
     manifest.pop("files", None)
-    if out.resolve() == vocab_dir.resolve():
-        embeddings, digests = _write_files(out, bits, dim, fill)
-        manifest = write_manifest(out, manifest, digests)
-    else:
-        with atomic_folder(out, force=True) as tmp:
-            for item in sorted(vocab_dir.iterdir()):
-                if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
-                    shutil.copy2(item, tmp / item.name)
-            embeddings, digests = _write_files(tmp, bits, dim, fill)
-            manifest = write_manifest(tmp, manifest, digests)
+    try:
+        if out.resolve() == vocab_dir.resolve():
+            embeddings, digests = _write_files(out, bits, dim, fill)
+            manifest = write_manifest(out, manifest, digests)
+        else:
+            with atomic_folder(out, force=True) as tmp:
+                for item in sorted(vocab_dir.iterdir()):
+                    if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
+                        shutil.copy2(item, tmp / item.name)
+                embeddings, digests = _write_files(tmp, bits, dim, fill)
+                manifest = write_manifest(tmp, manifest, digests)
+    except (OSError, RuntimeError) as e:
+        # torch.save turns a failed write (a full disk) into a RuntimeError, with the OSError as its context
+        cause = e if isinstance(e, OSError) else e.__context__
+        if not isinstance(cause, OSError):
+            raise
+        raise BvvtokError(f"cannot write the substrate into {out}: {cause.strerror or cause}; free some space or choose another --out") from None
     if dump_text is not None:
         write_codes_text(dump_text[0], dump_text[1], bits, force)
     return manifest, embeddings
@@ -142,7 +150,8 @@ def _map_safetensors(path: Path, name: str, shape: tuple[int, int]) -> np.memmap
     header += b" " * (-len(header) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(header)) + header)
-        f.truncate(8 + len(header) + size)
+        # reserve the blocks now: a full disk is then an OSError here, not a SIGBUS in the middle of the projection
+        os.posix_fallocate(f.fileno(), 0, 8 + len(header) + size)
     return np.memmap(path, dtype=np.float32, mode="r+", offset=8 + len(header), shape=shape)
 
 
