@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
@@ -45,6 +46,27 @@ def test_matches_sklearn_pca(codes, dim):
     assert ours.shape == (3000, dim) and ours.dtype == np.float32
     cosines = row_cosines(ours, theirs)
     assert cosines.min() >= 0.9999, cosines.min()
+
+
+def test_codes_whose_width_is_not_a_whole_number_of_bytes():
+    """The lookup tables take 4 bits at a time: 10 bits end with a partial group, completed with zeros."""
+    rng = np.random.default_rng(1)
+    codes = (rng.random((500, 10)) < rng.uniform(0.1, 0.9, size=10)).astype(np.uint8)
+    codes[:7] = 0  # all-zero codes take no table rows at all
+    assert row_cosines(frozen_embeddings(codes, 10), sklearn_embeddings(codes, 10)).min() >= 0.9999
+
+
+def test_same_bytes_whatever_the_thread_count(codes):
+    """Each row is summed in one fixed order, so a build on 1 core equals a build on many."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = frozen_embeddings(codes, 256)
+        torch.set_num_threads(4)
+        four = frozen_embeddings(codes, 256)
+    finally:
+        torch.set_num_threads(threads)
+    assert one.tobytes() == four.tobytes()
 
 
 def test_matches_sklearn_components_and_signs(codes):

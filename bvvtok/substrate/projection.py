@@ -6,6 +6,13 @@ largest-magnitude coefficient is positive (`svd_flip(u_based_decision=False)`),
 project. The axes come from the D x D covariance (`eigh`) rather than an SVD of
 the V x D matrix: for 0/1 codes X^T X is a matrix of co-occurrence counts,
 exact in float32, so the only rounding is in the small eigenproblem (float64).
+
+The projection X W of 0/1 codes needs no multiplications: each group of 4 bits
+selects one of 16 precomputed sums of W's rows, so a row's projection is the
+sum of D/4 table rows (fewer: an all-zero group adds nothing). torch's
+`embedding_bag` does those sums; with a table of 128 columns at a time in
+cache it runs about twice as fast as the float32 GEMM on a 2-core AVX2
+machine, and it sums each row in a fixed order, whatever the thread count.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from bvvtok.errors import BvvtokError
 
-CHUNK_ROWS = 8192  # codes go to float32 this many rows at a time: one small buffer, not a [V, D] copy
+CHUNK_ROWS = 8192  # rows handled at a time: small buffers, not [V, D] copies
+TABLE_COLUMNS = 128  # output columns per lookup table: D/4 groups * 16 sums * 128 float32 = 2 MB for D = 1024
 
 
 def _float_chunks(codes: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:
@@ -51,13 +60,42 @@ def principal_axes(codes: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]
     return mean, components
 
 
+def _lookup_tables(w: np.ndarray) -> list[torch.Tensor]:
+    """For each group of 4 input bits and each of its 16 values, the sum of w's rows it selects,
+    summed in float64 and rounded once; one float32 table per block of TABLE_COLUMNS output columns.
+    (Groups of 8 bits would take half the lookups, but their tables are 16x larger and fall out of cache.)"""
+    d, dim = w.shape
+    padded = np.zeros((-(-d // 4) * 4, dim))  # a last, partial group is completed with zero bits
+    padded[:d] = w
+    values = (np.arange(16)[:, None] >> np.arange(3, -1, -1)) & 1  # [16, 4]: a group's first bit is its high one
+    sums = np.einsum("vk,gkc->gvc", values, padded.reshape(-1, 4, dim)).reshape(-1, dim)
+    return [torch.from_numpy(sums[:, c : c + TABLE_COLUMNS].astype(np.float32)) for c in range(0, dim, TABLE_COLUMNS)]
+
+
+def _lookups(codes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(table row of every non-zero 4-bit group, where each code's rows start): embedding_bag's input."""
+    packed = np.packbits(codes != 0, axis=1)
+    groups = np.empty((len(packed), 2 * packed.shape[1]), dtype=np.uint8)
+    groups[:, 0::2] = packed >> 4
+    groups[:, 1::2] = packed & 15
+    used = groups != 0
+    index = (groups.astype(np.int32) + (np.arange(groups.shape[1], dtype=np.int32) << 4))[used]
+    offsets = np.zeros(len(groups), dtype=np.int32)
+    np.cumsum(used.sum(axis=1)[:-1], out=offsets[1:])
+    return torch.from_numpy(index), torch.from_numpy(offsets)
+
+
 def project(codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np.ndarray) -> None:
     """Fill `out` (float32 [V, dim], e.g. a map of the file it goes to) with the unit-length projected rows."""
-    w = torch.from_numpy(np.ascontiguousarray(components.T, dtype=np.float32))
+    tables = _lookup_tables(components.T)
     shift = torch.from_numpy((mean @ components.T).astype(np.float32))
-    rows_out = torch.from_numpy(out)
-    for rows, part in _float_chunks(codes):
-        projected = torch.matmul(part, w, out=rows_out[rows])  # torch's GEMM is the faster one here
+    for start in range(0, len(codes), CHUNK_ROWS):
+        rows = slice(start, min(start + CHUNK_ROWS, len(codes)))
+        index, offsets = _lookups(codes[rows])
+        projected = torch.from_numpy(out[rows])
+        for k, table in enumerate(tables):
+            columns = slice(k * TABLE_COLUMNS, k * TABLE_COLUMNS + table.shape[1])
+            projected[:, columns] = F.embedding_bag(index, table, offsets, mode="sum")
         projected -= shift
         norms = torch.linalg.vector_norm(projected, dim=1, keepdim=True)
         projected /= torch.where(norms == 0, 1, norms)
