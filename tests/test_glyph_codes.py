@@ -23,7 +23,7 @@ from bvvtok.substrate import glyph_codes as fast  # noqa: E402
 from bvvtok.substrate import glyphs  # noqa: E402
 from bvvtok.substrate.fonts import font_for, resolve_chain  # noqa: E402
 from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
-from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts, render_glyphs  # noqa: E402
+from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts, render_glyphs, render_glyphs_cached  # noqa: E402
 from bvvtok.substrate.recipe import RECIPES, get_recipe, is_easy, reference_code, snake_order  # noqa: E402
 
 # recipe.md section 6: numpy.packbits(bits).tobytes().hex() with Debian's Unifont 15.0.01 unifont.otf
@@ -223,7 +223,8 @@ def test_anti_aliased_font_matches_reference(tmp_path):
     fonts = open_pillow_fonts([dejavu], 32)
     tokens = ["A", "the", "Hello", "ñandú", "Привет", "ab"]
     codes = glyph_codes(tokens, grey_chain, RECIPES["bvv241-max"])
-    assert not glyphs.is_black_and_white(render_glyphs([("a", 0)], [dejavu], 32).cells)
+    grey = render_glyphs([("a", 0)], [dejavu], 32)
+    assert not grey.black_and_white and not glyphs.is_black_and_white(grey.cells)
     for i, token in enumerate(tokens):
         assert np.array_equal(codes.bits[i], reference_code(token, fonts_per_char(token, grey_chain, fonts), RECIPES["bvv241-max"], 32)), token
 
@@ -360,6 +361,16 @@ def test_cold_warm_and_partly_warm_cache_give_the_reference_bits(chain, referenc
     for field in ("blank_tokens", "missing_chars", "unrenderable_chars"):
         assert getattr(partly_warm, field) == getattr(warm, field), field
     assert sorted(warm.unrenderable_chars) == sorted({"\n", "\u2029"} & {ch for t in tokens for ch in t})
+
+
+def test_unifont_cells_are_known_black_and_white_cold_and_warm(chain, fresh_cache):
+    """The flag picks the lookup-table blur; a cache that forgot it would still give the right bits, only slower."""
+    items = [(ch, i) for ch in "Aж中\u0488" if (i := font_for(ch, chain)) is not None]
+    cold = render_glyphs_cached(items, chain, 32)
+    warm = render_glyphs_cached(items, chain, 32)
+    assert cold.black_and_white and warm.black_and_white
+    assert glyphs.is_black_and_white(warm.cells) and np.array_equal(cold.cells, warm.cells)
+    assert sorted(warm.overflow) == sorted(cold.overflow) and 3 in warm.overflow  # U+0488 reaches outside its cell
 
 
 def test_progress_counts_every_character_with_a_partly_warm_cache(chain, fresh_cache):

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from bvvtok.substrate.fonts import Font, font_for
-from bvvtok.substrate.glyphs import Glyph, is_black_and_white, place, render_glyphs_cached
+from bvvtok.substrate.glyphs import Glyph, place, render_glyphs_cached
 from bvvtok.substrate.recipe import BLUR_RADIUS, SEED, THRESHOLD, Augmentation, GlyphRecipe, is_easy, snake_order
 
 BATCH = 2048  # tokens per batch: bounds memory for long tokens
@@ -226,7 +226,6 @@ def glyph_codes(
     row = dict.fromkeys(chars, 0)
     row.update({ch: k + 1 for k, (ch, _) in enumerate(drawable)})
     overflow = {drawable[k][0]: g for k, g in rendered.overflow.items()}
-    black_and_white = is_black_and_white(cells) and all(is_black_and_white(g.mask) for g in overflow.values())
 
     bits = np.zeros((len(tokens), size * size), dtype=np.uint8)
     groups: dict[tuple[bool, int], list[int]] = {}  # (easy, length) -> ids
@@ -241,7 +240,7 @@ def glyph_codes(
 
     def code(batch: tuple[Augmentation, list[int]]) -> list[int]:
         aug, ids = batch
-        bits[ids] = _augment(_composite([tokens[i] for i in ids], row, cells, overflow), aug, size, black_and_white)
+        bits[ids] = _augment(_composite([tokens[i] for i in ids], row, cells, overflow), aug, size, rendered.black_and_white)
         return ids
 
     empty = sum(len(ids) for (_, length), ids in groups.items() if length == 0)

@@ -47,11 +47,16 @@ class Glyph:
 
 @dataclass
 class Rendered:
-    """Cells [n, size, size] in the order asked; glyphs that overflow their cell; indices Pillow could not lay out."""
+    """Cells [n, size, size] in the order asked; glyphs that overflow their cell; indices Pillow could not lay out.
+
+    black_and_white: every pixel of the cells and overflowing glyphs is 0 or 255 (a bitmap font such
+    as Unifont), known where they are drawn, so no one scans the whole [n, size, size] again.
+    """
 
     cells: np.ndarray
     overflow: dict[int, Glyph] = field(default_factory=dict)
     failed: list[int] = field(default_factory=list)
+    black_and_white: bool = True
 
 
 def is_black_and_white(pixels: np.ndarray) -> bool:
@@ -119,7 +124,7 @@ def _render_chunk(args: tuple[list[tuple[str, int]], list[str], int]) -> Rendere
     cells = np.ascontiguousarray(slots[:, :, size : 2 * size])
     outside = (slots[:, :, :size] < 255).any(axis=(1, 2)) | (slots[:, :, 2 * size :] < 255).any(axis=(1, 2))
     overflow = {int(k): Glyph(-size, 0, 255 - slots[k]) for k in np.flatnonzero(outside)}
-    return Rendered(cells, overflow, failed)
+    return Rendered(cells, overflow, failed, is_black_and_white(slots))
 
 
 def render_glyphs(
@@ -140,25 +145,26 @@ def render_glyphs(
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
         parts = pool.map(_render_chunk, chunks)
-    cells, overflow, failed = [], {}, []
+    cells, overflow, failed, black_and_white = [], {}, [], True
     try:
         for start, part in zip(range(0, len(items), CHUNK), parts):
             cells.append(part.cells)
             overflow.update({start + k: g for k, g in part.overflow.items()})
             failed += [start + k for k in part.failed]
+            black_and_white &= part.black_and_white
             if on_done:
                 on_done(len(part.cells))
     finally:
         if pool is not None:
             pool.shutdown()
     empty = np.zeros((0, size, size), dtype=np.uint8)
-    return Rendered(np.concatenate(cells) if cells else empty, overflow, failed)
+    return Rendered(np.concatenate(cells) if cells else empty, overflow, failed, black_and_white)
 
 
 def _cache_file(font_hashes: Sequence[str], size: int) -> Path:
     """One cache file per font chain, size and renderer: anything that could change a pixel is in the key."""
     key = {
-        "format": 2,
+        "format": 3,  # 3: cells stored as bits promise black-and-white overflowing glyphs too
         "fonts": list(font_hashes),
         "size": size,
         "pillow": version("pillow"),
@@ -175,13 +181,14 @@ def _load_cache(path: Path) -> tuple[dict[tuple[str, int], int], Rendered] | Non
             keys = list(zip(map(chr, data["codepoints"].tolist()), data["fonts"].tolist()))
             size = int(data["size"])
             overflow = {int(k): Glyph(-size, 0, slot) for k, slot in zip(data["overflow"], data["slots"])}
-            if "ink" in data:  # black-and-white cells, stored as bits
+            black_and_white = "ink" in data  # stored as bits
+            if black_and_white:
                 count = len(data["codepoints"])
-                ink = np.unpackbits(data["ink"], count=count * size * size).reshape(count, size, size)
-                cells = (1 - ink) * np.uint8(255)  # stays uint8: 0 where ink, 255 elsewhere
+                cells = np.unpackbits(~data["ink"], count=count * size * size).reshape(count, size, size)
+                cells *= 255  # in place: 0 where ink, 255 elsewhere
             else:
                 cells = data["cells"]
-            rendered = Rendered(cells, overflow, data["failed"].tolist())
+            rendered = Rendered(cells, overflow, data["failed"].tolist(), black_and_white)
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # absent or damaged: render again
         return None
     return {key: k for k, key in enumerate(keys)}, rendered
@@ -197,7 +204,7 @@ def _save_cache(path: Path, keys: list[tuple[str, int]], rendered: Rendered, siz
                 codepoints=np.array([ord(ch) for ch, _ in keys], dtype=np.int32),
                 fonts=np.array([i for _, i in keys], dtype=np.int16),
                 # bitmap fonts such as Unifont give only 0/255: bits are 8x smaller
-                **({"ink": np.packbits(rendered.cells == 0)} if is_black_and_white(rendered.cells) else {"cells": rendered.cells}),
+                **({"ink": np.packbits(rendered.cells == 0)} if rendered.black_and_white else {"cells": rendered.cells}),
                 failed=np.array(rendered.failed, dtype=np.int64),
                 overflow=np.array(overflow, dtype=np.int64),
                 slots=np.stack([rendered.overflow[k].mask for k in overflow]) if overflow else np.zeros((0, size, 3 * size), np.uint8),
@@ -229,6 +236,7 @@ def render_glyphs_cached(
             np.concatenate([store.cells, fresh.cells]),
             {**store.overflow, **{offset + k: g for k, g in fresh.overflow.items()}},
             store.failed + [offset + k for k in fresh.failed],
+            store.black_and_white and fresh.black_and_white,
         )
         _save_cache(path, list(known), store, size)
     rows = np.array([known[item] for item in items], dtype=np.int64)
@@ -237,4 +245,5 @@ def render_glyphs_cached(
         store.cells[rows],
         {position[r]: g for r, g in store.overflow.items() if r in position},
         [position[r] for r in store.failed if r in position],
+        store.black_and_white,
     )
