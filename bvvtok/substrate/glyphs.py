@@ -232,14 +232,19 @@ def render_glyphs_cached(
         fresh = render_glyphs(missing, [f.path for f in fonts], size, workers, on_done)
         offset = len(known)
         known.update({item: offset + k for k, item in enumerate(missing)})
-        store = Rendered(
-            np.concatenate([store.cells, fresh.cells]),
-            {**store.overflow, **{offset + k: g for k, g in fresh.overflow.items()}},
-            store.failed + [offset + k for k in fresh.failed],
-            store.black_and_white and fresh.black_and_white,
-        )
+        if offset == 0:
+            store = fresh  # nothing was cached: no copy to make
+        else:
+            store = Rendered(
+                np.concatenate([store.cells, fresh.cells]),
+                {**store.overflow, **{offset + k: g for k, g in fresh.overflow.items()}},
+                store.failed + [offset + k for k in fresh.failed],
+                store.black_and_white and fresh.black_and_white,
+            )
         _save_cache(path, list(known), store, size)
     rows = np.array([known[item] for item in items], dtype=np.int64)
+    if np.array_equal(rows, np.arange(len(store.cells))):
+        return store  # exactly what is stored, in its order (a first build, or a rebuild of the same vocabulary)
     position = {int(r): k for k, r in enumerate(rows)}
     return Rendered(
         store.cells[rows],
