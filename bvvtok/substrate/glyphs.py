@@ -50,13 +50,14 @@ class Rendered:
     """Cells [n, size, size] in the order asked; glyphs that overflow their cell; indices Pillow could not lay out.
 
     black_and_white: every pixel of the cells and overflowing glyphs is 0 or 255 (a bitmap font such
-    as Unifont), known where they are drawn, so no one scans the whole [n, size, size] again.
+    as Unifont), known where they are drawn, so no one scans the whole [n, size, size] again. It picks
+    a blur that is exact only for such pictures, so it is False unless the drawing says so.
     """
 
     cells: np.ndarray
     overflow: dict[int, Glyph] = field(default_factory=dict)
     failed: list[int] = field(default_factory=list)
-    black_and_white: bool = True
+    black_and_white: bool = False
 
 
 def is_black_and_white(pixels: np.ndarray) -> bool:
