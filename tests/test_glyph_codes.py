@@ -223,7 +223,7 @@ def test_anti_aliased_font_matches_reference(tmp_path):
     fonts = open_pillow_fonts([dejavu], 32)
     tokens = ["A", "the", "Hello", "ñandú", "Привет", "ab"]
     codes = glyph_codes(tokens, grey_chain, RECIPES["bvv241-max"])
-    grey = render_glyphs([("a", 0)], [dejavu], 32)
+    grey = render_glyphs([("a", 0)], grey_chain, 32)
     assert not grey.black_and_white and not glyphs.is_black_and_white(grey.cells)
     for i, token in enumerate(tokens):
         assert np.array_equal(codes.bits[i], reference_code(token, fonts_per_char(token, grey_chain, fonts), RECIPES["bvv241-max"], 32)), token
@@ -233,7 +233,7 @@ def test_the_token_list_exercises_overflowing_glyphs(chain):
     """The hand-picked list must reach the compositing path for ink outside a cell (else the test above proves less)."""
     chars = sorted({ch for t in TOKENS for ch in t})
     drawable = [(ch, i) for ch in chars if (i := font_for(ch, chain)) is not None]
-    rendered = render_glyphs(drawable, [f.path for f in chain], 32)
+    rendered = render_glyphs(drawable, chain, 32)
     overflowing = {drawable[k][0] for k in rendered.overflow}
     assert {"\u0488", "\u093f"} <= overflowing
     assert "A" not in overflowing

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from bvvtok.substrate.codebook import GENERATOR, build_codebook
 from bvvtok.substrate.folder import Fill, check_replace, write_substrate
 from bvvtok.substrate.fonts import resolve_chain
 from bvvtok.substrate.glyph_codes import glyph_codes
+from bvvtok.substrate.plain_glyphs import renderer_versions
 from bvvtok.substrate.projection import principal_axes, project
 from bvvtok.substrate.recipe import GLYPH_SIZES, PRESET_RECIPES, get_recipe
 from bvvtok.substrate.token_text import TokenTexts, token_texts
@@ -160,7 +160,7 @@ def embed_glyph(
         "dim": dim,
         "n_embed": dim,
         "fonts": [f.describe() for f in chain],
-        "renderer": {"pillow": version("pillow"), "layout_engine": "raqm" if features.check("raqm") else "basic"},
+        "renderer": {**renderer_versions(), "layout_engine": "raqm" if features.check("raqm") else "basic"},
         "pca": PCA_NOTE,
         "blank_glyphs": len(codes.blank_tokens),
         "missing_chars": {"count": len(codes.missing_chars), "first": codes.missing_chars[:20]},

@@ -1,16 +1,17 @@
 """Rendering each distinct character once, exactly as `ImageDraw.text` would place it.
 
 A character's picture depends only on the character (it is centred in its own
-cell), so a vocabulary of 65k tokens needs each of its ~64k distinct characters
-rendered once, not once per token. Rendering is FreeType work inside Pillow
-(~40 us per Unifont glyph), spread over worker processes.
+cell), so a vocabulary of 65k tokens needs each of its ~57k distinct characters
+rendered once, not once per token, spread over worker processes: by FreeType
+directly where `plain_glyphs` has proof that this gives Pillow's picture
+(~20 us a glyph), else by Pillow (~55-80 us).
 
 Each character becomes its cell: a size x size picture, black ink on white.
 A glyph whose ink reaches outside its cell (so it would touch a neighbour in
 a multi-character token) is also kept whole as a `Glyph`, for exact compositing.
 
 Rendered cells are cached on disk (`cache_dir()`), keyed by the fonts' sha256,
-the size and the versions of Pillow, FreeType and raqm, so a second build with
+the size and the versions of the libraries that draw, so a second build with
 the same fonts renders only characters it has not seen.
 """
 
@@ -23,15 +24,15 @@ import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFont
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import atomic_file, cache_dir
 from bvvtok.substrate.fonts import Font, font_for
+from bvvtok.substrate.plain_glyphs import draw_plain, in_ranges, plain_ranges, renderer_versions
 
 CHUNK = 4096
 
@@ -97,7 +98,7 @@ def place(canvas: np.ndarray, glyph: Glyph, x0: int) -> None:
         canvas[y + top : y + bottom, x + left : x + right] = ink(region, glyph.mask[top:bottom, left:right])
 
 
-def _render_chunk(args: tuple[list[tuple[str, int]], list[str], int]) -> Rendered:
+def _pillow_cells(items: Sequence[tuple[str, int]], fonts: Sequence[ImageFont.FreeTypeFont], size: int) -> Rendered:
     """Draw each character into its own slot of one strip image, as `draw_token` draws it.
 
     A slot is three cells wide with the character's cell in the middle, so ink
@@ -107,8 +108,6 @@ def _render_chunk(args: tuple[list[tuple[str, int]], list[str], int]) -> Rendere
     centred position (`draw.text` would lay the text out a second time for its
     bounding box, which `getmask2` already gives).
     """
-    items, paths, size = args
-    fonts = open_pillow_fonts([Path(p) for p in paths], size)
     slot = 3 * size
     strip = Image.new("L", (slot * len(items), size), 255)
     draw = ImageDraw.Draw(strip)
@@ -128,38 +127,91 @@ def _render_chunk(args: tuple[list[tuple[str, int]], list[str], int]) -> Rendere
     return Rendered(cells, overflow, failed, is_black_and_white(slots))
 
 
+def _render_chunk(args: tuple[list[tuple[str, int, bool]], list[str], int]) -> Rendered:
+    """(character, font index, direct) items into cells: FreeType straight for the direct ones
+    (`plain_glyphs`, proven identical), Pillow for the rest and for what the direct path leaves."""
+    items, paths, size = args
+    cells = np.empty((len(items), size, size), dtype=np.uint8)
+    black_and_white = True
+    by_pillow = [k for k, (_, _, direct) in enumerate(items) if not direct]
+    for font_index, path in enumerate(paths):
+        direct = [k for k, (_, i, d) in enumerate(items) if d and i == font_index]
+        if direct:
+            drawn, left_over = draw_plain([items[k][0] for k in direct], Path(path), size)
+            cells[direct] = drawn
+            black_and_white &= is_black_and_white(drawn)
+            by_pillow += [direct[j] for j in left_over]
+    if not by_pillow:
+        return Rendered(cells, black_and_white=black_and_white)
+    by_pillow.sort()
+    pillow = _pillow_cells([items[k][:2] for k in by_pillow], open_pillow_fonts([Path(p) for p in paths], size), size)
+    cells[by_pillow] = pillow.cells
+    overflow = {by_pillow[j]: g for j, g in pillow.overflow.items()}
+    return Rendered(cells, overflow, [by_pillow[j] for j in pillow.failed], black_and_white and pillow.black_and_white)
+
+
 def render_glyphs(
     items: Sequence[tuple[str, int]],
-    font_paths: Sequence[Path],
+    fonts: Sequence[Font],
     size: int,
     workers: int = 1,
     on_done: Callable[[int], None] | None = None,
+    direct: bool = True,
 ) -> Rendered:
-    """Render (character, font index) pairs into cells, in the same order."""
-    paths = [str(p) for p in font_paths]
-    chunks = [(list(items[i : i + CHUNK]), paths, size) for i in range(0, len(items), CHUNK)]
+    """Render (character, font index) pairs into cells, in the same order.
+
+    With `direct`, characters that `fonts/plain_glyphs.json` proves identical
+    for their font, size and this machine's libraries skip Pillow.
+    """
+    owner = np.array([i for _, i in items], dtype=np.int64)
+    code_points = np.array([ord(ch) for ch, _ in items], dtype=np.int64)
+    plain = np.zeros(len(items), dtype=bool)
+    for font_index, font in enumerate(fonts):
+        ranges = plain_ranges(font.sha256, size) if direct else None
+        if ranges is not None:
+            mine = owner == font_index
+            plain[mine] = in_ranges(code_points[mine], ranges)
+    flagged = [(ch, i, d) for (ch, i), d in zip(items, plain.tolist())]
+    paths = [str(f.path) for f in fonts]
+    chunks = [(flagged[i : i + CHUNK], paths, size) for i in range(0, len(items), CHUNK)]
+    rendered = Rendered(np.empty((len(items), size, size), dtype=np.uint8), black_and_white=True)
+
+    def take(k: int, part: Rendered) -> None:
+        start = k * CHUNK
+        rendered.cells[start : start + len(part.cells)] = part.cells
+        rendered.overflow.update({start + j: g for j, g in part.overflow.items()})
+        rendered.failed.extend(start + j for j in part.failed)
+        rendered.black_and_white &= part.black_and_white
+        if on_done:
+            on_done(len(part.cells))
+
     if workers <= 1 or len(chunks) <= 1:
-        parts = map(_render_chunk, chunks)
-        pool = None
-    else:
-        # fork: no re-import of the caller's __main__ (spawn would need a main guard in every user script)
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-        parts = pool.map(_render_chunk, chunks)
-    cells, overflow, failed, black_and_white = [], {}, [], True
-    try:
-        for start, part in zip(range(0, len(items), CHUNK), parts):
-            cells.append(part.cells)
-            overflow.update({start + k: g for k, g in part.overflow.items()})
-            failed += [start + k for k in part.failed]
-            black_and_white &= part.black_and_white
-            if on_done:
-                on_done(len(part.cells))
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    empty = np.zeros((0, size, size), dtype=np.uint8)
-    return Rendered(np.concatenate(cells) if cells else empty, overflow, failed, black_and_white)
+        for k, part in enumerate(map(_render_chunk, chunks)):
+            take(k, part)
+        return rendered
+    # fork: no re-import of the caller's __main__ (spawn would need a main guard in every user script)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        for k, part in enumerate(pool.map(_render_chunk, chunks)):
+            take(k, part)
+    return rendered
+
+
+def prove_plain(font: Font, size: int, workers: int = 1) -> list[list[int]]:
+    """The [start, end] ranges of the font's code points whose direct cell (`plain_glyphs.draw_plain`)
+    equals Pillow's, compared for every character the font maps: the proof `render_glyphs` relies on."""
+    chars = [chr(c) for c in sorted({c for c, _ in font.face.get_chars()})]
+    pillow = render_glyphs([(ch, 0) for ch in chars], [font], size, workers, direct=False)
+    direct, left_over = draw_plain(chars, font.path, size)
+    same = (direct == pillow.cells).all(axis=(1, 2))
+    same[[*left_over, *pillow.failed, *pillow.overflow]] = False
+    ranges: list[list[int]] = []
+    for c in (ord(chars[k]) for k in np.flatnonzero(same)):
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return ranges
 
 
 def _cache_file(font_hashes: Sequence[str], size: int) -> Path:
@@ -168,9 +220,7 @@ def _cache_file(font_hashes: Sequence[str], size: int) -> Path:
         "format": 3,  # 3: cells stored as bits promise black-and-white overflowing glyphs too
         "fonts": list(font_hashes),
         "size": size,
-        "pillow": version("pillow"),
-        "freetype": features.version("freetype2"),
-        "raqm": features.version("raqm"),
+        **renderer_versions(),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     return cache_dir() / "glyphs" / f"{digest}.npz"
@@ -230,7 +280,7 @@ def render_glyphs_cached(
     if on_done and len(missing) < len(items):
         on_done(len(items) - len(missing))  # cached characters are done already
     if missing:
-        fresh = render_glyphs(missing, [f.path for f in fonts], size, workers, on_done)
+        fresh = render_glyphs(missing, fonts, size, workers, on_done)
         offset = len(known)
         known.update({item: offset + k for k, item in enumerate(missing)})
         if offset == 0:
