@@ -3,7 +3,9 @@
 For each preset: the vocabulary is built (from ../shared/reference when present,
 else offline), then `embed_glyph` runs in a fresh process (so its peak RSS is its
 own) and writes a substrate to a temporary folder, in pairs: cold (an empty glyph
-cache, so every character is rendered) and warm (the same build again). Timings on
+cache, so every character is rendered) and warm (the same build again). The last
+line says whether the fonts' direct glyph path is proven for this machine's
+libraries (without it, cold builds render every glyph through Pillow). Timings on
 a shared or virtual machine vary from run to run, so each pair is repeated
 (--repeat) and the median run is shown with the range (so is the baseline's pass
 over its sample). Peak RSS is the process's own (VmHWM). The baseline is
@@ -158,6 +160,16 @@ def main() -> None:
                 f"{base['checked']:,}, {base['mismatches']} differ",
             )
     console.print(table)
+    console.print(direct_path_status())
+
+
+def direct_path_status() -> str:
+    """Whether cold builds here may draw glyphs with FreeType directly: cold figures depend on it."""
+    from bvvtok.substrate.fonts import resolve_chain
+    from bvvtok.substrate.plain_glyphs import plain_ranges
+
+    names = [f"{f.path.name}: {'proven' if plain_ranges(f.sha256, 32) is not None else 'not proven, Pillow draws every glyph'}" for f in resolve_chain()]
+    return "direct glyph path at 32 px (fonts/plain_glyphs.json, this machine's libraries): " + "; ".join(names)
 
 
 if __name__ == "__main__":
