@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
+from bvvtok.errors import BvvtokError
 from bvvtok.files import atomic_file
 from bvvtok.substrate.fonts import open_font, resolve_chain
 from bvvtok.substrate.glyphs import prove_plain
-from bvvtok.substrate.plain_glyphs import TABLE, renderer_versions
+from bvvtok.substrate.plain_glyphs import TABLE, range_text, renderer_versions
 
 ABOUT = (
     "Code points whose cell, drawn by FreeType directly (bvvtok/substrate/plain_glyphs.py), was compared with "
@@ -34,17 +36,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    fonts = [open_font(p) for p in args.fonts] if args.fonts else resolve_chain()
+    try:
+        fonts = [open_font(p) for p in args.fonts] if args.fonts else resolve_chain()
+    except BvvtokError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     tables = json.loads(TABLE.read_text(encoding="utf-8"))["tables"] if TABLE.is_file() else []
     for font in fonts:
         start = time.perf_counter()
         plain = prove_plain(font, args.size, args.workers)
-        count = sum(b - a + 1 for a, b in plain)
         mapped = len({c for c, _ in font.face.get_chars()})
-        print(f"{font.path.name} at {args.size}px: {count:,} of {mapped:,} characters plain ({time.perf_counter() - start:.1f} s)")
+        print(f"{font.path.name} at {args.size}px: {len(plain):,} of {mapped:,} characters plain ({time.perf_counter() - start:.1f} s)")
         tables = [t for t in tables if (t["sha256"], t["size"]) != (font.sha256, args.size)]
         tables.append({"file": font.path.name, "sha256": font.sha256, "size": args.size, "renderer": renderer_versions(),
-                       "plain": [f"{a:04X}-{b:04X}" for a, b in plain]})  # one range a line: readable diffs
+                       "plain": range_text(plain)})
     tables.sort(key=lambda t: (t["file"], t["size"]))
     with atomic_file(TABLE, force=True) as tmp:
         tmp.write_text(json.dumps({"about": ABOUT, "tables": tables}, indent=2) + "\n", encoding="utf-8")

@@ -68,6 +68,17 @@ def plain_ranges(font_sha256: str, size: int, table: Path = TABLE) -> np.ndarray
     return np.array([[int(c, 16) for c in r.split("-")] for r in entry["plain"]], dtype=np.int64).reshape(-1, 2)
 
 
+def range_text(code_points: Sequence[int]) -> list[str]:
+    """Ascending code points as the table writes them: runs "XXXX-YYYY" (hex), one per line of the file."""
+    runs: list[list[int]] = []
+    for c in code_points:
+        if runs and runs[-1][1] == c - 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return [f"{a:04X}-{b:04X}" for a, b in runs]
+
+
 def in_ranges(code_points: Sequence[int], ranges: np.ndarray) -> np.ndarray:
     """bool per code point: inside one of the sorted, disjoint [start, end] ranges."""
     cps = np.asarray(code_points, dtype=np.int64)
