@@ -52,13 +52,14 @@ def test_the_installed_unifont_takes_the_direct_path():
 
 
 @needs_unifont
-def test_direct_and_pillow_give_the_same_rendering():
+@pytest.mark.parametrize("size", [32, 64])
+def test_direct_and_pillow_give_the_same_rendering(size):
     """Direct, shaped, overflowing, unrenderable and upper-plane characters mixed in one list, across chunks."""
     chain = resolve_chain()
     text = "Aж中한\u0301\u0488\u093f\u200b\u2029\n\u0627\u0626 \U0001F600x"
     items = [(ch, i) for ch in text * 700 if (i := font_for(ch, chain)) is not None]
-    direct = render_glyphs(items, chain, 32, workers=2)
-    pillow = render_glyphs(items, chain, 32, workers=2, direct=False)
+    direct = render_glyphs(items, chain, size, workers=2)
+    pillow = render_glyphs(items, chain, size, workers=2, direct=False)
     assert np.array_equal(direct.cells, pillow.cells)
     assert direct.failed == pillow.failed and direct.failed  # \u2029 and \n: raqm cannot lay them out
     assert sorted(direct.overflow) == sorted(pillow.overflow) and direct.overflow
