@@ -289,10 +289,15 @@ def test_reports_blank_missing_and_unrenderable(chain):
 
 def test_progress_callbacks_count_characters_and_tokens(chain):
     tokens = ["ab", "ba", "中", "a中", "\ufffe"]
-    rendered, coded = [], []
-    glyph_codes(tokens, chain, RECIPES["bvv241-2-3"], on_render=rendered.append, on_code=coded.append)
-    assert sum(rendered) == 4  # every distinct character: a, b, 中, and U+FFFE (no font, counted as done)
-    assert sum(coded) == len(tokens)
+    calls = []
+    glyph_codes(tokens, chain, RECIPES["bvv241-2-3"], progress=lambda *call: calls.append(call))
+    render = [(done, total) for stage, done, total in calls if stage == "render"]
+    codes = [(done, total) for stage, done, total in calls if stage == "codes"]
+    # every distinct character: a, b, 中, and U+FFFE (no font, counted as done); running counts up to the total
+    assert render[-1] == (4, 4) and all(total == 4 for _, total in render)
+    assert codes[-1] == (len(tokens), len(tokens))
+    assert [done for done, _ in codes] == sorted(done for done, _ in codes)
+    assert {stage for stage, _, _ in calls} == {"render", "codes"}
 
 
 # --- workers ---
@@ -376,8 +381,8 @@ def test_unifont_cells_are_known_black_and_white_cold_and_warm(chain, fresh_cach
 def test_progress_counts_every_character_with_a_partly_warm_cache(chain, fresh_cache):
     glyph_codes(["ab"], chain, RECIPES["bvv241-2-3"])  # 'a', 'b' now cached
     rendered = []
-    glyph_codes(["ab", "cd", "中"], chain, RECIPES["bvv241-2-3"], on_render=rendered.append)
-    assert sum(rendered) == 5  # a, b from the cache; c, d, 中 rendered
+    glyph_codes(["ab", "cd", "中"], chain, RECIPES["bvv241-2-3"], progress=lambda stage, done, total: rendered.append((stage, done, total)))
+    assert [call for call in rendered if call[0] == "render"][-1] == ("render", 5, 5)  # a, b from the cache; c, d, 中 rendered
 
 
 def test_cache_is_per_glyph_size_and_chain_order(chain, reference, fresh_cache):

@@ -22,15 +22,12 @@ from bvvtok.manifest import read_manifest
 from bvvtok.substrate.codebook import GENERATOR, build_codebook
 from bvvtok.substrate.folder import Fill, check_replace, write_substrate
 from bvvtok.substrate.fonts import resolve_chain
-from bvvtok.substrate.glyph_codes import glyph_codes
+from bvvtok.substrate.glyph_codes import Progress, glyph_codes
 from bvvtok.substrate.plain_glyphs import renderer_versions
 from bvvtok.substrate.projection import principal_axes, project
 from bvvtok.substrate.recipe import GLYPH_SIZES, PRESET_RECIPES, get_recipe
 from bvvtok.substrate.token_text import TokenTexts, token_texts
 from bvvtok.vocab.tokenizer_files import load_tokenizer
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
 
 DEFAULT_D_MODEL = 1024  # the published models'
 PCA_NOTE = "scikit-learn PCA semantics via the covariance (eigh, float64), svd_flip sign convention; rows L2-normalised"
@@ -127,28 +124,7 @@ def embed_glyph(
 
     out, texts, settings = _prepare(vocab_dir, out, settings_of, force, dump_text)
     recipe_obj = get_recipe(settings["recipe"])
-
-    def report(stage: str, total: int) -> Callable[[int], None] | None:
-        if progress is None:
-            return None
-        done = [0]
-
-        def step(n: int) -> None:
-            done[0] += n
-            progress(stage, done[0], total)
-
-        return step
-
-    tokens = texts.texts
-    codes = glyph_codes(
-        tokens,
-        chain,
-        recipe_obj,
-        glyph_size,
-        workers or os.cpu_count() or 1,
-        on_render=report("render", len({ch for t in tokens for ch in t})),
-        on_code=report("codes", len(tokens)),
-    )
+    codes = glyph_codes(texts.texts, chain, recipe_obj, glyph_size, workers or os.cpu_count() or 1, progress)
     if progress:
         progress("pca", 0, 1)
     fill = _pca_fill(codes.bits, dim, (lambda: progress("pca", 1, 1)) if progress else None)

@@ -36,6 +36,23 @@ from bvvtok.substrate.recipe import BLUR_RADIUS, SEED, THRESHOLD, Augmentation, 
 BATCH = 2048  # tokens per batch: bounds memory for long tokens
 
 
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _counter(progress: Progress | None, stage: str, total: int) -> Callable[[int], None] | None:
+    """A callback that adds up the items done and reports the running count for one stage."""
+    if progress is None:
+        return None
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(stage, done, total)
+
+    return step
+
+
 @dataclass
 class GlyphCodes:
     bits: np.ndarray  # uint8 [V, size*size] of 0/1, polar-snake order
@@ -211,13 +228,14 @@ def glyph_codes(
     recipe: GlyphRecipe,
     size: int = 32,
     workers: int = 1,
-    on_render: Callable[[int], None] | None = None,
-    on_code: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> GlyphCodes:
-    """The codes of every token, in order; `on_render`/`on_code` report progress in characters/tokens."""
+    """The codes of every token, in order; `progress` counts stage "render" in characters, "codes" in tokens."""
     chars = sorted({ch for t in tokens for ch in t})
     owner = {ch: font_for(ch, chain) for ch in chars}
     drawable = [(ch, i) for ch, i in owner.items() if i is not None]
+    on_render = _counter(progress, "render", len(chars))
+    on_code = _counter(progress, "codes", len(tokens))
     if on_render and len(drawable) < len(chars):
         on_render(len(chars) - len(drawable))  # characters no font has: nothing to render
     rendered = render_glyphs_cached(drawable, chain, size, workers, on_render)
