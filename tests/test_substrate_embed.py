@@ -7,6 +7,7 @@ holding tokens of every script class and shape. Needs GNU Unifont; skipped where
 import ast
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -443,7 +444,21 @@ def test_embedding_file_is_byte_for_byte_what_safetensors_writes(vocab, tmp_path
     assert not result.embeddings.flags.writeable  # a mapping of the file: writing to it would change the file
 
 
-@pytest.mark.parametrize("failing", ["embedding file", "published copy"])
+def test_published_copy_is_byte_for_byte_what_torch_save_writes(vocab, tmp_path, monkeypatch):
+    """The tensor's data goes into the .pt file through a map, in two threads; the file must still be
+    torch.save's own, and its recorded sha256 the file's."""
+    monkeypatch.setattr(folder_module, "MAPPED_WRITE", 1024)  # the test vocabulary's tensor is small
+    monkeypatch.setattr(folder_module, "MAPPED_PIECE", 5000)  # several pieces, none page-aligned
+    result = embed_glyph(vocab, tmp_path / "out", dim=24)
+    assert result.embeddings.nbytes >= 3 * 5000
+    expected = io.BytesIO()
+    torch.save(torch.from_numpy(np.array(result.embeddings)), expected)
+    written = (result.out / "normalized_embeddings_weights.pt").read_bytes()
+    assert written == expected.getvalue()
+    assert result.manifest["files"]["normalized_embeddings_weights.pt"] == hashlib.sha256(written).hexdigest()
+
+
+@pytest.mark.parametrize("failing", ["embedding file", "published copy", "published copy's mapped data"])
 def test_full_disk_is_a_one_line_error_and_nothing_is_written(vocab, tmp_path, monkeypatch, failing):
     """Reserving the mapped file's blocks fails cleanly (not a SIGBUS later); torch.save's own wrapping
     of the failed write (a RuntimeError) is unwrapped to the disk's error."""
@@ -453,8 +468,11 @@ def test_full_disk_is_a_one_line_error_and_nothing_is_written(vocab, tmp_path, m
 
     if failing == "embedding file":
         monkeypatch.setattr(folder_module.os, "posix_fallocate", full)
-    else:
+    elif failing == "published copy":
         monkeypatch.setattr(folder_module._HashingWriter, "write", full)
+    else:
+        monkeypatch.setattr(folder_module, "MAPPED_WRITE", 16)
+        monkeypatch.setattr(folder_module._HashingWriter, "_write_mapped", full)
     before = snapshot(tmp_path)
     result = invoke("embed", vocab, "--method", "bits", "--bits", "16", "--out", tmp_path / "out")
     assert_user_error(result, "cannot write the substrate into", "No space left on device", "--out")
