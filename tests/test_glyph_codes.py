@@ -323,6 +323,20 @@ def test_workers_give_identical_codes(chain, many_tokens):
     assert one.unrenderable_chars == two.unrenderable_chars == ["\n"]
 
 
+def test_forked_workers_render_into_the_shared_output_as_one_process_does(chain, many_tokens):
+    """Forked workers write their cells straight into the parent's array, each chunk at its own rows."""
+    items = [(ch, i) for ch in sorted({ch for t in many_tokens for ch in t}) if (i := font_for(ch, chain)) is not None]
+    assert len(items) > glyphs.CHUNK  # more than one chunk, so the workers are used
+    done = []
+    one = render_glyphs(items, chain, 32, workers=1)
+    two = render_glyphs(items, chain, 32, workers=2, on_done=done.append)
+    assert np.array_equal(one.cells, two.cells)
+    assert one.failed == two.failed and two.failed
+    assert sorted(one.overflow) == sorted(two.overflow) and two.overflow
+    assert one.black_and_white == two.black_and_white
+    assert sum(done) == len(items)
+
+
 def test_large_batches_match_reference(chain, reference, many_tokens):
     """Tokens past the first render chunk and the first batch still get the reference bits."""
     codes = glyph_codes(many_tokens, chain, RECIPES["bvv241-2-3"], workers=2)

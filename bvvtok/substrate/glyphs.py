@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import multiprocessing
 import zipfile
 from collections.abc import Callable, Sequence
@@ -127,10 +128,30 @@ def _pillow_cells(items: Sequence[tuple[str, int]], fonts: Sequence[ImageFont.Fr
     return Rendered(cells, overflow, failed, is_black_and_white(slots))
 
 
-def _render_chunk(args: tuple[list[tuple[str, int, bool]], list[str], int]) -> Rendered:
+_shared_cells: np.ndarray | None = None  # in a forked render worker: the parent's output, shared with it
+
+
+def _share_cells(cells: np.ndarray) -> None:
+    """Pool initializer: a forked worker writes its cells straight into the parent's (shared) array."""
+    global _shared_cells
+    _shared_cells = cells
+
+
+def _render_chunk(args: tuple[list[tuple[str, int, bool]], list[str], int, int]) -> Rendered:
+    """A render task: `_draw_chunk` of the items that start at row `start` of the output. In a
+    worker that shares the output, the cells go there and the result carries none."""
+    items, paths, size, start = args
+    rendered = _draw_chunk(items, paths, size)
+    if _shared_cells is None:
+        return rendered
+    _shared_cells[start : start + len(items)] = rendered.cells
+    rendered.cells = rendered.cells[:0]
+    return rendered
+
+
+def _draw_chunk(items: list[tuple[str, int, bool]], paths: list[str], size: int) -> Rendered:
     """(character, font index, direct) items into cells: FreeType straight for the direct ones
     (`plain_glyphs`, proven identical), Pillow for the rest and for what the direct path leaves."""
-    items, paths, size = args
     cells = np.empty((len(items), size, size), dtype=np.uint8)
     black_and_white = True
     by_pillow = [k for k, (_, _, direct) in enumerate(items) if not direct]
@@ -173,27 +194,35 @@ def render_glyphs(
             plain[mine] = in_ranges(code_points[mine], ranges)
     flagged = [(ch, i, d) for (ch, i), d in zip(items, plain.tolist())]
     paths = [str(f.path) for f in fonts]
-    chunks = [(flagged[i : i + CHUNK], paths, size) for i in range(0, len(items), CHUNK)]
-    rendered = Rendered(np.empty((len(items), size, size), dtype=np.uint8), black_and_white=True)
+    chunks = [(flagged[i : i + CHUNK], paths, size, i) for i in range(0, len(items), CHUNK)]
+    # fork: no re-import of the caller's __main__ (spawn would need a main guard in every user script)
+    forked = workers > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    if forked:  # a shared map the forked workers write into: no cells through the pipe, no copy here
+        shared = mmap.mmap(-1, max(1, len(items) * size * size))
+        cells = np.frombuffer(shared, dtype=np.uint8, count=len(items) * size * size).reshape(len(items), size, size)
+    else:
+        cells = np.empty((len(items), size, size), dtype=np.uint8)
+    rendered = Rendered(cells, black_and_white=True)
 
-    def take(k: int, part: Rendered) -> None:
-        start = k * CHUNK
-        rendered.cells[start : start + len(part.cells)] = part.cells
+    def take(chunk: tuple, part: Rendered) -> None:
+        start, count = chunk[3], len(chunk[0])
+        if len(part.cells):
+            rendered.cells[start : start + count] = part.cells
         rendered.overflow.update({start + j: g for j, g in part.overflow.items()})
         rendered.failed.extend(start + j for j in part.failed)
         rendered.black_and_white &= part.black_and_white
         if on_done:
-            on_done(len(part.cells))
+            on_done(count)
 
     if workers <= 1 or len(chunks) <= 1:
-        for k, part in enumerate(map(_render_chunk, chunks)):
-            take(k, part)
+        for chunk in chunks:
+            take(chunk, _render_chunk(chunk))
         return rendered
-    # fork: no re-import of the caller's __main__ (spawn would need a main guard in every user script)
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        for k, part in enumerate(pool.map(_render_chunk, chunks)):
-            take(k, part)
+    context = multiprocessing.get_context("fork" if forked else "spawn")
+    share = {"initializer": _share_cells, "initargs": (cells,)} if forked else {}  # forked: passed, not pickled
+    with ProcessPoolExecutor(workers, mp_context=context, **share) as pool:
+        for chunk, part in zip(chunks, pool.map(_render_chunk, chunks)):
+            take(chunk, part)
     return rendered
 
 

@@ -123,7 +123,7 @@ def draw_plain(chars: Sequence[str], path: Path, size: int) -> tuple[np.ndarray,
         x_min, x_max = min(0, cbox.xMin >> 6), max(0, advance, (cbox.xMax + 63) >> 6)
         y_min, y_max = min(0, cbox.yMin >> 6), max(0, (cbox.yMax + 63) >> 6)
         w, h = x_max - x_min, y_max - y_min
-        # the bitmap's corner in the mask (font_render), then the mask's in the cell (glyphs._render_chunk)
+        # the bitmap's corner in the mask (font_render), then the mask's in the cell (glyphs._pillow_cells)
         left, top = slot.bitmap_left, slot.bitmap_top
         mx, my = left - min(0, left), max(0, top) - top
         cx, cy = (size - w) // 2 + x_min + mx, (size - h) // 2 + my
