@@ -470,9 +470,15 @@ def test_full_disk_is_a_one_line_error_and_nothing_is_written(vocab, tmp_path, m
         monkeypatch.setattr(folder_module.os, "posix_fallocate", full)
     elif failing == "published copy":
         monkeypatch.setattr(folder_module._HashingWriter, "write", full)
-    else:
+    else:  # the .pt's data is copied in through a map: its blocks are reserved (the second fallocate) first
         monkeypatch.setattr(folder_module, "MAPPED_WRITE", 16)
-        monkeypatch.setattr(folder_module._HashingWriter, "_write_mapped", full)
+        reserve, calls = os.posix_fallocate, []
+
+        def second_fails(*args):
+            calls.append(args)
+            return full() if len(calls) == 2 else reserve(*args)
+
+        monkeypatch.setattr(folder_module.os, "posix_fallocate", second_fails)
     before = snapshot(tmp_path)
     result = invoke("embed", vocab, "--method", "bits", "--bits", "16", "--out", tmp_path / "out")
     assert_user_error(result, "cannot write the substrate into", "No space left on device", "--out")
