@@ -7,6 +7,7 @@ and exit code 2 (typer.Exit, so it works with whichever click typer brings).
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ class _Group(TyperGroup):
         except BvvtokError as e:
             raise _fail(str(e)) from None
         except OSError as e:  # a read or write the library did not anticipate
+            if e.errno == errno.EPIPE:
+                raise  # whoever read our output stopped (`bvvtok ... | head`): click exits quietly, as Unix tools do
             raise _fail(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
 
 

@@ -252,3 +252,24 @@ def test_ngrams_out_exists(tmp_path):
 def test_error_messages_are_printed_verbatim(tmp_path, value):
     result = invoke("ngrams", "--input", value, "--out", tmp_path / "s.json")
     assert_user_error(result, value)
+
+
+@pytest.mark.parametrize("code", ["EPIPE", "EACCES"])
+def test_a_closed_output_pipe_stops_quietly_other_os_errors_are_one_line(monkeypatch, code):
+    """`bvvtok ... | head` closes our stdout early: exit 1 without a message, as Unix tools do; any
+    other OSError the library did not anticipate is still a one-line error, exit 2."""
+    import errno
+    import os
+
+    import bvvtok.substrate.fonts as fonts
+
+    def fail(*args):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(fonts, "resolve_chain", fail)
+    result = invoke("fonts")
+    if code == "EPIPE":
+        assert result.exit_code == 1 and "error" not in result.output.lower()
+        assert not isinstance(result.exception, Exception), result.exception
+    else:
+        assert_user_error(result, "Permission denied")
