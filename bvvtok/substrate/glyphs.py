@@ -195,8 +195,9 @@ def render_glyphs(
     flagged = [(ch, i, d) for (ch, i), d in zip(items, plain.tolist())]
     paths = [str(f.path) for f in fonts]
     chunks = [(flagged[i : i + CHUNK], paths, size, i) for i in range(0, len(items), CHUNK)]
+    parallel = workers > 1 and len(chunks) > 1
     # fork: no re-import of the caller's __main__ (spawn would need a main guard in every user script)
-    forked = workers > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    forked = parallel and "fork" in multiprocessing.get_all_start_methods()
     if forked:  # a shared map the forked workers write into: no cells through the pipe, no copy here
         shared = mmap.mmap(-1, max(1, len(items) * size * size))
         cells = np.frombuffer(shared, dtype=np.uint8, count=len(items) * size * size).reshape(len(items), size, size)
@@ -214,7 +215,7 @@ def render_glyphs(
         if on_done:
             on_done(count)
 
-    if workers <= 1 or len(chunks) <= 1:
+    if not parallel:
         for chunk in chunks:
             take(chunk, _render_chunk(chunk))
         return rendered
