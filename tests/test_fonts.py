@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
@@ -15,7 +16,7 @@ if not UNIFONT.is_file():
 
 from bvvtok.errors import BvvtokError  # noqa: E402
 from bvvtok.substrate import fonts  # noqa: E402
-from bvvtok.substrate.fonts import Font, coverage, font_for, known_fonts, open_font, resolve_chain  # noqa: E402
+from bvvtok.substrate.fonts import Font, coverage, font_for, fonts_for, known_fonts, open_font, resolve_chain  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -124,15 +125,16 @@ def test_env_variable_naming_a_non_font(monkeypatch, garbage_font):
 
 def test_first_font_with_a_glyph_wins():
     unifont = open_font(UNIFONT)
-    assert unifont.has_glyph("A") and unifont.has_glyph("中")
-    assert not unifont.has_glyph("\ufffe")
+    assert unifont.has_glyphs([ord("A"), ord("中"), 0xFFFE]).tolist() == [True, True, False]
     assert font_for("A", [unifont]) == 0
     assert font_for("\ufffe", [unifont]) is None
+    assert fonts_for(np.array([ord("A"), 0xFFFE, ord("中")]), [unifont]).tolist() == [0, -1, 0]
     if UPPER.is_file():
         upper = open_font(UPPER)
         assert font_for("A", [upper, unifont]) == 1  # Unifont Upper has no Latin
         assert font_for("\U0001F600", [unifont, upper]) == 1
         assert font_for("\U0001F600", [upper, unifont]) == 0
+        assert fonts_for(np.array([ord("A"), 0x1F600, 0xFFFE]), [upper, unifont]).tolist() == [1, 0, -1]
 
 
 def test_coverage_counts_and_lists_missing_characters():

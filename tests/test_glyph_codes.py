@@ -24,7 +24,7 @@ from bvvtok.substrate import glyphs  # noqa: E402
 from bvvtok.substrate.fonts import font_for, resolve_chain  # noqa: E402
 from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
 from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts, render_glyphs, render_glyphs_cached  # noqa: E402
-from bvvtok.substrate.recipe import RECIPES, get_recipe, is_easy, reference_code, snake_order  # noqa: E402
+from bvvtok.substrate.recipe import RECIPES, easy_code_points, get_recipe, is_easy, reference_code, snake_order  # noqa: E402
 
 # recipe.md section 6: numpy.packbits(bits).tobytes().hex() with Debian's Unifont 15.0.01 unifont.otf
 FIXED_POINTS = {
@@ -163,6 +163,32 @@ def test_get_recipe_unknown_name():
 )
 def test_script_class(token, easy):
     assert is_easy(token) is easy
+
+
+def test_easy_code_points_agree_with_is_easy_at_every_range_edge():
+    edges = [c + d for first, last in ((0x0000, 0x024F), (0x0370, 0x03FF), (0x0400, 0x058F)) for c in (first, last) for d in (-1, 0, 1)]
+    edges = sorted({c for c in edges if c >= 0} | {0x4E2D, 0x10FFFF})
+    assert easy_code_points(edges).tolist() == [is_easy(chr(c)) for c in edges]
+
+
+def test_characters_flattens_tokens_with_their_starts():
+    flat, starts = fast._characters(["a\ud800", "", "中b", "\U0001F600"])  # a lone surrogate passes through
+    assert flat.tolist() == [0x61, 0xD800, 0x4E2D, 0x62, 0x1F600]
+    assert starts.tolist() == [0, 2, 2, 4, 5]
+
+
+def test_batches_hold_every_drawn_token_once_by_class_and_length():
+    tokens = ["A", "中", "", "ab", "a中", "ab", "xyz", "Ω", "", "中文"] * 300  # more than a BATCH of some kinds
+    flat, starts = fast._characters(tokens)
+    batches = fast._batches(flat, starts)
+    ids = np.concatenate([ids for _, ids in batches])
+    assert sorted(ids.tolist()) == [i for i, t in enumerate(tokens) if t]
+    for easy, ids in batches:
+        assert len(ids) <= fast.BATCH
+        assert {len(tokens[i]) for i in ids} == {len(tokens[ids[0]])}
+        assert {is_easy(tokens[i]) for i in ids} == {easy}
+    lengths = [len(tokens[ids[0]]) for _, ids in batches]
+    assert lengths == sorted(lengths, reverse=True)  # the longest, slowest batches first
 
 
 def test_snake_order_is_a_permutation_starting_at_the_centre():

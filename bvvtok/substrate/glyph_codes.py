@@ -20,18 +20,28 @@ therefore processed in batches of equal (class, width):
 
 from __future__ import annotations
 
+import gc
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from bvvtok.substrate.fonts import Font, font_for
+from bvvtok.substrate.fonts import Font, fonts_for
 from bvvtok.substrate.glyphs import Glyph, place, render_glyphs_cached
-from bvvtok.substrate.recipe import BLUR_RADIUS, SEED, THRESHOLD, Augmentation, GlyphRecipe, is_easy, snake_order
+from bvvtok.substrate.recipe import (
+    BLUR_RADIUS,
+    SEED,
+    THRESHOLD,
+    Augmentation,
+    GlyphRecipe,
+    easy_code_points,
+    snake_order,
+)
 
 BATCH = 2048  # tokens per batch: bounds memory for long tokens
 
@@ -104,24 +114,25 @@ def _maps(aug: Augmentation, size: int, width: int) -> tuple[np.ndarray, np.ndar
     return before.reshape(-1), noise.reshape(-1), after
 
 
-def _composite(tokens: Sequence[str], row: dict[str, int], cells: np.ndarray, overflow: dict[str, Glyph]) -> np.ndarray:
-    """The unaugmented canvases [N, size, size * len] of equal-length tokens.
+def _composite(rows: np.ndarray, cells: np.ndarray, overflow: dict[int, Glyph]) -> np.ndarray:
+    """The unaugmented canvases [N, size, size * L] of tokens of L characters, given as cell rows [N, L]
+    (-1: a character no font has, left blank).
 
     Cells sit side by side; a token holding a glyph that reaches outside its
-    cell is drawn glyph by glyph instead, in order, as `draw_token` does.
+    cell (`overflow`, by cell row) is drawn glyph by glyph instead, in order,
+    as `draw_token` does.
     """
     size = cells.shape[1]
-    length = len(tokens[0])
-    index = np.array([[row[ch] for ch in t] for t in tokens], dtype=np.int64)
-    canvas = cells[index].transpose(0, 2, 1, 3).reshape(len(tokens), size, size * length)
+    n, length = rows.shape
+    glyphs = cells[np.maximum(rows, 0)]
+    glyphs[rows < 0] = 255
+    canvas = glyphs.transpose(0, 2, 1, 3).reshape(n, size, size * length)
     if length > 1 and overflow:
-        for n, token in enumerate(tokens):
-            if any(ch in overflow for ch in token):
-                canvas[n] = 255
-                for i, ch in enumerate(token):
-                    # a cell drawn on white gives back its glyph's mask exactly: 255 - cell
-                    glyph = overflow.get(ch) or Glyph(0, 0, 255 - cells[row[ch]])
-                    place(canvas[n], glyph, size * i)
+        for k in np.flatnonzero(np.isin(rows, list(overflow)).any(axis=1)):
+            canvas[k] = 255
+            for i, r in enumerate(rows[k].tolist()):
+                if r >= 0:  # a cell drawn on white gives back its glyph's mask exactly: 255 - cell
+                    place(canvas[k], overflow.get(r) or Glyph(0, 0, 255 - cells[r]), size * i)
     return canvas
 
 
@@ -222,6 +233,48 @@ def _augment(canvas: np.ndarray, aug: Augmentation, size: int, black_and_white: 
     return (np.take(columns.reshape(n, -1), picked, axis=1) < THRESHOLD).view(np.uint8)
 
 
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused. A build makes ~100k small tuples (none of them
+    garbage), which would set off full collections over every object the process holds, torch's
+    among them: about 0.1 s of a 65k build."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _characters(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """All tokens' characters as code points, one after the other, and where each token starts
+    (V + 1 offsets): the vocabulary as arrays, so no per-character Python runs over it."""
+    starts = np.zeros(len(tokens) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)), out=starts[1:])
+    # "surrogatepass": a vocabulary of code points holds the lone surrogates as tokens
+    flat = np.frombuffer("".join(tokens).encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    return flat.astype(np.int64), starts
+
+
+def _batches(code_points: np.ndarray, starts: np.ndarray) -> list[tuple[bool, np.ndarray]]:
+    """(easy, ids) of at most BATCH non-empty tokens of the same class and length, every such token once;
+    longest tokens first: the slowest batches start early, not last beside an idle thread."""
+    hard = np.zeros(len(code_points) + 1, dtype=np.int64)
+    np.cumsum(~easy_code_points(code_points), out=hard[1:])
+    easy = hard[starts[1:]] == hard[starts[:-1]]  # no character outside the easy scripts
+    key = np.diff(starts) * 2 + easy
+    order = np.argsort(key, kind="stable")  # ids ascending within each (length, class)
+    keys, first = np.unique(key[order], return_index=True)
+    ends = [*first[1:].tolist(), len(order)]
+    return [
+        (bool(k % 2), order[start : min(start + BATCH, end)])
+        for k, begin, end in reversed(list(zip(keys.tolist(), first.tolist(), ends)))
+        if k >= 2  # an empty token has nothing to draw: all zeros
+        for start in range(begin, end, BATCH)
+    ]
+
+
 def glyph_codes(
     tokens: Sequence[str],
     chain: Sequence[Font],
@@ -231,48 +284,52 @@ def glyph_codes(
     progress: Progress | None = None,
 ) -> GlyphCodes:
     """The codes of every token, in order; `progress` counts stage "render" in characters, "codes" in tokens."""
-    chars = sorted({ch for t in tokens for ch in t})
-    owner = {ch: font_for(ch, chain) for ch in chars}
-    drawable = [(ch, i) for ch, i in owner.items() if i is not None]
+    with _collection_paused():
+        return _glyph_codes(tokens, chain, recipe, size, workers, progress)
+
+
+def _glyph_codes(
+    tokens: Sequence[str], chain: Sequence[Font], recipe: GlyphRecipe, size: int, workers: int, progress: Progress | None
+) -> GlyphCodes:
+    flat, starts = _characters(tokens)
+    code_points, char_of = np.unique(flat, return_inverse=True)  # sorted distinct characters
+    chars = [chr(c) for c in code_points.tolist()]
+    owner = fonts_for(code_points, chain)
+    drawable = np.flatnonzero(owner >= 0)
     on_render = _counter(progress, "render", len(chars))
     on_code = _counter(progress, "codes", len(tokens))
     if on_render and len(drawable) < len(chars):
         on_render(len(chars) - len(drawable))  # characters no font has: nothing to render
-    rendered = render_glyphs_cached(drawable, chain, size, workers, on_render)
-    # row 0 is a blank cell, for characters no font has
-    cells = np.concatenate([np.full((1, size, size), 255, dtype=np.uint8), rendered.cells])
-    row = dict.fromkeys(chars, 0)
-    row.update({ch: k + 1 for k, (ch, _) in enumerate(drawable)})
-    overflow = {drawable[k][0]: g for k, g in rendered.overflow.items()}
+    items = [(chars[k], i) for k, i in zip(drawable.tolist(), owner[drawable].tolist())]
+    rendered = render_glyphs_cached(items, chain, size, workers, on_render)
+    # a blank cell when nothing was drawn, so that the gather in _composite has a row to read
+    cells = rendered.cells if len(rendered.cells) else np.full((1, size, size), 255, dtype=np.uint8)
+    row_of = np.full(len(chars), -1, dtype=np.intp)  # -1: no font has the character
+    row_of[drawable] = np.arange(len(drawable))
+    rows = row_of[char_of]  # the cell row of every character of every token
 
     bits = np.zeros((len(tokens), size * size), dtype=np.uint8)
-    groups: dict[tuple[bool, int], list[int]] = {}  # (easy, length) -> ids
-    for token_id, token in enumerate(tokens):
-        groups.setdefault((is_easy(token), len(token)), []).append(token_id)
-    batches = [
-        (recipe.easy if easy else recipe.complex, ids[start : start + BATCH])
-        for (easy, length), ids in groups.items()
-        if length > 0  # an empty token has nothing to draw: all zeros
-        for start in range(0, len(ids), BATCH)
-    ]
+    batches = _batches(flat, starts)
 
-    def code(batch: tuple[Augmentation, list[int]]) -> list[int]:
-        aug, ids = batch
-        bits[ids] = _augment(_composite([tokens[i] for i in ids], row, cells, overflow), aug, size, rendered.black_and_white)
-        return ids
+    def code(batch: tuple[bool, np.ndarray]) -> int:
+        easy, ids = batch
+        length = int(starts[ids[0] + 1] - starts[ids[0]])
+        canvas = _composite(rows[starts[ids, None] + np.arange(length)], cells, rendered.overflow)
+        bits[ids] = _augment(canvas, recipe.easy if easy else recipe.complex, size, rendered.black_and_white)
+        return len(ids)
 
-    empty = sum(len(ids) for (_, length), ids in groups.items() if length == 0)
+    empty = len(tokens) - sum(len(ids) for _, ids in batches)
     if on_code and empty:
         on_code(empty)  # ids without a token: all-zero codes, nothing to compute
     # Pillow's blur and NumPy's gathers release the GIL: batches run side by side in threads
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for ids in pool.map(code, batches):
+        for count in pool.map(code, batches):
             if on_code:
-                on_code(len(ids))
+                on_code(count)
     return GlyphCodes(
         bits,
         size,
         blank_tokens=np.flatnonzero(~bits.any(axis=1)).tolist(),
-        missing_chars=[ch for ch, i in owner.items() if i is None],
-        unrenderable_chars=sorted(drawable[k][0] for k in rendered.failed),
+        missing_chars=[chars[k] for k in np.flatnonzero(owner < 0).tolist()],
+        unrenderable_chars=sorted(items[k][0] for k in rendered.failed),
     )

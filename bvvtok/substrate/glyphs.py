@@ -241,7 +241,7 @@ def prove_plain(font: Font, size: int, workers: int = 1) -> list[int]:
 def _cache_file(font_hashes: Sequence[str], size: int) -> Path:
     """One cache file per font chain, size and renderer: anything that could change a pixel is in the key."""
     key = {
-        "format": 3,  # 3: cells stored as bits promise black-and-white overflowing glyphs too
+        "format": 4,  # 3: cells stored as bits promise black-and-white overflowing glyphs too; 4: white bits
         "fonts": list(font_hashes),
         "size": size,
         **renderer_versions(),
@@ -256,10 +256,10 @@ def _load_cache(path: Path) -> tuple[dict[tuple[str, int], int], Rendered] | Non
             keys = list(zip(map(chr, data["codepoints"].tolist()), data["fonts"].tolist()))
             size = int(data["size"])
             overflow = {int(k): Glyph(-size, 0, slot) for k, slot in zip(data["overflow"], data["slots"])}
-            black_and_white = "ink" in data  # stored as bits
+            black_and_white = "white" in data  # stored as bits
             if black_and_white:
                 count = len(data["codepoints"])
-                cells = np.unpackbits(~data["ink"], count=count * size * size).reshape(count, size, size)
+                cells = np.unpackbits(data["white"], count=count * size * size).reshape(count, size, size)
                 cells *= 255  # in place: 0 where ink, 255 elsewhere
             else:
                 cells = data["cells"]
@@ -278,8 +278,8 @@ def _save_cache(path: Path, keys: list[tuple[str, int]], rendered: Rendered, siz
                 f,
                 codepoints=np.array([ord(ch) for ch, _ in keys], dtype=np.int32),
                 fonts=np.array([i for _, i in keys], dtype=np.int16),
-                # bitmap fonts such as Unifont give only 0/255: bits are 8x smaller
-                **({"ink": np.packbits(rendered.cells == 0)} if rendered.black_and_white else {"cells": rendered.cells}),
+                # bitmap fonts such as Unifont give only 0/255: bits are 8x smaller (packed as is: no bool copy)
+                **({"white": np.packbits(rendered.cells)} if rendered.black_and_white else {"cells": rendered.cells}),
                 failed=np.array(rendered.failed, dtype=np.int64),
                 overflow=np.array(overflow, dtype=np.int64),
                 slots=np.stack([rendered.overflow[k].mask for k in overflow]) if overflow else np.zeros((0, size, 3 * size), np.uint8),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,8 +48,8 @@ RECIPES: dict[str, GlyphRecipe] = {
 PRESET_RECIPES = {"65k": "bvv241-2-3", "131k": "bvv241-max"}
 GLYPH_SIZES = (32, 64)
 
-# Latin (with Latin-1 and Extended A/B), Greek/Coptic, Cyrillic + Supplement, Armenian.
-_EASY = re.compile("[\u0000-\u024f\u0370-\u03ff\u0400-\u058f]*")
+# Latin (with Latin-1 and Extended A/B), Greek/Coptic, Cyrillic + Supplement, Armenian: inclusive ranges.
+EASY_RANGES = ((0x0000, 0x024F), (0x0370, 0x03FF), (0x0400, 0x058F))
 
 
 def get_recipe(name: str) -> GlyphRecipe:
@@ -60,8 +59,15 @@ def get_recipe(name: str) -> GlyphRecipe:
         raise BvvtokError(f"unknown glyph recipe {name!r}; choose one of {', '.join(RECIPES)}") from None
 
 
+def easy_code_points(code_points: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Whether each code point is of an easy script (bool per code point)."""
+    cps = np.asarray(code_points, dtype=np.int64)
+    return np.logical_or.reduce([(cps >= first) & (cps <= last) for first, last in EASY_RANGES])
+
+
 def is_easy(token: str) -> bool:
-    return _EASY.fullmatch(token) is not None
+    """Whether every character is of an easy script (so is the empty token)."""
+    return bool(easy_code_points([ord(ch) for ch in token]).all())
 
 
 def augmentation_for(recipe: GlyphRecipe, token: str) -> Augmentation:
