@@ -467,3 +467,37 @@ def test_damaged_cache_file_is_rendered_again(chain, reference, fresh_cache, dam
     path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
     codes = glyph_codes(tokens, chain, RECIPES["bvv241-2-3"])
     assert_matches_reference(codes, tokens, reference, "bvv241-2-3")
+
+
+# --- 2x2 blocks: single characters whose codes PCA takes narrow ---
+
+
+@pytest.mark.parametrize("py,px", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_block_alignment_finds_the_offset_of_2x2_blocks(py, px):
+    rng = np.random.default_rng(py * 2 + px)
+    coarse = np.where(rng.random((20, 17, 17)) < 0.5, 0, 255).astype(np.uint8)
+    cells = coarse.repeat(2, axis=1).repeat(2, axis=2)[:, py : py + 32, px : px + 32].copy()
+    assert fast._block_alignment(cells).tolist() == [py * 2 + px] * 20  # random pictures fit one offset only
+    cells[:, 10, 10] = 255 - cells[:, 10, 10]  # one pixel off its block
+    assert fast._block_alignment(cells).tolist() == [-1] * 20
+    assert fast._block_alignment(np.full((1, 32, 32), 255, np.uint8)).tolist() == [0]  # blank: every offset fits
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_factors_repeat_the_codes_of_single_characters(chain, size):
+    """Unifont at 32 and 64 px draws 2x2 blocks: single complex characters come as factors whose
+    narrow matrix, repeated by its column map, is exactly their bits."""
+    tokens = [chr(c) for c in range(0x4E00, 0x4E00 + 2 * fast.MIN_FACTOR_ROWS)] + EASY + ["中文", "\ufffe"]
+    codes = glyph_codes(tokens, chain, RECIPES["bvv241-2-3"], size)
+    assert codes.factors
+    covered = np.concatenate([f.rows for f in codes.factors])
+    assert len(covered) == len(set(covered.tolist())) >= fast.MIN_FACTOR_ROWS
+    assert all(len(tokens[i]) == 1 and not is_easy(tokens[i]) for i in covered)  # blurred tokens never
+    for f in codes.factors:
+        assert f.small.shape == (len(f.rows), (size // 2 + 1) ** 2 + 2)
+        assert np.array_equal(codes.bits[f.rows], f.small[:, f.columns])
+
+
+def test_too_few_tokens_of_an_alignment_stay_dense(chain):
+    codes = glyph_codes(["中", "文", "字"], chain, RECIPES["bvv241-2-3"])
+    assert codes.factors == []

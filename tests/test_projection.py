@@ -7,7 +7,7 @@ from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
 from bvvtok.errors import BvvtokError
-from bvvtok.substrate.projection import frozen_embeddings, principal_axes
+from bvvtok.substrate.projection import Factor, frozen_embeddings, principal_axes
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,3 +114,39 @@ def test_dim_out_of_range(codes, dim):
 def test_needs_two_tokens(codes):
     with pytest.raises(BvvtokError, match="two tokens"):
         frozen_embeddings(codes[:1], 4)
+
+
+@pytest.fixture(scope="module")
+def factored_codes():
+    """Codes [3000, 256] whose rows 1000-2499 repeat the columns of a [1500, 70] matrix (several bits per column)."""
+    rng = np.random.default_rng(2)
+    small = (rng.random((1500, 70)) < rng.uniform(0.05, 0.6, size=70)).astype(np.uint8)
+    columns = rng.integers(0, 70, size=256)
+    codes = (rng.random((3000, 256)) < rng.uniform(0.05, 0.6, size=256)).astype(np.uint8)
+    rows = np.arange(1000, 2500)
+    codes[rows] = small[:, columns]
+    return codes, [Factor(rows, small, columns)]
+
+
+def test_factored_axes_equal_the_dense_ones_exactly(factored_codes):
+    """X^T X of the factored rows is a gather of the narrow matrix's own: the same integers, the same axes."""
+    codes, factors = factored_codes
+    dense, narrow = principal_axes(codes, 64), principal_axes(codes, 64, factors)
+    assert np.array_equal(dense[0], narrow[0]) and np.array_equal(dense[1], narrow[1])
+
+
+def test_factored_projection_agrees_with_the_dense_one(factored_codes):
+    codes, factors = factored_codes
+    dense, narrow = frozen_embeddings(codes, 256), frozen_embeddings(codes, 256, factors)
+    assert np.abs(dense - narrow).max() < 1e-5
+    assert row_cosines(dense, narrow).min() >= 0.99999
+    assert narrow.tobytes() == frozen_embeddings(codes.copy(), 256, factors).tobytes()
+
+
+def test_all_rows_factored(factored_codes):
+    """No dense rows left: every row comes from a factor."""
+    codes, (factor,) = factored_codes
+    rows = factor.rows - 1000
+    only = codes[1000:2500]
+    out = frozen_embeddings(only, 32, [Factor(rows, factor.small, factor.columns)])
+    assert row_cosines(out, frozen_embeddings(only, 32)).min() >= 0.99999

@@ -332,7 +332,7 @@ def test_glyph_size_64(vocab, chain, monkeypatch):
     """
     asked = []
 
-    def principal_axes(codes, dim):
+    def principal_axes(codes, dim, factors=()):
         asked.append((codes.shape, dim))
         return np.zeros(codes.shape[1]), np.eye(codes.shape[1])[:dim]
 

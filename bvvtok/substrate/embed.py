@@ -24,7 +24,7 @@ from bvvtok.substrate.folder import Fill, check_replace, write_substrate
 from bvvtok.substrate.fonts import resolve_chain
 from bvvtok.substrate.glyph_codes import Progress, glyph_codes
 from bvvtok.substrate.plain_glyphs import renderer_versions
-from bvvtok.substrate.projection import principal_axes, project
+from bvvtok.substrate.projection import Factor, principal_axes, project
 from bvvtok.substrate.recipe import GLYPH_SIZES, PRESET_RECIPES, get_recipe
 from bvvtok.substrate.token_text import TokenTexts, token_texts
 from bvvtok.vocab.tokenizer_files import load_tokenizer
@@ -71,13 +71,13 @@ def _finish(
     return Substrate(out, manifest, bits, embeddings)
 
 
-def _pca_fill(bits: np.ndarray, dim: int, done: Callable[[], None] | None = None) -> Fill:
+def _pca_fill(bits: np.ndarray, dim: int, done: Callable[[], None] | None = None, factors: Sequence[Factor] = ()) -> Fill:
     """The principal axes now (so a bad input fails before any file is touched), the projection
     when the embedding file is ready to receive it."""
-    axes = principal_axes(bits, dim)
+    axes = principal_axes(bits, dim, factors)
 
     def fill(embeddings: np.ndarray) -> None:
-        project(bits, *axes, embeddings)
+        project(bits, *axes, embeddings, factors)
         if done:
             done()
 
@@ -127,7 +127,7 @@ def embed_glyph(
     codes = glyph_codes(texts.texts, chain, recipe_obj, glyph_size, workers or os.cpu_count() or 1, progress)
     if progress:
         progress("pca", 0, 1)
-    fill = _pca_fill(codes.bits, dim, (lambda: progress("pca", 1, 1)) if progress else None)
+    fill = _pca_fill(codes.bits, dim, (lambda: progress("pca", 1, 1)) if progress else None, codes.factors)
     details = {
         "method": "glyph",
         "recipe": recipe_obj.name,

@@ -33,6 +33,7 @@ from PIL import Image, ImageFilter
 
 from bvvtok.substrate.fonts import Font, fonts_for
 from bvvtok.substrate.glyphs import Glyph, place, render_glyphs_cached
+from bvvtok.substrate.projection import Factor
 from bvvtok.substrate.recipe import (
     BLUR_RADIUS,
     SEED,
@@ -44,6 +45,7 @@ from bvvtok.substrate.recipe import (
 )
 
 BATCH = 2048  # tokens per batch: bounds memory for long tokens
+MIN_FACTOR_ROWS = 1024  # fewer tokens of one block alignment do not pay for their own lookup tables
 
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -70,6 +72,7 @@ class GlyphCodes:
     blank_tokens: list[int] = field(default_factory=list)  # ids whose picture has no ink at all
     missing_chars: list[str] = field(default_factory=list)  # characters no font of the chain has
     unrenderable_chars: list[str] = field(default_factory=list)  # characters Pillow could not lay out
+    factors: list[Factor] = field(default_factory=list)  # rows of `bits` that are 2x2 blocks: PCA does them narrow
 
 
 @lru_cache(maxsize=None)
@@ -233,6 +236,63 @@ def _augment(canvas: np.ndarray, aug: Augmentation, size: int, black_and_white: 
     return (np.take(columns.reshape(n, -1), picked, axis=1) < THRESHOLD).view(np.uint8)
 
 
+def _block_alignment(cells: np.ndarray) -> np.ndarray:
+    """For black-and-white cells [n, S, S], the offset (py * 2 + px) at which each is made of
+    constant 2x2 blocks, -1 where none is: pixel (y, x) belongs to block ((y + py) // 2,
+    (x + px) // 2). A bitmap font drawn at twice its pixel size (Unifont at 32 px) gives such cells."""
+    size = cells.shape[1]
+    rows = np.packbits(cells, axis=2).view(f">u{size // 8}")[:, :, 0]  # [n, S]: pixel x is bit S - 1 - x
+    rows_fit = [(rows[:, p : size - 1 : 2] == rows[:, p + 1 : size : 2]).all(axis=1) for p in (0, 1)]
+    # bit S - 2 - x of row ^ (row >> 1): pixels x and x + 1 differ in that row
+    differ = np.bitwise_or.reduce(rows ^ (rows >> 1), axis=1)
+    pairs = [sum(1 << (size - 2 - x) for x in range(p, size - 1, 2)) for p in (0, 1)]
+    columns_fit = [(differ & np.array(mask, dtype=rows.dtype)) == 0 for mask in pairs]
+    alignment = np.full(len(cells), -1, dtype=np.int64)
+    for py, px in ((1, 1), (1, 0), (0, 1), (0, 0)):  # where several fit (a blank cell), the last wins
+        alignment[rows_fit[py] & columns_fit[px]] = py * 2 + px
+    return alignment
+
+
+def _block_factors(
+    batches: list[tuple[bool, np.ndarray]], starts: np.ndarray, rows: np.ndarray, cells: np.ndarray, recipe: GlyphRecipe
+) -> list[Factor]:
+    """Single-character tokens drawn without blur whose black-and-white cell is 2x2 blocks: each
+    code bit is then one pixel of a (S/2 + 1)^2 picture (or the white fill, or noise), so their
+    codes are a `Factor`, one per augmentation and block alignment."""
+    size = cells.shape[1]
+    side = size // 2 + 1
+    zero, one = side * side, side * side + 1  # two more columns: always 0 (the fill), always 1 (noise)
+    alignment = _block_alignment(cells)
+    pixels = cells.reshape(len(cells), size * size)
+    y, x = np.divmod(np.arange(size * size), size)
+    factors = []
+    for aug in dict.fromkeys((recipe.easy, recipe.complex)):
+        if aug.blur:
+            continue
+        single = [ids for easy, ids in batches if (recipe.easy if easy else recipe.complex) == aug and starts[ids[0] + 1] - starts[ids[0]] == 1]
+        ids = np.sort(np.concatenate(single)) if single else np.zeros(0, dtype=np.int64)
+        cell = rows[starts[ids]]
+        before, noise, after = _maps(aug, size, size)
+        source = before[after]
+        for align in range(4):
+            mine = np.flatnonzero((cell >= 0) & (alignment[np.maximum(cell, 0)] == align))
+            if len(mine) < MIN_FACTOR_ROWS:
+                continue
+            block = (y + align // 2) // 2 * side + (x + align % 2) // 2  # each pixel's block
+            columns = np.where(source >= 0, block[np.maximum(source, 0)], zero)
+            columns[noise[after]] = one
+            first = np.full(side * side, -1)  # a pixel of each block (its pixels agree); -1: none falls in it
+            first[block[::-1]] = np.arange(size * size)[::-1]
+            used = np.flatnonzero(first >= 0)
+            small = np.zeros((len(mine), side * side + 2), dtype=np.uint8)
+            small[:, one] = 1
+            for start in range(0, len(mine), BATCH):  # a batch at a time: no [n, S*S] copy of the cells
+                picked = np.take(pixels[cell[mine[start : start + BATCH]]], first[used], axis=1)
+                small[start : start + len(picked), used] = picked < THRESHOLD
+            factors.append(Factor(ids[mine], small, columns))
+    return factors
+
+
 @contextmanager
 def _collection_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused. A build makes ~100k small tuples (none of them
@@ -323,6 +383,7 @@ def _glyph_codes(
         on_code(empty)  # ids without a token: all-zero codes, nothing to compute
     # Pillow's blur and NumPy's gathers release the GIL: batches run side by side in threads
     with ThreadPoolExecutor(max(1, workers)) as pool:
+        factors = pool.submit(_block_factors, batches, starts, rows, cells, recipe) if rendered.black_and_white else None
         for count in pool.map(code, batches):
             if on_code:
                 on_code(count)
@@ -332,4 +393,5 @@ def _glyph_codes(
         blank_tokens=np.flatnonzero(~bits.any(axis=1)).tolist(),
         missing_chars=[chars[k] for k in np.flatnonzero(owner < 0).tolist()],
         unrenderable_chars=sorted(items[k][0] for k in rendered.failed),
+        factors=factors.result() if factors else [],
     )

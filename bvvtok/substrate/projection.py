@@ -14,11 +14,21 @@ sum of D/4 table rows (fewer: an all-zero group adds nothing). torch's
 cache it runs about twice as fast as the float32 GEMM on a 2-core AVX2
 machine for 1,024-bit codes (as fast for 4,096), and it sums each row in a
 fixed order, whatever the thread count.
+
+Rows that only repeat the columns of a narrower 0/1 matrix (`Factor`: a glyph
+of a bitmap font drawn at twice its pixel size is 2x2 blocks, so a 32 px code
+repeats the pixels of a 17x17 picture) take both steps at the narrow width:
+their part of X^T X is a gather of the narrow matrix's own (the same integers,
+so the same axes), and their projection sums W's rows per narrow column first.
+For 1,024-bit codes and 291 narrow columns that is ~12x less arithmetic for
+X^T X and ~3.5x fewer table lookups; the embeddings agree with the dense
+path's to float32 rounding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,28 +40,53 @@ CHUNK_ROWS = 8192  # rows handled at a time: small buffers, not [V, D] copies
 TABLE_COLUMNS = 128  # output columns per lookup table: D/4 groups * 16 sums * 128 float32 = 2 MB for D = 1024
 
 
-def _float_chunks(codes: np.ndarray) -> Iterator[tuple[slice, torch.Tensor]]:
-    """(rows, those rows as float32), reusing one buffer: fresh memory costs more than the conversion."""
+@dataclass
+class Factor:
+    """Rows of the codes that repeat columns of a narrower 0/1 matrix: codes[rows] == small[:, columns]."""
+
+    rows: np.ndarray  # [n] ascending row ids
+    small: np.ndarray  # [n, k] 0/1
+    columns: np.ndarray  # [D] the column of `small` that each bit of a code repeats
+
+
+def _dense_rows(n: int, factors: Sequence[Factor]) -> np.ndarray:
+    """The rows no factor covers."""
+    covered = np.zeros(n, dtype=bool)
+    for factor in factors:
+        covered[factor.rows] = True
+    return np.flatnonzero(~covered)
+
+
+def _float_chunks(codes: np.ndarray) -> Iterator[torch.Tensor]:
+    """The rows as float32, a chunk at a time, reusing one buffer: fresh memory costs more than the conversion."""
     n, d = codes.shape
     buffer = torch.empty((min(CHUNK_ROWS, n), d))
     for start in range(0, n, CHUNK_ROWS):
-        rows = slice(start, min(start + CHUNK_ROWS, n))
-        part = buffer[: rows.stop - start]
-        part.copy_(torch.from_numpy(np.ascontiguousarray(codes[rows])))
-        yield rows, part
+        part = buffer[: min(CHUNK_ROWS, n - start)]
+        part.copy_(torch.from_numpy(np.ascontiguousarray(codes[start : start + CHUNK_ROWS])))
+        yield part
 
 
-def principal_axes(codes: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+def _co_occurrences(codes: np.ndarray) -> np.ndarray:
+    """X^T X (float64 [D, D]) of 0/1 rows: exact, counts in float32 chunks of < 2**24 rows."""
+    counts = np.zeros((codes.shape[1], codes.shape[1]))
+    for part in _float_chunks(codes):
+        x = part.numpy()
+        counts += x.T @ x  # NumPy runs X^T X as a SYRK
+    return counts
+
+
+def principal_axes(codes: np.ndarray, dim: int, factors: Sequence[Factor] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(mean [D], components [dim, D]), float64, of 0/1 codes [V, D] (any dtype)."""
     n, d = codes.shape
     if not 1 <= dim <= d:
         raise BvvtokError(f"--dim {dim} must be between 1 and the number of bits ({d})")
     if n < 2:
         raise BvvtokError("PCA needs at least two tokens")
-    counts = np.zeros((d, d))
-    for _, part in _float_chunks(codes):
-        x = part.numpy()
-        counts += x.T @ x  # exact: 0/1 entries, chunks < 2**24 rows (NumPy runs X^T X as a SYRK)
+    dense = _dense_rows(n, factors)
+    counts = _co_occurrences(codes[dense] if len(dense) < n else codes)
+    for factor in factors:
+        counts += _co_occurrences(factor.small)[np.ix_(factor.columns, factor.columns)]
     mean = np.diag(counts) / n  # a 0/1 column's sum of squares is its sum
     covariance = (counts - n * np.outer(mean, mean)) / (n - 1)
     _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
@@ -91,25 +126,42 @@ def _lookups(codes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(index), torch.from_numpy(offsets)
 
 
-def project(codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np.ndarray) -> None:
-    """Fill `out` (float32 [V, dim], e.g. a map of the file it goes to) with the unit-length projected rows."""
-    tables = _lookup_tables(components.T)
-    shift = torch.from_numpy((mean @ components.T).astype(np.float32))
+def _project_rows(codes: np.ndarray, w: np.ndarray, shift: torch.Tensor, out: np.ndarray, rows: np.ndarray | None) -> None:
+    """out[rows] (all rows when None) = the unit-length rows of codes @ w - shift, a chunk at a time."""
+    tables = _lookup_tables(w)
+    buffer = None if rows is None else torch.empty((min(CHUNK_ROWS, len(codes)), w.shape[1]))  # reused: fresh memory is slow
     for start in range(0, len(codes), CHUNK_ROWS):
-        rows = slice(start, min(start + CHUNK_ROWS, len(codes)))
-        index, offsets = _lookups(codes[rows])
-        projected = torch.from_numpy(out[rows])
+        chunk = slice(start, min(start + CHUNK_ROWS, len(codes)))
+        index, offsets = _lookups(codes[chunk])
+        projected = torch.from_numpy(out[chunk]) if buffer is None else buffer[: chunk.stop - start]
         for k, table in enumerate(tables):
             columns = slice(k * TABLE_COLUMNS, k * TABLE_COLUMNS + table.shape[1])
             projected[:, columns] = F.embedding_bag(index, table, offsets, mode="sum")
         projected -= shift
         norms = torch.linalg.vector_norm(projected, dim=1, keepdim=True)
         projected /= torch.where(norms == 0, 1, norms)
+        if rows is not None:
+            torch.from_numpy(out).index_copy_(0, torch.from_numpy(rows[chunk]), projected)  # in threads, as the dense path writes
 
 
-def frozen_embeddings(codes: np.ndarray, dim: int) -> np.ndarray:
+def project(codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np.ndarray, factors: Sequence[Factor] = ()) -> None:
+    """Fill `out` (float32 [V, dim], e.g. a map of the file it goes to) with the unit-length projected rows."""
+    w = components.T
+    shift = torch.from_numpy((mean @ w).astype(np.float32))
+    dense = _dense_rows(len(codes), factors)
+    if len(dense) == len(codes):
+        _project_rows(codes, w, shift, out, None)
+    elif len(dense):
+        _project_rows(codes[dense], w, shift, out, dense)
+    for factor in factors:
+        narrow = np.zeros((factor.small.shape[1], w.shape[1]))
+        np.add.at(narrow, factor.columns, w)  # a narrow column stands for the code bits that repeat it
+        _project_rows(factor.small, narrow, shift, out, factor.rows)
+
+
+def frozen_embeddings(codes: np.ndarray, dim: int, factors: Sequence[Factor] = ()) -> np.ndarray:
     """PCA of 0/1 codes [V, D] to `dim` components, every row L2-normalised: float32 [V, dim]."""
-    mean, components = principal_axes(codes, dim)
+    mean, components = principal_axes(codes, dim, factors)
     out = np.empty((len(codes), dim), dtype=np.float32)
-    project(codes, mean, components, out)
+    project(codes, mean, components, out, factors)
     return out
