@@ -16,6 +16,10 @@ therefore processed in batches of equal (class, width):
 - on black-and-white canvases (bitmap fonts such as Unifont) the horizontal
   passes become a table lookup, taken from Pillow;
 - batches run in threads (Pillow and NumPy release the GIL).
+
+Single characters drawn without blur whose cell is 2x2 blocks (a bitmap font
+at twice its pixel size) also come back as `GlyphCodes.factors`: their bits
+repeat the pixels of a picture of half the side, which the PCA uses instead.
 """
 
 from __future__ import annotations
@@ -312,7 +316,7 @@ def _characters(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     (V + 1 offsets): the vocabulary as arrays, so no per-character Python runs over it."""
     starts = np.zeros(len(tokens) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)), out=starts[1:])
-    # "surrogatepass": a vocabulary of code points holds the lone surrogates as tokens
+    # "surrogatepass": a Python string may hold lone surrogates; they pass through as code points
     flat = np.frombuffer("".join(tokens).encode("utf-32-le", "surrogatepass"), dtype="<u4")
     return flat.astype(np.int64), starts
 
