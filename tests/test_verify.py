@@ -20,6 +20,7 @@ from conftest import assert_user_error, invoke, write_wordlevel_vocab
 from safetensors.numpy import load_file, save_file
 
 from bvvtok.errors import BvvtokError
+from bvvtok.substrate import verify as verify_module
 from bvvtok.substrate.embed import embed_bits, embed_glyph
 from bvvtok.substrate.verify import as_json, verify
 
@@ -504,6 +505,24 @@ def test_rebuild_catches_a_changed_seed(bits64, copy):
     assert all(r.ok for r in verify(folder))  # without --rebuild nothing tells
     checks = expect_failures(folder, {"rebuild": ("differs in", CODES, EMBEDDINGS, PT)}, rebuild=True)
     assert checks["file hashes"].ok
+
+
+def test_rebuild_with_embeddings_one_rounding_apart_says_how_close(bits_float, monkeypatch):
+    """Same codes, embedding bytes that differ by float rounding (another bvvtok version's arithmetic):
+    the rebuild check fails, as its bytes differ, and says the codes agree and how close the rows are."""
+    real = verify_module.embed_bits
+
+    def rounded_differently(*args, **kwargs):
+        result = real(*args, **kwargs)
+        out = args[6]
+        weight = load_file(out / EMBEDDINGS)["weight"]
+        weight[0, 0] = np.nextafter(weight[0, 0], np.float32(2))  # one ulp
+        save_file({"weight": weight}, out / EMBEDDINGS)
+        return result
+
+    monkeypatch.setattr(verify_module, "embed_bits", rounded_differently)
+    checks = expect_failures(bits_float, {"rebuild": ("differs in", EMBEDDINGS, "codes identical", "min row cosine of 1.0000000")}, rebuild=True)
+    assert PT not in checks["rebuild"].detail and CODES not in checks["rebuild"].detail
 
 
 def test_rebuild_of_a_damaged_folder_fails_without_a_crash(bits64, copy):

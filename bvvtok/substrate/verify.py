@@ -230,9 +230,23 @@ def check_rebuild(f: _Folder) -> str:
             embed_bits(f.path, s["bits"], s["seed"], as_float, s["dim"] if as_float else None, s.get("d_model", 1024), out)
             font_note = ""
         differ = [name for name in (CODES, EMBEDDINGS, PUBLISHED_WEIGHTS) if sha256_file(out / name) != sha256_file(f.path / name)]
+        if differ and CODES not in differ:
+            font_note += _float_note(load_file(out / EMBEDDINGS)["weight"], _loaded(f))
     if differ:
         raise ValueError(f"a rebuild from the manifest differs in {', '.join(differ)}{font_note}")
     return "rebuilt from the manifest: codes and embeddings identical, byte for byte"
+
+
+def _float_note(rebuilt: np.ndarray, stored: np.ndarray) -> str:
+    """How far apart two embeddings of the same codes are: rounding (another bvvtok version's
+    floating-point path) or more."""
+    if rebuilt.shape != stored.shape:
+        return f" (codes identical; the embedding is {list(rebuilt.shape)} rebuilt, {list(stored.shape)} stored)"
+    a, b = rebuilt.astype(np.float64), stored.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = np.einsum("ij,ij->i", a, b)[norms > 0] / norms[norms > 0]
+    low = f"{cosine.min():.7f}" if len(cosine) else "n/a"
+    return f" (codes identical; the embeddings agree to a min row cosine of {low}: floating-point rounding, e.g. from another bvvtok version, if that is close to 1)"
 
 
 def _loaded(f: _Folder) -> np.ndarray:
