@@ -57,20 +57,22 @@ def _dense_rows(n: int, factors: Sequence[Factor]) -> np.ndarray:
     return np.flatnonzero(~covered)
 
 
-def _float_chunks(codes: np.ndarray) -> Iterator[torch.Tensor]:
-    """The rows as float32, a chunk at a time, reusing one buffer: fresh memory costs more than the conversion."""
-    n, d = codes.shape
-    buffer = torch.empty((min(CHUNK_ROWS, n), d))
-    for start in range(0, n, CHUNK_ROWS):
-        part = buffer[: min(CHUNK_ROWS, n - start)]
-        part.copy_(torch.from_numpy(np.ascontiguousarray(codes[start : start + CHUNK_ROWS])))
-        yield part
+def _chunks(n: int, rows: np.ndarray | None) -> Iterator[np.ndarray | slice]:
+    """Up to CHUNK_ROWS of the given rows at a time (of all n rows, in order, when None)."""
+    for start in range(0, n if rows is None else len(rows), CHUNK_ROWS):
+        yield slice(start, min(start + CHUNK_ROWS, n)) if rows is None else rows[start : start + CHUNK_ROWS]
 
 
-def _co_occurrences(codes: np.ndarray) -> np.ndarray:
-    """X^T X (float64 [D, D]) of 0/1 rows: exact, counts in float32 chunks of < 2**24 rows."""
-    counts = np.zeros((codes.shape[1], codes.shape[1]))
-    for part in _float_chunks(codes):
+def _co_occurrences(codes: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """X^T X (float64 [D, D]) of the 0/1 rows (all when None): exact, counted in float32 chunks of
+    < 2**24 rows, converted into one reused buffer (fresh memory costs more than the conversion)."""
+    d = codes.shape[1]
+    counts = np.zeros((d, d))
+    buffer = torch.empty((min(CHUNK_ROWS, len(codes)), d))
+    for chunk in _chunks(len(codes), rows):
+        block = codes[chunk]
+        part = buffer[: len(block)]
+        part.copy_(torch.from_numpy(np.ascontiguousarray(block)))
         x = part.numpy()
         counts += x.T @ x  # NumPy runs X^T X as a SYRK
     return counts
@@ -84,7 +86,7 @@ def principal_axes(codes: np.ndarray, dim: int, factors: Sequence[Factor] = ()) 
     if n < 2:
         raise BvvtokError("PCA needs at least two tokens")
     dense = _dense_rows(n, factors)
-    counts = _co_occurrences(codes[dense] if len(dense) < n else codes)
+    counts = _co_occurrences(codes, dense if len(dense) < n else None)
     for factor in factors:
         counts += _co_occurrences(factor.small)[np.ix_(factor.columns, factor.columns)]
     mean = np.diag(counts) / n  # a 0/1 column's sum of squares is its sum
@@ -126,22 +128,26 @@ def _lookups(codes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(index), torch.from_numpy(offsets)
 
 
-def _project_rows(codes: np.ndarray, w: np.ndarray, shift: torch.Tensor, out: np.ndarray, rows: np.ndarray | None) -> None:
-    """out[rows] (all rows when None) = the unit-length rows of codes @ w - shift, a chunk at a time."""
+def _project_rows(codes: np.ndarray, w: np.ndarray, shift: torch.Tensor, out: np.ndarray, read: np.ndarray | None, write: np.ndarray | None) -> None:
+    """The unit-length rows of codes[read] @ w - shift into out[write]; None: all rows, in order.
+    A chunk at a time: no [V, D] copies."""
     tables = _lookup_tables(w)
-    buffer = None if rows is None else torch.empty((min(CHUNK_ROWS, len(codes)), w.shape[1]))  # reused: fresh memory is slow
-    for start in range(0, len(codes), CHUNK_ROWS):
-        chunk = slice(start, min(start + CHUNK_ROWS, len(codes)))
+    in_place = read is None and write is None  # chunk by chunk straight into out
+    buffer = None if in_place else torch.empty((min(CHUNK_ROWS, len(codes) if read is None else len(read)), w.shape[1]))  # reused
+    target = torch.from_numpy(out)
+    for i, chunk in enumerate(_chunks(len(codes), read)):
         index, offsets = _lookups(codes[chunk])
-        projected = torch.from_numpy(out[chunk]) if buffer is None else buffer[: chunk.stop - start]
+        projected = target[chunk] if buffer is None else buffer[: len(offsets)]
         for k, table in enumerate(tables):
             columns = slice(k * TABLE_COLUMNS, k * TABLE_COLUMNS + table.shape[1])
             projected[:, columns] = F.embedding_bag(index, table, offsets, mode="sum")
         projected -= shift
         norms = torch.linalg.vector_norm(projected, dim=1, keepdim=True)
         projected /= torch.where(norms == 0, 1, norms)
-        if rows is not None:
-            torch.from_numpy(out).index_copy_(0, torch.from_numpy(rows[chunk]), projected)  # in threads, as the dense path writes
+        if not in_place:
+            rows = chunk if write is None else write[i * CHUNK_ROWS : i * CHUNK_ROWS + len(offsets)]
+            # index_copy_ writes in threads, as the in-place path does: a fresh file map faults in on both cores
+            target.index_copy_(0, torch.from_numpy(np.asarray(rows)), projected)
 
 
 def project(codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np.ndarray, factors: Sequence[Factor] = ()) -> None:
@@ -150,13 +156,13 @@ def project(codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np
     shift = torch.from_numpy((mean @ w).astype(np.float32))
     dense = _dense_rows(len(codes), factors)
     if len(dense) == len(codes):
-        _project_rows(codes, w, shift, out, None)
+        _project_rows(codes, w, shift, out, None, None)
     elif len(dense):
-        _project_rows(codes[dense], w, shift, out, dense)
+        _project_rows(codes, w, shift, out, dense, dense)
     for factor in factors:
         narrow = np.zeros((factor.small.shape[1], w.shape[1]))
         np.add.at(narrow, factor.columns, w)  # a narrow column stands for the code bits that repeat it
-        _project_rows(factor.small, narrow, shift, out, factor.rows)
+        _project_rows(factor.small, narrow, shift, out, None, factor.rows)
 
 
 def frozen_embeddings(codes: np.ndarray, dim: int, factors: Sequence[Factor] = ()) -> np.ndarray:
