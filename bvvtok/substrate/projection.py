@@ -101,7 +101,7 @@ def principal_axes(codes: np.ndarray, dim: int, factors: Sequence[Factor] = ()) 
 def _lookup_tables(w: np.ndarray) -> list[torch.Tensor]:
     """For each group of 4 input bits and each of its 16 values, the sum of w's rows it selects,
     summed in float64 and rounded once; one float32 table per block of TABLE_COLUMNS output columns.
-    (Groups of 8 bits would take half the lookups, but their tables are 16x larger and fall out of cache.)"""
+    (Groups of 8 bits take half the lookups, but building their 16x larger tables costs about what that saves.)"""
     d, dim = w.shape
     padded = np.zeros((-(-d // 4) * 4, dim))  # a last, partial group is completed with zero bits
     padded[:d] = w
