@@ -71,7 +71,9 @@ def _finish(
     return Substrate(out, manifest, bits, embeddings)
 
 
-def _pca_fill(bits: np.ndarray, dim: int, done: Callable[[], None] | None = None, factors: Sequence[Factor] = ()) -> Fill:
+def _pca_fill(
+    bits: np.ndarray, dim: int, done: Callable[[], None] | None = None, factors: Sequence[Factor] = ()
+) -> Fill:
     """The principal axes now (so a bad input fails before any file is touched), the projection
     when the embedding file is ready to receive it."""
     axes = principal_axes(bits, dim, factors)

@@ -273,7 +273,11 @@ def _block_factors(
     for aug in dict.fromkeys((recipe.easy, recipe.complex)):
         if aug.blur:
             continue
-        single = [ids for easy, ids in batches if (recipe.easy if easy else recipe.complex) == aug and starts[ids[0] + 1] - starts[ids[0]] == 1]
+        single = [
+            ids
+            for easy, ids in batches
+            if (recipe.easy if easy else recipe.complex) == aug and starts[ids[0] + 1] - starts[ids[0]] == 1
+        ]
         ids = np.sort(np.concatenate(single)) if single else np.zeros(0, dtype=np.int64)
         cell = rows[starts[ids]]
         before, noise, after = _maps(aug, size, size)
@@ -353,7 +357,12 @@ def glyph_codes(
 
 
 def _glyph_codes(
-    tokens: Sequence[str], chain: Sequence[Font], recipe: GlyphRecipe, size: int, workers: int, progress: Progress | None
+    tokens: Sequence[str],
+    chain: Sequence[Font],
+    recipe: GlyphRecipe,
+    size: int,
+    workers: int,
+    progress: Progress | None,
 ) -> GlyphCodes:
     flat, starts = _characters(tokens)
     code_points, char_of = np.unique(flat, return_inverse=True)  # sorted distinct characters
@@ -387,7 +396,10 @@ def _glyph_codes(
         on_code(empty)  # ids without a token: all-zero codes, nothing to compute
     # Pillow's blur and NumPy's gathers release the GIL: batches run side by side in threads
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        factors = pool.submit(_block_factors, batches, starts, rows, cells, recipe) if rendered.black_and_white else None
+        # beside the batches: the factors need the cells, not the bits
+        factors = None
+        if rendered.black_and_white:
+            factors = pool.submit(_block_factors, batches, starts, rows, cells, recipe)
         for count in pool.map(code, batches):
             if on_code:
                 on_code(count)

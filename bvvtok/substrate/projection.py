@@ -128,12 +128,20 @@ def _lookups(codes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(index), torch.from_numpy(offsets)
 
 
-def _project_rows(codes: np.ndarray, w: np.ndarray, shift: torch.Tensor, out: np.ndarray, read: np.ndarray | None, write: np.ndarray | None) -> None:
+def _project_rows(
+    codes: np.ndarray,
+    w: np.ndarray,
+    shift: torch.Tensor,
+    out: np.ndarray,
+    read: np.ndarray | None,
+    write: np.ndarray | None,
+) -> None:
     """The unit-length rows of codes[read] @ w - shift into out[write]; None: all rows, in order.
     A chunk at a time: no [V, D] copies."""
     tables = _lookup_tables(w)
     in_place = read is None and write is None  # chunk by chunk straight into out
-    buffer = None if in_place else torch.empty((min(CHUNK_ROWS, len(codes) if read is None else len(read)), w.shape[1]))  # reused
+    count = len(codes) if read is None else len(read)
+    buffer = None if in_place else torch.empty((min(CHUNK_ROWS, count), w.shape[1]))  # reused: fresh memory is slow
     target = torch.from_numpy(out)
     for i, chunk in enumerate(_chunks(len(codes), read)):
         index, offsets = _lookups(codes[chunk])
@@ -150,7 +158,9 @@ def _project_rows(codes: np.ndarray, w: np.ndarray, shift: torch.Tensor, out: np
             target.index_copy_(0, torch.from_numpy(np.asarray(rows)), projected)
 
 
-def project(codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np.ndarray, factors: Sequence[Factor] = ()) -> None:
+def project(
+    codes: np.ndarray, mean: np.ndarray, components: np.ndarray, out: np.ndarray, factors: Sequence[Factor] = ()
+) -> None:
     """Fill `out` (float32 [V, dim], e.g. a map of the file it goes to) with the unit-length projected rows."""
     w = components.T
     shift = torch.from_numpy((mean @ w).astype(np.float32))

@@ -246,7 +246,10 @@ def _float_note(rebuilt: np.ndarray, stored: np.ndarray) -> str:
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cosine = np.einsum("ij,ij->i", a, b)[norms > 0] / norms[norms > 0]
     low = f"{cosine.min():.7f}" if len(cosine) else "n/a"
-    return f" (codes identical; the embeddings agree to a min row cosine of {low}: floating-point rounding, e.g. from another bvvtok version, if that is close to 1)"
+    return (
+        f" (codes identical; the embeddings agree to a min row cosine of {low}:"
+        " floating-point rounding, e.g. from another bvvtok version, if that is close to 1)"
+    )
 
 
 def _loaded(f: _Folder) -> np.ndarray:
