@@ -126,6 +126,7 @@ def test_env_variable_naming_a_non_font(monkeypatch, garbage_font):
 def test_first_font_with_a_glyph_wins():
     unifont = open_font(UNIFONT)
     assert unifont.has_glyphs([ord("A"), ord("中"), 0xFFFE]).tolist() == [True, True, False]
+    assert unifont.has_glyph(ord("A")) and not unifont.has_glyph(0xFFFE)
     assert font_for("A", [unifont]) == 0
     assert font_for("\ufffe", [unifont]) is None
     assert fonts_for(np.array([ord("A"), 0xFFFE, ord("中")]), [unifont]).tolist() == [0, -1, 0]

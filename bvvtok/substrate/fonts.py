@@ -48,12 +48,14 @@ class Font:
     def sha256(self) -> str:
         return sha256_file(self.path)
 
+    def has_glyph(self, code_point: int) -> bool:
+        """Whether the font's character map gives the code point a glyph. Asked of FreeType straight
+        (~0.5 us): listing the whole map costs more than asking for a 131k vocabulary's characters."""
+        return FT_Get_Char_Index(self.face._FT_Face, code_point) != 0
+
     def has_glyphs(self, code_points: Iterable[int]) -> np.ndarray:
-        """Whether the font's character map gives each code point a glyph (bool per code point).
-        Asked per character, of FreeType straight (~0.5 us each): listing the whole map costs
-        more than asking for the characters of a 131k vocabulary."""
-        face = self.face._FT_Face
-        return np.array([FT_Get_Char_Index(face, c) != 0 for c in code_points], dtype=bool)
+        """`has_glyph` of each code point (bool array)."""
+        return np.array([self.has_glyph(c) for c in code_points], dtype=bool)
 
     def describe(self) -> dict:
         known = known_fonts().get(self.sha256)
@@ -107,9 +109,9 @@ def fonts_for(code_points: np.ndarray, chain: Sequence[Font]) -> np.ndarray:
 
 
 def font_for(char: str, chain: Sequence[Font]) -> int | None:
-    """Index in `chain` of the first font with a glyph for `char`, or None."""
-    i = int(fonts_for(np.array([ord(char)]), chain)[0])
-    return None if i < 0 else i
+    """Index in `chain` of the first font with a glyph for `char`, or None (per character, no arrays:
+    the per-token reference recipe asks it for every character it draws)."""
+    return next((i for i, font in enumerate(chain) if font.has_glyph(ord(char))), None)
 
 
 def coverage(chars: Iterable[str], chain: Sequence[Font]) -> tuple[dict[int, int], list[str]]:
