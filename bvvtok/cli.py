@@ -23,6 +23,8 @@ from typer.core import TyperGroup
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
+from bvvtok.files import check_output_file
+from bvvtok.output import new_output
 
 # No markup on stdout: paths, tokens and details are user data ("[INST]", "runs[/bold]") and print as is.
 console = Console(markup=False)
@@ -101,7 +103,8 @@ def build_vocab_command(
     out = out or Path("artifacts") / f"vocab-{chosen.name}"
     source = "the given statistics" if ngrams else "wordfreq (offline)"
     started = time.perf_counter()
-    with console.status(f"building the {chosen.name} ({chosen.alias}) vocabulary from {source}"):
+    sources = [*(ngrams or ()), *([extra_tokens] if extra_tokens else [])]
+    with new_output(out, force, sources), console.status(f"building the {chosen.name} ({chosen.alias}) vocabulary from {source}"):
         build = build_vocab(chosen, ngrams or (), extra_tokens, top_k, parse_langs(langs))
         manifest = save_vocab(build, out, force)
     elapsed = time.perf_counter() - started
@@ -137,6 +140,7 @@ def ngrams_command(
 
     inputs = _parse_inputs(input)
     order_list = _parse_orders(orders)
+    check_output_file(out, force, inputs.values())
     total = corpus_size(inputs)  # also checks every path before the progress bar starts
     started = time.perf_counter()
     columns = (TextColumn("counting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
@@ -612,13 +616,12 @@ def eval_command(
     force: Annotated[bool, typer.Option("--force", help="Replace the --out files.")] = False,
 ) -> None:
     """Perplexity, multiple-choice accuracy and BLEU of one or several runs, on local files, as one table."""
-    from bvvtok.files import check_output_file
     from bvvtok.lm.distributed import pick_device
     from bvvtok.lm.evals.report import EvalRequest, evaluate_runs, write_results
     from bvvtok.lm.generate import Sampling
 
     for path in out or []:
-        check_output_file(path, force)
+        check_output_file(path, force, [*runs, *(p for p in (perplexity, multiple_choice, translation) if p)])
     request = EvalRequest(perplexity, multiple_choice, protocol, runs_count, Sampling(greedy, temperature, seed=seed),
                           translation, src_lang, tgt_lang, limit, strict)  # fmt: skip
     chosen = pick_device(device)
@@ -690,7 +693,7 @@ def plot_substrate_command(
     """A 2-D map of a sample of token vectors, coloured by script: the substrate's visual clusters at a glance."""
     from bvvtok.substrate.plot_map import check_plot_out, map_substrate, plot_map
 
-    check_plot_out(out, force)
+    check_plot_out(out, force, [substrate_dir])
     with console.status(Text(f"projecting {sample:,} tokens with {method}")):
         m = map_substrate(substrate_dir, method, sample, seed)
     plot_map(m, out, f"{substrate_dir.name}: {len(m.ids):,} tokens, {method}", force)
@@ -716,6 +719,9 @@ def bench_tokenizer_command(
         if not sep or not lang.strip() or not path:
             raise BvvtokError(f"--text {value!r} is not LANG=FILE; write e.g. --text en=english.txt")
         texts[lang.strip()] = Path(path)
+    for path in (csv_out, heatmap):
+        if path is not None:
+            check_output_file(path, force, [*tokenizer_dirs, *texts.values()])
     with console.status(Text(f"tokenizing {len(texts)} text(s) with {len(tokenizer_dirs)} tokenizer(s)")):
         cells = bench_tokenizers(tokenizer_dirs, texts, limit)
     table = Table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %")
@@ -736,21 +742,26 @@ def info_command(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A vocabulary or substrate folder.")],
 ) -> None:
     """A short summary of a vocabulary or substrate folder."""
-    from bvvtok.manifest import read_manifest
+    from bvvtok.commit import recover_for_reading
+    from bvvtok.manifest import file_problems, read_manifest
 
     if not folder.is_dir():
         raise BvvtokError(f"{folder} is not a folder")
+    recover_for_reading(folder)
     manifest = read_manifest(folder)
     if not manifest:
         raise BvvtokError(f"{folder} has no bvvtok.json; it is not a bvvtok folder")
+    problems = file_problems(folder, manifest)
     try:
-        table = _info_table(folder, manifest)
+        table = _info_table(folder, manifest, problems)
     except (KeyError, TypeError, AttributeError) as e:
         raise BvvtokError(f"{folder}/bvvtok.json lacks what a summary needs ({e!r}); run bvvtok verify {folder}") from None
     console.print(table)
+    if problems:
+        raise typer.Exit(code=1)
 
 
-def _info_table(folder: Path, manifest: dict) -> Table:
+def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
     table = Table(title=str(folder), show_header=False, title_justify="left")
     vocab, sub = manifest.get("vocab"), manifest.get("substrate")
     if vocab:
@@ -764,7 +775,10 @@ def _info_table(folder: Path, manifest: dict) -> Table:
         table.add_row("substrate", what)
         table.add_row("shape", f"[{sub['tokens']:,}, {sub['n_embed']}]" + (f", scale {sub['scale']} to d_model {sub['d_model']}" if sub.get("d_model") else ""))
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-    table.add_row("files", f"{len(manifest.get('files', {}))} listed, {size / 2**20:,.1f} MiB on disk")
+    listed = f"{len(manifest.get('files', {}))} listed, {size / 2**20:,.1f} MiB on disk"
+    if problems:
+        listed += f"; NOT as the manifest says: {'; '.join(problems)} (run bvvtok verify {folder})"
+    table.add_row("files", Text(listed, style="bold red") if problems else listed)
     table.add_row("bvvtok", str(manifest.get("bvvtok_version")))
     return table
 

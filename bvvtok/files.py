@@ -1,24 +1,33 @@
-"""Atomic output: nothing half-written, nothing overwritten without consent.
+"""Atomic file output, hashing, and the temporaries bvvtok leaves when it is killed.
 
-Every artifact bvvtok writes is first built under a temporary name next to its
+Every file bvvtok writes is first written under a temporary name next to its
 final place (same file system, so the final step is one `rename`), then moved in.
-An interrupted or failed run leaves at most a hidden temporary entry, never a
-folder or file that looks complete.
+A temporary is named `.NAME.tmp-PID-XXXXXXXX` (or `.old-` for what is being
+replaced): the name it stands for and the process that made it, so that a later
+command can tell its own temporaries from those of a process that died, and
+remove the latter (`remove_stale`). Folders are handled by bvvtok.output and
+bvvtok.commit on top of this.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bvvtok.errors import BvvtokError
 
 MANIFEST_NAME = "bvvtok.json"
+# `.NAME.tmp-PID-RANDOM` (bvvtok 0.1 wrote `.NAME.tmp-RANDOM`, without the PID: kept recognisable)
+TEMP = re.compile(r"\.(?P<name>.+)\.(?:tmp|old)-(?:(?P<pid>\d+)-)?[a-z0-9_]+")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded")
 
 
 def umask() -> int:
@@ -64,60 +73,127 @@ def is_bvvtok_folder(path: Path) -> bool:
     return (path / MANIFEST_NAME).is_file()
 
 
-def check_output_folder(out: Path, force: bool) -> None:
-    """Refuse to replace an existing, non-empty folder unless `force` is set."""
-    if out.exists() and not out.is_dir():
-        raise BvvtokError(f"--out {out} exists and is not a folder; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        what = "a bvvtok folder" if is_bvvtok_folder(out) else "a non-empty folder that bvvtok did not write"
-        raise BvvtokError(f"--out {out} is {what}; pass --force to replace it or choose another path")
+# --- temporaries ---
 
 
-@contextlib.contextmanager
-def atomic_folder(out: Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder; on success it replaces `out` in one rename."""
-    check_output_folder(out, force)
-    parent = out.parent
+def make_temp(directory: Path, name: str, kind: str = "tmp", folder: bool = False) -> Path:
+    """A new, empty temporary file or folder standing for `directory/name`, readable as the final one would be."""
+    prefix = f".{name}.{kind}-{os.getpid()}-"
+    if folder:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+        path.chmod(0o777 & ~umask())  # mkdtemp makes it private; the result should not be
+    else:
+        fd, created = tempfile.mkstemp(prefix=prefix, dir=directory)
+        os.close(fd)
+        path = Path(created)
+        path.chmod(0o666 & ~umask())
+    return path
+
+
+def pid_alive(pid: int) -> bool:
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; the result should not be
-    except OSError as e:
-        raise BvvtokError(f"cannot create {out}: {e.strerror}; choose a writable --out") from e
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def stale_temps(directory: Path, of: str | None = None, held: bool = False) -> list[Path]:
+    """bvvtok's temporaries in `directory` (those standing for `of` only, when given) left by dead processes.
+
+    `held`: the caller holds the writer lock of `of` (or of `directory` itself), so no other
+    process writes these: every temporary not this process's is stale, the PID's fate aside.
+    """
+    found = []
     try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+        entries = list(directory.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = TEMP.fullmatch(entry.name)
+        if not match or (of is not None and match["name"] != of):
+            continue
+        pid = int(match["pid"]) if match["pid"] else None
+        if pid == os.getpid():
+            continue
+        if held or (pid is not None and not pid_alive(pid)):
+            found.append(entry)
+    return found
+
+
+def remove(paths: Iterable[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
         else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
-def check_output_file(out: Path, force: bool) -> None:
-    if out.is_dir():
-        raise BvvtokError(f"--out {out} is a folder; give a file path")
-    if out.exists() and not force:
-        raise BvvtokError(f"--out {out} exists; pass --force to replace it or choose another path")
+# --- errors of writing ---
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` (or what it was raised from) is a full disk, however the library that hit it said so."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL:
+            return True
+        if any(text in str(seen) for text in DISK_FULL_TEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @contextlib.contextmanager
-def atomic_file(out: Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path; on success it replaces `out` in one rename."""
-    check_output_file(out, force)
+def write_errors(out: Path, unwritable: bool = True) -> Iterator[None]:
+    """Turn a full disk met while writing `out` into a one-line BvvtokError, and with `unwritable`
+    (around the creation of the output's place, where it cannot be a read of something else) a
+    read-only or forbidden place too."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-        os.chmod(name, 0o666 & ~umask())
-    except OSError as e:
-        raise BvvtokError(f"cannot write {out}: {e.strerror}; choose a writable --out") from e
-    os.close(fd)
-    tmp = Path(name)
+        yield
+    except BvvtokError:
+        raise
+    except Exception as e:
+        if disk_full(e):
+            raise BvvtokError(f"cannot write {out}: No space left on device; free some space or choose another path") from None
+        if unwritable and isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise BvvtokError(f"cannot write {out}: {e.strerror}; choose a writable path") from None
+        raise
+
+
+# --- single files ---
+
+
+def check_output_file(out: Path, force: bool, inputs: Iterable[Path] = ()) -> None:
+    """Refuse to replace a folder, an existing file without `force`, or one of the command's inputs."""
+    out = Path(out)
+    real = Path(os.path.realpath(out))
+    for given in inputs:
+        source = Path(os.path.realpath(given))
+        if real == source or source in real.parents:
+            where = "is" if real == source else "is inside"
+            raise BvvtokError(f"{out} {where} the input {given}; write the output elsewhere")
+    if out.is_dir():
+        raise BvvtokError(f"{out} is a folder; give a file path")
+    if out.exists() and not force:
+        raise BvvtokError(f"{out} exists; pass --force to replace it or choose another path")
+
+
+@contextlib.contextmanager
+def atomic_file(out: Path, force: bool = False, inputs: Iterable[Path] = ()) -> Iterator[Path]:
+    """Yield a temporary path; on success it replaces `out` (where a link points, if `out` is one) in one rename."""
+    check_output_file(out, force, inputs)
+    target = Path(os.path.realpath(out))
+    with write_errors(out):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove(stale_temps(target.parent, of=target.name))
+        tmp = make_temp(target.parent, target.name)
     try:
-        yield tmp
-        os.replace(tmp, out)
+        with write_errors(out, unwritable=False):
+            yield tmp
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

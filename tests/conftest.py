@@ -62,6 +62,17 @@ def offline_65k():
     return build_vocab("65k")
 
 
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under `folder`, hidden ones included: files with their sha256, folders and links as such."""
+    import hashlib
+
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        key = path.relative_to(folder).as_posix()
+        found[key] = "link" if path.is_symlink() else "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
 def invoke(*args):
     """Run the bvvtok CLI in-process with string arguments."""
     from typer.testing import CliRunner

@@ -169,19 +169,23 @@ def test_same_inputs_give_identical_folders(tiny_stats, tmp_path):
     assert folder_bytes(tmp_path / "one") == folder_bytes(tmp_path / "two")
 
 
-def test_save_refuses_an_existing_folder_without_force(tiny_stats, tmp_path):
+def test_save_replaces_only_its_own_folder_and_only_with_force(tiny_stats, tmp_path):
     build = build_vocab("65k", [tiny_stats])
     out = tmp_path / "vocab"
     out.mkdir()
     (out / "notes.txt").write_text("mine", encoding="utf-8")
-    with pytest.raises(BvvtokError, match="--force"):
-        save_vocab(build, out)
+    for force in (False, True):
+        with pytest.raises(BvvtokError, match="did not write"):
+            save_vocab(build, out, force=force)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    save_vocab(build, out)
+    assert {p.name for p in out.iterdir()} == FOLDER_FILES
+    with pytest.raises(BvvtokError, match="bvvtok folder.*--force"):
+        save_vocab(build, out)
     save_vocab(build, out, force=True)
     assert {p.name for p in out.iterdir()} == FOLDER_FILES
-    with pytest.raises(BvvtokError, match="bvvtok folder"):
-        save_vocab(build, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-stats.txt", "vocab"]  # no temporary folders left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-stats.txt", "vocab"]  # no temporaries, no lock left
 
 
 def test_save_into_an_empty_existing_folder(tiny_stats, tmp_path):

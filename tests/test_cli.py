@@ -63,14 +63,13 @@ def test_build_vocab_default_out(tiny_stats, tmp_path, monkeypatch):
     assert (tmp_path / "artifacts" / "vocab-65k" / "tokenizer.json").is_file()
 
 
-def test_build_vocab_force_replaces(tiny_stats, tmp_path):
+def test_build_vocab_force_never_replaces_a_foreign_folder(tiny_stats, tmp_path):
     out = tmp_path / "vocab"
     out.mkdir()
     (out / "notes.txt").write_text("mine", encoding="utf-8")
     result = invoke("build-vocab", "--ngrams", tiny_stats, "--out", out, "--force")
-    assert result.exit_code == 0, result.output
-    assert not (out / "notes.txt").exists()
-    assert (out / "tokenizer.json").is_file()
+    assert_user_error(result, "notes.txt", "did not write")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_build_vocab_unknown_preset(tmp_path):
@@ -114,7 +113,7 @@ def test_build_vocab_refuses_a_foreign_non_empty_out(tiny_stats, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine", encoding="utf-8")
-    assert_user_error(invoke("build-vocab", "--ngrams", tiny_stats, "--out", out), "--force")
+    assert_user_error(invoke("build-vocab", "--ngrams", tiny_stats, "--out", out), "did not write")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 

@@ -296,11 +296,14 @@ def test_an_existing_out_is_kept_without_force(tmp_path, char_substrate, tok):
     out = tmp_path / "t"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    with pytest.raises(BvvtokError, match="--force"):
-        prepare_tokens(char_substrate, [corpus], out=out)
+    for force in (False, True):  # a folder of the user's: never replaced
+        with pytest.raises(BvvtokError, match="did not write"):
+            prepare_tokens(char_substrate, [corpus], out=out, force=force)
     assert (out / "mine.txt").read_text() == "keep me"
+    (out / "mine.txt").unlink()
+    prepare_tokens(char_substrate, [corpus], out=out)
     replaced = prepare_tokens(char_substrate, [corpus], out=out, val_fraction=0, force=True)
-    assert replaced.manifest["tokens"]["val_fraction"] == 0 and not (out / "mine.txt").exists()
+    assert replaced.manifest["tokens"]["val_fraction"] == 0
     with pytest.raises(BvvtokError, match="--force"):  # a token folder of other inputs is kept too
         prepare_tokens(char_substrate, [corpus], out=out, val_fraction=0.1)
     assert load_tokens(out).key == replaced.key

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import check_output_folder, sha256_file
+from bvvtok.files import sha256_file
 from bvvtok.lm.model import GPT
 from bvvtok.lm.run_folder import WEIGHTS, load_model, read_raw_config, write_model_folder
+from bvvtok.output import new_output
 
 
 def combine(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = None, force: bool = False) -> Path:
@@ -26,7 +27,14 @@ def combine(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = N
         raise BvvtokError(f"--weights has {len(weights)} values for {len(runs)} runs; give one weight per run")
     if any(not w > 0 for w in weights):
         raise BvvtokError(f"--weights must all be positive (got {', '.join(map(str, weights))})")
-    check_output_folder(out, force)
+    with new_output(out, force, runs):
+        raw, state, section = _mixture(runs, weights)
+        write_model_folder(out, runs[0], raw, state, section, force, runs)
+    return out
+
+
+def _mixture(runs: list[Path], weights: list[float]) -> tuple[dict, dict, dict]:
+    """The mixture's config, weights and manifest section; refused unless the runs share tokenizer and substrate."""
     first = runs[0]
     members, state = [], {}
     for i, run in enumerate(runs):
@@ -40,5 +48,4 @@ def combine(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = N
         state.update({f"members.{i}.{k}": v for k, v in model.state_dict().items()})
     raw = {"members": members, "mixture_weights": weights}
     section = {"mixture": {"members": [{"folder": r.name, "weights_sha256": sha256_file(r / WEIGHTS)} for r in runs], "weights": weights}}
-    write_model_folder(out, first, raw, state, section, force)
-    return out
+    return raw, state, section

@@ -23,8 +23,9 @@ import numpy as np
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_folder, cache_dir, sha256_file
+from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_temps
 from bvvtok.manifest import read_manifest, write_manifest
+from bvvtok.output import atomic_folder, claim
 from bvvtok.vocab.corpus import corpus_files, iter_texts
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
@@ -104,13 +105,23 @@ def prepare_tokens(
     described, tokenizer_sha = _describe(files), _tokenizer_sha(tokenizer_dir)
     key = _key(tokenizer_sha, described, val_fraction)
     folder = Path(out) if out is not None else cache_dir() / "tokens" / key[:32]
-    if is_token_folder(folder):
-        try:
-            data = load_tokens(folder)
-            if data.key == key:
-                return data
-        except BvvtokError:
-            pass  # damaged: rebuilt below (an explicit --out only with force)
+    inputs = [tokenizer_dir, *(path for path, _ in files)]
+    with claim(folder, inputs, wait=out is None):  # the cache: wait for a process preparing the same tokens
+        if out is None:
+            remove(stale_temps(folder.parent))  # other keys' temporaries, of processes that died
+        if is_token_folder(folder):
+            try:
+                data = load_tokens(folder)
+                if data.key == key:
+                    return data
+            except BvvtokError:
+                pass  # damaged: rebuilt below (an explicit --out only with force)
+        _write_tokens(folder, tokenizer_dir, files, key, described, tokenizer_sha, val_fraction, force or out is None, progress)
+        return load_tokens(folder)
+
+
+def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[tuple[Path, str]], key: str, described: list[dict[str, Any]],
+                  tokenizer_sha: str, val_fraction: float, force: bool, progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
     tokenizer = load_tokenizer(tokenizer_dir)
     tokenizer.encode_special_tokens = True  # a literal "</s>" in the text is text, not a document boundary
     separator = tokenizer.token_to_id(SEPARATOR)
@@ -119,7 +130,7 @@ def prepare_tokens(
                           f"use a bvvtok vocabulary or add {SEPARATOR} to the tokenizer")
     vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1  # the rows an embedding needs
     dtype = "uint16" if vocab_size <= 1 << 16 else "uint32"
-    with atomic_folder(folder, force or out is None) as tmp:
+    with atomic_folder(folder, force) as tmp:
         need = sum(_text_bytes(path) for path, _ in files) * np.dtype(dtype).itemsize  # tokens <= chars <= bytes
         free = shutil.disk_usage(tmp).free
         if need > free:
@@ -134,7 +145,8 @@ def prepare_tokens(
                   "val_fraction": float(val_fraction), "dtype": dtype, "vocab_size": vocab_size,
                   "separator": SEPARATOR, **stats}
         write_manifest(tmp, {"bvvtok_version": __version__, "kind": "tokens", "tokens": tokens})
-    return load_tokens(folder)
+
+
 
 
 def load_tokens(folder: Path) -> TokenData:

@@ -17,11 +17,13 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 import bvvtok.lm.model
-from bvvtok.files import atomic_folder, umask
+from bvvtok import __version__
+from bvvtok.files import sha256_file, umask
 from bvvtok.lm.config import ModelConfig
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.run_folder import WEIGHTS, load_model, member_configs, read_raw_config
-from bvvtok.manifest import write_json
+from bvvtok.manifest import write_json, write_manifest
+from bvvtok.output import atomic_folder, new_output
 from bvvtok.vocab.tokenizer_files import ROLE_SPECIALS, TOKENIZER_FILES
 
 HF_CODE = Path(__file__).parent / "hf"
@@ -53,12 +55,18 @@ def hf_config(configs: Sequence[ModelConfig], weights: Sequence[float], token_id
 def export_hf(run_dir: Path, out: Path, force: bool = False) -> Path:
     """Write the folder for a run or a mixture; the tokenizer files come from the run folder."""
     run_dir = Path(run_dir)
+    with new_output(Path(out), force, [run_dir]):
+        _write_export(run_dir, Path(out), force)
+    return Path(out)
+
+
+def _write_export(run_dir: Path, out: Path, force: bool) -> None:
     model, tokenizer = load_model(run_dir)
     configs, weights = member_configs(read_raw_config(run_dir))
     state = model.state_dict() if isinstance(model, Mixture) else {f"members.0.{k}": v for k, v in model.state_dict().items()}
     ids = {f"{role}_id": tokenizer.token_to_id(token) for role, token in ROLE_SPECIALS.items()}
     token_ids = {k: v for k, v in ids.items() if v is not None}
-    with atomic_folder(Path(out), force) as tmp:
+    with atomic_folder(Path(out), force, [run_dir]) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / WEIGHTS).chmod(0o666 & ~umask())  # safetensors creates its file private
         write_json(tmp / "config.json", hf_config(configs, weights, token_ids))
@@ -73,4 +81,5 @@ def export_hf(run_dir: Path, out: Path, force: bool = False) -> Path:
             roles = {role: token for role, token in ROLE_SPECIALS.items() if tokenizer.token_to_id(token) is not None}
             write_json(tmp / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", **roles,
                                                        "model_max_length": min(c.context for c in configs)})  # fmt: skip
-    return Path(out)
+        section = {"format": "hf", "from": run_dir.name, "weights_sha256": sha256_file(run_dir / WEIGHTS)}
+        write_manifest(tmp, {"bvvtok_version": __version__, "export": section})  # so that --force may replace it

@@ -16,16 +16,24 @@ from pathlib import Path
 import torch
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import check_output_folder, sha256_file
+from bvvtok.files import sha256_file
 from bvvtok.lm.model import GPT
 from bvvtok.lm.run_folder import WEIGHTS, load_model, read_raw_config, write_model_folder
+from bvvtok.output import new_output
 
 
 def grow(run: Path, add_layers: int, out: Path, seed: int = 0, force: bool = False) -> Path:
     run = Path(run)
     if add_layers < 1:
         raise BvvtokError(f"--add-layers must be at least 1 (got {add_layers})")
-    check_output_folder(out, force)
+    with new_output(out, force, [run]):
+        raw, state, section = _grown(run, add_layers, seed)
+        write_model_folder(out, run, raw, state, section, force, [run])
+    return out
+
+
+def _grown(run: Path, add_layers: int, seed: int) -> tuple[dict, dict, dict]:
+    """The grown model's config, weights and manifest section."""
     model, _ = load_model(run)
     if not isinstance(model, GPT):
         raise BvvtokError(f"{run} is a mixture; grow one of its runs")
@@ -41,5 +49,4 @@ def grow(run: Path, add_layers: int, out: Path, seed: int = 0, force: bool = Fal
     new = [f"blocks.{i}.*" for i in range(old.n_layer, config.n_layer)]
     raw = {"model": {**read_raw_config(run)["model"], "n_layer": config.n_layer}, "trainable": [*new, "ln_f.*", "head.*"]}
     section = {"grown": {"from": run.name, "weights_sha256": sha256_file(run / WEIGHTS), "added_layers": add_layers}}
-    write_model_folder(out, run, raw, grown.state_dict(), section, force)
-    return out
+    return raw, grown.state_dict(), section

@@ -92,7 +92,7 @@ def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False
         raise BvvtokError("name at least one run folder to compare")
     if out is not None:
         check_png_path(out)
-        check_output_file(Path(out), force)  # fail before reading the runs, not after
+        check_output_file(Path(out), force, run_dirs)  # fail before reading the runs, not after
     folders = [Path(d).resolve() for d in run_dirs]
     for given, folder in zip(run_dirs, folders):
         if not folder.is_dir() or folders.count(folder) > 1:

@@ -12,9 +12,10 @@ training files; `config.json` then holds `members` and `mixture_weights`, or `tr
     checkpoint/          model.safetensors, optimizer.pt (optimizer, scheduler, RNG), state.json
     bvvtok.json          the manifest: the run's identity and the sha256 of every top-level file
 
-Every file is replaced atomically; the checkpoint folder is swapped in whole, so a
-run killed at any moment resumes from a complete checkpoint. The top-level
-weights are a hard link to the checkpoint's (no second copy on disk).
+The folder starts whole at step 0 (config, identity, manifest); each checkpoint replaces
+checkpoint/, the top-level weights, the logs and the manifest together (bvvtok.commit),
+so a run killed at any moment resumes from a complete checkpoint whose manifest matches.
+The top-level weights are a hard link to the checkpoint's (no second copy on disk).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +33,14 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from bvvtok import __version__
+from bvvtok.commit import Update, recover_for_reading, replace_folder
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, check_output_folder, sha256_file, umask
+from bvvtok.files import MANIFEST_NAME, sha256_file, umask
 from bvvtok.lm.config import ModelConfig
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
-from bvvtok.manifest import write_json, write_manifest
+from bvvtok.manifest import check_files, dump_json, read_manifest, write_json, write_manifest
+from bvvtok.output import atomic_folder
 from bvvtok.substrate.load import LoadedSubstrate
 from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, load_tokenizer
 
@@ -78,14 +82,12 @@ def build_model(raw: dict[str, Any]) -> GPT | Mixture:
     return Mixture(members, weights) if "members" in raw else members[0]
 
 
-def start_run(out: Path, config: dict[str, Any], substrate: LoadedSubstrate, force: bool) -> None:
-    """A fresh run folder: refuses an existing non-empty folder without force (then replaces it)."""
-    check_output_folder(out, force)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    write_json(out / CONFIG, config)
-    copy_identity(substrate.folder, out, substrate_manifest=MANIFEST_NAME)
+def start_run(out: Path, config: dict[str, Any], substrate: LoadedSubstrate, run_info: dict[str, Any]) -> None:
+    """A fresh run folder at step 0, swapped in whole (the caller holds `out` and decided it may be replaced)."""
+    with replace_folder(out) as tmp:
+        write_json(tmp / CONFIG, config)
+        copy_identity(substrate.folder, tmp, substrate_manifest=MANIFEST_NAME)
+        write_run_manifest(tmp, {**run_info, "step": 0})
 
 
 def copy_identity(source: Path, out: Path, substrate_manifest: str = SUBSTRATE_MANIFEST) -> None:
@@ -105,9 +107,9 @@ def substrate_of(folder: Path) -> str:
 
 
 def write_model_folder(out: Path, source: Path, raw: dict[str, Any], state: dict[str, torch.Tensor],
-                       section: dict[str, Any], force: bool) -> None:  # fmt: skip
+                       section: dict[str, Any], force: bool, inputs: Sequence[Path]) -> None:  # fmt: skip
     """A model folder made from others (combine, grow): config, weights, the source's identity files, manifest."""
-    with atomic_folder(out, force) as tmp:
+    with atomic_folder(out, force, inputs) as tmp:
         write_json(tmp / CONFIG, raw)
         save_file(_tensors(state), str(tmp / WEIGHTS))
         (tmp / WEIGHTS).chmod(0o666 & ~umask())
@@ -126,34 +128,48 @@ class Checkpoint:
     state: dict[str, Any]  # JSON: step, data key, substrate hash
 
 
-def save_checkpoint(out: Path, checkpoint: Checkpoint, run_info: dict[str, Any]) -> None:
-    """Swap in a new checkpoint/, link its weights to the top level, and rewrite the manifest."""
-    with atomic_folder(out / CHECKPOINT, force=True) as tmp:
-        save_file(_tensors(checkpoint.model), str(tmp / WEIGHTS))
-        (tmp / WEIGHTS).chmod(0o666 & ~umask())  # safetensors creates its file private
-        torch.save(checkpoint.optimizer, tmp / OPTIMIZER)
-        write_json(tmp / STATE, checkpoint.state)
-    with atomic_file(out / WEIGHTS, force=True) as tmp:
-        tmp.unlink()
+def has_checkpoint(out: Path) -> bool:
+    return (out / CHECKPOINT / STATE).is_file()
+
+
+def save_checkpoint(out: Path, checkpoint: Checkpoint, run_info: dict[str, Any],
+                    logs: Callable[[Callable[[str], Path]], None]) -> None:  # fmt: skip
+    """A new checkpoint/, its weights linked to the top level, the logs (`logs(place)` writes each file where
+    `place(name)` says) and the manifest, all replaced together: a killed run keeps the old set or the new."""
+    update = Update(out)
+    try:
+        folder = update.new(CHECKPOINT, folder=True)
+        save_file(_tensors(checkpoint.model), str(folder / WEIGHTS))
+        (folder / WEIGHTS).chmod(0o666 & ~umask())  # safetensors creates its file private
+        torch.save(checkpoint.optimizer, folder / OPTIMIZER)
+        dump_json(folder / STATE, checkpoint.state)
         try:
-            os.link(out / CHECKPOINT / WEIGHTS, tmp)
+            os.link(folder / WEIGHTS, update.new(WEIGHTS))
         except OSError:  # a file system without hard links
-            shutil.copyfile(out / CHECKPOINT / WEIGHTS, tmp)
-    write_run_manifest(out, run_info)
+            shutil.copyfile(folder / WEIGHTS, update.new(WEIGHTS))
+        logs(update.new)
+        update.commit({"bvvtok_version": __version__, "run": run_info})
+    finally:
+        update.discard()
 
 
 def load_checkpoint(out: Path) -> Checkpoint:
     folder = out / CHECKPOINT
-    if not (folder / STATE).is_file():
+    if not has_checkpoint(out):
         raise BvvtokError(f"{out} has no checkpoint to resume from; start it again without --resume (with --force)")
     try:
-        return Checkpoint(
+        checkpoint = Checkpoint(
             load_file(str(folder / WEIGHTS)),
             torch.load(folder / OPTIMIZER, weights_only=True, map_location="cpu"),
             json.loads((folder / STATE).read_text(encoding="utf-8")),
         )
     except Exception as e:  # a damaged checkpoint, whatever the library raised
         raise BvvtokError(f"cannot read the checkpoint in {folder} ({e}); start the run again with --force") from None
+    logged = read_manifest(out).get("run", {}).get("step")
+    if checkpoint.state.get("step") != logged:
+        raise BvvtokError(f"the checkpoint in {folder} is for step {checkpoint.state.get('step')}, the manifest says {logged}; "
+                          "the run folder is damaged: start it again with --force")  # fmt: skip
+    return checkpoint
 
 
 def write_run_manifest(out: Path, run_info: dict[str, Any]) -> None:
@@ -166,6 +182,7 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | 
     folder = Path(folder)
     if not folder.is_dir() or not is_run(folder):
         raise BvvtokError(f"{folder} is not a run folder (no {CONFIG}); pass a folder written by bvvtok train")
+    recover_for_reading(folder)
     try:
         model = build_model(read_raw_config(folder))
     except (KeyError, TypeError, ValueError) as e:
@@ -173,6 +190,7 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | 
     path = folder / WEIGHTS
     if not path.is_file():
         raise BvvtokError(f"{folder} has no {WEIGHTS} yet: the run has not reached its first checkpoint")
+    check_files(folder, read_manifest(folder), (CONFIG, WEIGHTS, "tokenizer.json", SUBSTRATE_MANIFEST))
     try:
         weights = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types on damaged files

@@ -37,10 +37,10 @@ from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
 from bvvtok.lm.model import GPT
 from bvvtok.lm.plots import plot_losses
 from bvvtok.lm.run_folder import (
-    CONFIG,
     LOSS_PNG,
     WEIGHTS,
     Checkpoint,
+    has_checkpoint,
     is_run,
     load_checkpoint,
     load_model,
@@ -49,6 +49,7 @@ from bvvtok.lm.run_folder import (
     start_run,
     substrate_of,
 )
+from bvvtok.output import check_replace, claim, real
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
 
 Event = Callable[[str, dict[str, Any]], None]  # ("start", info) | ("step", {"row": Row}) | ("checkpoint", {...})
@@ -236,24 +237,43 @@ def train(
     """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
     (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move)."""
     world = distributed.join(device)
+    corpus = [Path(c) for c in corpus]
+    init_from = Path(init_from) if init_from else None
+    inputs = [Path(substrate_dir), *corpus, *([init_from] if init_from else [])]
     try:
-        return _train(world, Path(substrate_dir), [Path(c) for c in corpus], Path(out), config, dtype, compile, resume,
-                      force, on_event, data_progress, Path(init_from) if init_from else None, train_only)  # fmt: skip
+        with claim(Path(out), inputs) if world.main else contextlib.nullcontext(real(Path(out))) as target:
+            return _train(world, Path(substrate_dir), corpus, target, config, dtype, compile, resume,
+                          force, on_event, data_progress, init_from, train_only)  # fmt: skip
     finally:
         distributed.leave(world)
+
+
+def _resumes(out: Path, resume: bool, force: bool) -> bool:
+    """Whether the run continues `out` (True) or starts afresh there, which is checked to be allowed.
+
+    A run folder that never reached its first checkpoint holds nothing to continue
+    or to lose: it is started again, with or without --resume or --force.
+    """
+    if resume and force:
+        raise BvvtokError("--resume and --force contradict each other; pass one")
+    started = is_run(out) and not has_checkpoint(out)
+    if resume:
+        if not is_run(out):
+            raise BvvtokError(f"--resume: {out} is not a run folder written by bvvtok train; drop --resume to start one")
+        return not started
+    if is_run(out) and not started and not force:
+        raise BvvtokError(f"--out {out} is a run folder; pass --resume to continue it, --force to replace it, or choose another path")
+    check_replace(out, force or started)
+    return False
 
 
 def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, config: RunConfig, dtype_name: str,
            compile: bool, resume: bool, force: bool, on_event: Event | None, data_progress,
            init_from: Path | None, train_only: Sequence[str]) -> TrainResult:  # fmt: skip
     emit = on_event if (on_event and world.main) else (lambda kind, info: None)
-    if resume and force:
-        raise BvvtokError("--resume and --force contradict each other; pass one")
     if train_only and init_from is None:
         raise BvvtokError("--train-only goes with --init-from (a fresh model trains whole)")
-    if not resume and world.main and out.is_dir() and any(out.iterdir()) and not force:
-        what = "a run folder" if (out / CONFIG).is_file() else "a non-empty folder"
-        raise BvvtokError(f"--out {out} is {what}; pass --resume to continue it, --force to replace it, or choose another path")
+    resume = _resumes(out, resume, force)
     dtype = pick_dtype(dtype_name, world.device)
     substrate = load_substrate(substrate_dir)
     vocab_size, n_embed = substrate.weight.shape
@@ -276,20 +296,6 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         fused=True,  # one kernel for all parameters, on CPU too (10x the foreach path there)
     )  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.train))
-    rows: list[Row] = []
-    start = 0
-    if resume:
-        checkpoint, rows = _resume_state(out, raw, substrate, data)
-        model.load_state_dict(checkpoint.model)
-        optimizer.load_state_dict(checkpoint.optimizer["optimizer"])
-        scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
-        torch.set_rng_state(checkpoint.optimizer["rng"])
-        start = checkpoint.state["step"]
-    elif world.main:
-        _check_disk(out, model)
-        start_run(out, raw, substrate, force)
-    distributed.barrier(world)
-
     counts = train_split.unigram_counts(vocab_size)
     p = counts[counts > 0] / counts.sum()
     entropy = float(-(p * np.log(p)).sum())
@@ -302,6 +308,19 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         "parameters": model.parameter_counts(),
         "world_size": world.size,
     }  # fmt: skip
+    rows: list[Row] = []
+    start = 0
+    if resume:
+        checkpoint, rows = _resume_state(out, raw, substrate, data)
+        model.load_state_dict(checkpoint.model)
+        optimizer.load_state_dict(checkpoint.optimizer["optimizer"])
+        scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
+        torch.set_rng_state(checkpoint.optimizer["rng"])
+        start = checkpoint.state["step"]
+    elif world.main:
+        _check_disk(out, model)
+        start_run(out, raw, substrate, run_info)
+    distributed.barrier(world)
     emit("start", {**run_info, "config": config, "raw": raw, "frozen": frozen, "device": str(world.device),
                    "dtype": str(dtype).removeprefix("torch."), "start_step": start, "unigram_entropy": entropy})  # fmt: skip
 
@@ -342,9 +361,13 @@ def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, con
         if world.main and (done % checkpoint_every == 0 or done == t.steps):
             state = {"step": done, "data_key": data.key, "substrate_sha256": substrate.manifest_sha256}
             extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
-            write_metrics(out / METRICS, rows)
-            plot_losses(rows, out / LOSS_PNG, f"{out.name}: {'frozen' if frozen else 'unfrozen'} substrate")
-            save_checkpoint(out, Checkpoint(model.state_dict(), extra, state), {**run_info, "step": done})
+            title = f"{out.name}: {'frozen' if frozen else 'unfrozen'} substrate"
+
+            def logs(place: Callable[[str], Path]) -> None:
+                write_metrics(place(METRICS), rows)
+                plot_losses(rows, place(LOSS_PNG), title)
+
+            save_checkpoint(out, Checkpoint(model.state_dict(), extra, state), {**run_info, "step": done}, logs)
             emit("checkpoint", {"step": done})
     distributed.barrier(world)
     return TrainResult(out, rows, model.parameter_counts(), entropy)

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
 from bvvtok.manifest import read_manifest
-from bvvtok.substrate.codebook import GENERATOR, build_codebook
+from bvvtok.output import claim, real
+from bvvtok.substrate.codebook import GENERATOR, Codebook, build_codebook
 from bvvtok.substrate.folder import Fill, check_replace, write_substrate
-from bvvtok.substrate.fonts import resolve_chain
-from bvvtok.substrate.glyph_codes import Progress, glyph_codes
+from bvvtok.substrate.fonts import Font, resolve_chain
+from bvvtok.substrate.glyph_codes import GlyphCodes, Progress, glyph_codes
 from bvvtok.substrate.plain_glyphs import renderer_versions
 from bvvtok.substrate.projection import Factor, principal_axes, project
 from bvvtok.substrate.recipe import GLYPH_SIZES, PRESET_RECIPES, get_recipe
@@ -41,16 +43,22 @@ class Substrate:
     embeddings: np.ndarray  # float32 [V, n_embed], read-only: a map of the written embeddings.safetensors
 
 
-def _prepare(vocab_dir: Path, out: Path | None, settings_of: Callable[[int], dict[str, Any]], force: bool, dump_text: Path | None):
-    """Load the vocabulary and check the destination before any heavy work: (out, token texts, settings)."""
+@contextlib.contextmanager
+def _destination(
+    vocab_dir: Path, out: Path | None, settings_of: Callable[[int], dict[str, Any]], force: bool,
+    dump_text: Path | None, fonts: Sequence[Path] = (),
+) -> Iterator[tuple[Path, TokenTexts, dict[str, Any]]]:  # fmt: skip
+    """Hold the destination for the build and check it before any heavy work: (out, token texts, settings)."""
     vocab_dir = Path(vocab_dir)
     out = vocab_dir if out is None else Path(out)
-    texts = token_texts(load_tokenizer(vocab_dir))
-    settings = settings_of(len(texts.texts))
-    check_replace(out, vocab_dir, settings, force)
-    if dump_text is not None:
-        check_output_file(Path(dump_text), force)
-    return out, texts, settings
+    in_place = real(out) == real(vocab_dir)
+    with claim(out, fonts if in_place else [vocab_dir, *fonts]) as target:
+        texts = token_texts(load_tokenizer(vocab_dir))
+        settings = settings_of(len(texts.texts))
+        check_replace(target, vocab_dir, settings, force)
+        if dump_text is not None:
+            check_output_file(Path(dump_text), force, [vocab_dir, target])
+        yield target, texts, settings
 
 
 def _finish(
@@ -124,17 +132,22 @@ def embed_glyph(
         name = get_recipe(recipe_name or default_recipe(Path(vocab_dir), vocab_size)).name
         return {"method": "glyph", "recipe": name, "glyph_size": glyph_size, "dim": dim, "fonts": [f.sha256 for f in chain]}
 
-    out, texts, settings = _prepare(vocab_dir, out, settings_of, force, dump_text)
-    recipe_obj = get_recipe(settings["recipe"])
-    codes = glyph_codes(texts.texts, chain, recipe_obj, glyph_size, workers or os.cpu_count() or 1, progress)
-    if progress:
-        progress("pca", 0, 1)
-    fill = _pca_fill(codes.bits, dim, (lambda: progress("pca", 1, 1)) if progress else None, codes.factors)
-    details = {
+    with _destination(vocab_dir, out, settings_of, force, dump_text, [f.path for f in chain]) as (out, texts, settings):
+        recipe_obj = get_recipe(settings["recipe"])
+        codes = glyph_codes(texts.texts, chain, recipe_obj, glyph_size, workers or os.cpu_count() or 1, progress)
+        if progress:
+            progress("pca", 0, 1)
+        fill = _pca_fill(codes.bits, dim, (lambda: progress("pca", 1, 1)) if progress else None, codes.factors)
+        details = _glyph_details(recipe_obj.name, glyph_size, dim, chain, codes)
+        return _finish(vocab_dir, out, texts, settings, details, codes.bits, fill, dump_text, force)
+
+
+def _glyph_details(recipe: str, glyph_size: int, dim: int, chain: Sequence[Font], codes: GlyphCodes) -> dict[str, Any]:
+    return {
         "method": "glyph",
-        "recipe": recipe_obj.name,
+        "recipe": recipe,
         "glyph_size": glyph_size,
-        "bits": bits_per_code,
+        "bits": glyph_size * glyph_size,
         "dim": dim,
         "n_embed": dim,
         "fonts": [f.describe() for f in chain],
@@ -144,7 +157,6 @@ def embed_glyph(
         "missing_chars": {"count": len(codes.missing_chars), "first": codes.missing_chars[:20]},
         "unrenderable_chars": {"count": len(codes.unrenderable_chars), "first": codes.unrenderable_chars[:20]},
     }
-    return _finish(vocab_dir, out, texts, settings, details, codes.bits, fill, dump_text, force)
 
 
 def embed_bits(
@@ -170,10 +182,15 @@ def embed_bits(
     def settings_of(vocab_size: int) -> dict[str, Any]:
         return {"method": "bits", "bits": n_bits, "seed": seed, "float": as_float, "dim": dim}
 
-    out, texts, settings = _prepare(vocab_dir, out, settings_of, force, dump_text)
-    codebook = build_codebook(len(texts.texts), n_bits, seed)
-    fill = _pca_fill(codebook.bits, dim) if as_float else lambda embeddings: np.copyto(embeddings, codebook.bits)
-    details = {
+    with _destination(vocab_dir, out, settings_of, force, dump_text) as (out, texts, settings):
+        codebook = build_codebook(len(texts.texts), n_bits, seed)
+        fill = _pca_fill(codebook.bits, dim) if as_float else lambda embeddings: np.copyto(embeddings, codebook.bits)
+        details = _bits_details(n_bits, seed, as_float, dim, d_model, codebook)
+        return _finish(vocab_dir, out, texts, settings, details, codebook.bits, fill, dump_text, force)
+
+
+def _bits_details(n_bits: int, seed: int, as_float: bool, dim: int, d_model: int, codebook: Codebook) -> dict[str, Any]:
+    return {
         "method": "bits",
         "bits": n_bits,
         "codebook": "token id, most significant bit first" if n_bits == 16 else "random, unique",
@@ -188,4 +205,3 @@ def embed_bits(
         "scale": scale_for(d_model, dim),
         **({"pca": PCA_NOTE} if as_float else {}),
     }
-    return _finish(vocab_dir, out, texts, settings, details, codebook.bits, fill, dump_text, force)

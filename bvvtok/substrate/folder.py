@@ -7,7 +7,7 @@ Files added to the tokenizer's own:
 - `codes.npy`: the raw codes, `numpy.packbits(bits, axis=1)`, uint8 [V, bits/8];
 - `bvvtok.json`: the manifest, with a `substrate` section and the sha256 of every file.
 
-The whole folder is assembled under a temporary name and swapped in at the end.
+A killed or failed build leaves the folder as it was (see `write_substrate`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import mmap
 import os
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,9 +26,12 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from bvvtok import output as output_rules
+from bvvtok.commit import Update, replace_folder
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_file, atomic_folder, sha256_file
+from bvvtok.files import MANIFEST_NAME, atomic_file, sha256_file, write_errors
 from bvvtok.manifest import read_manifest, write_manifest
+from bvvtok.output import real
 
 EMBEDDINGS = "embeddings.safetensors"
 PUBLISHED_WEIGHTS = "normalized_embeddings_weights.pt"
@@ -39,20 +42,16 @@ Fill = Callable[[np.ndarray], None]  # writes the float32 [V, dim] embedding int
 
 
 def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: bool) -> None:
-    """Refuse, without --force, to overwrite a different substrate or an unrelated non-empty folder.
+    """Refuse, without --force, to overwrite a different substrate; and, even with it, a folder bvvtok did not write.
 
     Re-running the same settings into the same place is allowed; so is adding a
-    substrate to the vocabulary folder itself.
+    substrate to the vocabulary folder itself (nothing else in it is touched).
     """
-    if force or not out.is_dir() or not any(out.iterdir()):
-        if out.exists() and not out.is_dir():
-            raise BvvtokError(f"--out {out} exists and is not a folder; choose another path")
-        return
-    old = read_manifest(out).get("substrate")
-    if old is not None and old.get("settings") != settings:
+    old = read_manifest(out).get("substrate") if out.is_dir() else None
+    if old is not None and old.get("settings") != settings and not force:
         raise BvvtokError(f"{out} already holds a different substrate ({old.get('settings')}); pass --force to replace it")
-    if old is None and out.resolve() != vocab_dir.resolve():
-        raise BvvtokError(f"--out {out} is a non-empty folder that holds no substrate; pass --force to replace it or choose another path")
+    if real(out) != real(vocab_dir):
+        output_rules.check_replace(out, force or old is not None)
 
 
 def write_substrate(
@@ -69,53 +68,53 @@ def write_substrate(
 
     `fill` computes the embedding straight into `embeddings.safetensors`, mapped
     into memory: no [V, dim] buffer to allocate and copy out again.
-    Into the vocabulary folder itself, each file is written beside its final
-    name and renamed over it, the manifest last, and nothing else in the folder
-    (subfolders included) is touched. Elsewhere, a new folder is assembled from
-    the vocabulary's files and swapped in whole.
+    Into the vocabulary folder itself, the files are written under temporary
+    names and moved in together with the new manifest (bvvtok.commit.Update: a
+    killed build leaves the old substrate or the new one); nothing else in the
+    folder is touched. Elsewhere, a new folder is assembled from the vocabulary's
+    files and swapped in whole. The caller holds `out` (bvvtok.output.claim).
     """
     manifest = read_manifest(vocab_dir)
     manifest.setdefault("bvvtok_version", substrate["bvvtok_version"])
     manifest["substrate"] = {k: v for k, v in substrate.items() if k != "bvvtok_version"}
     manifest.pop("files", None)
-    try:
-        if out.resolve() == vocab_dir.resolve():
-            embeddings, digests = _write_files(out, bits, dim, fill)
-            manifest = write_manifest(out, manifest, digests)
+    manifest.pop("sizes", None)
+    with write_errors(out, unwritable=False):
+        if real(out) == real(vocab_dir):
+            update = Update(out)
+            try:
+                embeddings, digests = _write_files(update.new, bits, dim, fill)
+                manifest = update.commit(manifest, digests)
+            finally:
+                update.discard()  # what a failure left staged; nothing after a commit
         else:
-            with atomic_folder(out, force=True) as tmp:
+            with replace_folder(out) as tmp:
                 for item in sorted(vocab_dir.iterdir()):
                     if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
                         shutil.copy2(item, tmp / item.name)
-                embeddings, digests = _write_files(tmp, bits, dim, fill)
+                embeddings, digests = _write_files(lambda name: tmp / name, bits, dim, fill)
                 manifest = write_manifest(tmp, manifest, digests)
-    except (OSError, RuntimeError) as e:
-        # torch.save turns a failed write (a full disk) into a RuntimeError, with the OSError as its context
-        cause = e if isinstance(e, OSError) else e.__context__
-        if not isinstance(cause, OSError):
-            raise
-        raise BvvtokError(f"cannot write the substrate into {out}: {cause.strerror or cause}; free some space or choose another --out") from None
     if dump_text is not None:
-        write_codes_text(dump_text[0], dump_text[1], bits, force)
+        write_codes_text(dump_text[0], dump_text[1], bits, force, inputs=[vocab_dir])
     return manifest, embeddings
 
 
-def _write_files(folder: Path, bits: np.ndarray, dim: int, fill: Fill) -> tuple[np.ndarray, dict[str, str]]:
-    """Write the three files: (the embedding, read-only; the sha256 of the two large files).
+def _write_files(place: Callable[[str], Path], bits: np.ndarray, dim: int, fill: Fill) -> tuple[np.ndarray, dict[str, str]]:
+    """Write the three files where `place(name)` says: (the embedding, read-only; the sha256 of the two large files).
 
     The large files are hashed beside the writing (torch.save releases the GIL),
     not read back afterwards.
     """
     with ThreadPoolExecutor(2) as hasher:
-        with atomic_file(folder / EMBEDDINGS, force=True) as tmp:
-            embeddings = _map_safetensors(tmp, "weight", (len(bits), dim))
-            fill(embeddings)
-        embeddings_digest = hasher.submit(sha256_file, folder / EMBEDDINGS)
-        with atomic_file(folder / PUBLISHED_WEIGHTS, force=True) as tmp, open(tmp, "w+b") as f:  # w+: mappable
+        path = place(EMBEDDINGS)
+        embeddings = _map_safetensors(path, "weight", (len(bits), dim))
+        fill(embeddings)
+        embeddings_digest = hasher.submit(sha256_file, path)
+        with open(place(PUBLISHED_WEIGHTS), "w+b") as f:  # w+: mappable
             weights = _HashingWriter(f, hasher)
             torch.save(torch.from_numpy(embeddings), weights)
         digests = {EMBEDDINGS: embeddings_digest.result(), PUBLISHED_WEIGHTS: weights.hexdigest()}
-    with atomic_file(folder / CODES, force=True) as tmp, open(tmp, "wb") as f:
+    with open(place(CODES), "wb") as f:
         np.save(f, np.packbits(bits, axis=1))
     embeddings.flags.writeable = False
     return embeddings, digests
@@ -188,9 +187,9 @@ def _map_safetensors(path: Path, name: str, shape: tuple[int, int]) -> np.memmap
     return np.memmap(path, dtype=np.float32, mode="r+", offset=8 + len(header), shape=shape)
 
 
-def write_codes_text(path: Path, tokens: list[str], bits: np.ndarray, force: bool = False) -> None:
+def write_codes_text(path: Path, tokens: list[str], bits: np.ndarray, force: bool = False, inputs: Sequence[Path] = ()) -> None:
     """One line per token: id, token (as a Python literal), the bits as 0/1 characters."""
     digits = (bits + ord("0")).astype(np.uint8)
-    with atomic_file(path, force) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path, force, inputs) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for i, (token, row) in enumerate(zip(tokens, digits)):
             f.write(f"{i}\t{token!r}\t{row.tobytes().decode('ascii')}\n")

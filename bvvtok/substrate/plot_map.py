@@ -9,6 +9,7 @@ no Software tag) are deterministic: the same folder, method and seed give the sa
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,10 +118,10 @@ def colour_of(script: str) -> tuple[float, float, float, float]:
     return to_rgba(COLOURS.get(script, COLOURS[OTHER]))
 
 
-def check_plot_out(out: Path, force: bool) -> None:
+def check_plot_out(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
     """Fail on a bad output path before any work is done."""
     check_png_path(out)
-    check_output_file(Path(out), force)
+    check_output_file(Path(out), force, inputs)
 
 
 def map_figure(m: SubstrateMap, title: str) -> Figure:

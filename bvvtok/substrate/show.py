@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 from safetensors.numpy import load_file
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import atomic_file
+from bvvtok.files import atomic_file, check_output_file
 from bvvtok.manifest import read_manifest
 from bvvtok.substrate.folder import CODES, EMBEDDINGS
 from bvvtok.substrate.fonts import resolve_chain
@@ -112,8 +112,9 @@ def draw_sheet(rows: list[Row], label_font: ImageFont.FreeTypeFont) -> Image.Ima
 def show(folder: Path, queries: list[str], out: Path, force: bool = False) -> Path:
     if not queries:
         raise BvvtokError("name at least one TOKEN to show")
+    check_output_file(Path(out), force, [folder])
     rows = substrate_rows(Path(folder), queries)
     label_font = ImageFont.truetype(str(resolve_chain()[0].path), 16)
-    with atomic_file(Path(out), force) as tmp:
+    with atomic_file(Path(out), force, [folder]) as tmp:
         draw_sheet(rows, label_font).save(tmp, format="PNG")
     return Path(out)

@@ -19,6 +19,7 @@ import torch
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from bvvtok.commit import recover_for_reading
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, sha256_file
 from bvvtok.manifest import MANIFEST_VERSION, read_manifest
@@ -280,6 +281,7 @@ def verify(folder: Path, rebuild: bool = False, quick: bool = False) -> list[Che
     folder = Path(folder)
     if not folder.is_dir():
         raise BvvtokError(f"{folder} is not a folder; pass a substrate folder (bvvtok embed writes one)")
+    recover_for_reading(folder)  # a commit that a killed `embed` left half done is finished first
     state = _Folder(folder)
     results = []
     checks = [c for c in CHECKS if c[0] in QUICK] if quick else CHECKS + ([("rebuild", check_rebuild)] if rebuild else [])

@@ -15,8 +15,9 @@ from tokenizers import Tokenizer
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
-from bvvtok.files import atomic_folder, sha256_file
+from bvvtok.files import sha256_file
 from bvvtok.manifest import write_manifest
+from bvvtok.output import atomic_folder
 from bvvtok.vocab.languages import BVV241_LANGUAGES
 from bvvtok.vocab.layout import Layout, Preset, get_preset, lay_out
 from bvvtok.vocab.selection import FAIR_SHARE, select_balanced, select_top_k
@@ -35,6 +36,7 @@ class VocabBuild:
     layout: Layout
     tokenizer: Tokenizer
     manifest: dict[str, Any] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)  # the files read: an output may never replace them
 
 
 def read_extra_tokens(path: Path) -> list[str]:
@@ -137,12 +139,13 @@ def build_vocab(
             },
         },
     }
-    return VocabBuild(preset, layout, make_tokenizer(layout), manifest)
+    sources = [Path(p) for p in ngram_files] + ([Path(extra_tokens)] if extra_tokens is not None else [])
+    return VocabBuild(preset, layout, make_tokenizer(layout), manifest, sources)
 
 
 def save_vocab(build: VocabBuild, out: Path, force: bool = False) -> dict[str, Any]:
     """Write the tokenizer folder atomically; returns the manifest written."""
-    with atomic_folder(Path(out), force) as tmp:
+    with atomic_folder(Path(out), force, build.sources) as tmp:
         write_tokenizer_files(build.tokenizer, tmp)
         manifest = write_manifest(tmp, build.manifest)
     return manifest
