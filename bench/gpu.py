@@ -613,7 +613,8 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=400.0, help="no configuration starts that would end later")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="auto: on CUDA only")
     parser.add_argument("--dtype", default="bf16", help="autocast dtype: bf16, fp32 or auto (bvvtok train's names)")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "gpu-bench.json", help="the figures")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "gpu-bench.json",
+                        help="the figures; the Markdown goes beside it (.md)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)  # STRATEGY SUBSTRATE BATCH OUT, under torchrun
     args = parser.parse_args()
     if args.worker:
@@ -626,9 +627,11 @@ def main() -> None:
         run(bench)
     except BvvtokError as e:
         sys.exit(f"bench/gpu.py: {e}")
-    print("\n" + report(bench.figures), flush=True)
+    markdown = report(bench.figures)
+    print("\n" + markdown, flush=True)
     bench.save()
-    print(f"\n{bench.elapsed():.0f} s; figures in {args.json}", flush=True)
+    args.json.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+    print(f"\n{bench.elapsed():.0f} s; figures in {args.json} and {args.json.with_suffix('.md').name}", flush=True)
 
 
 if __name__ == "__main__":

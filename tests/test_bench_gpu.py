@@ -66,6 +66,7 @@ def test_dry_run_measures_every_configuration(tmp_path):
 
     assert "| substrate | embedding | batch | compile | tokens/s |" in done.stdout  # the table for docs/train.md
     assert "| strategy | processes |" in done.stdout
+    assert (tmp_path / "figures" / "gpu-bench.md").read_text(encoding="utf-8").strip() in done.stdout
 
 
 def test_a_spent_budget_skips_everything_and_still_reports(char_substrate, tmp_path):
