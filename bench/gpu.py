@@ -21,6 +21,7 @@ is reported in its row and the rest still run; the JSON is rewritten after every
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import importlib.metadata
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -150,11 +151,33 @@ def model_config(shape: Shape, substrate: Substrate, frozen: bool) -> RunConfig:
     return with_substrate(resolve_config("paper", None, {**shape.model, "frozen": frozen}, {}), vocab, n_embed)
 
 
+class PastBudget(Exception):
+    """Raised in a row still running when the time budget ends."""
+
+
+@contextlib.contextmanager
+def stop_at(seconds: float) -> Iterator[None]:
+    """Raise PastBudget in what runs `seconds` from now (SIGALRM, so between Python bytecodes: a kernel, or a
+    wait on the GPU, ends first), so that a hung or slow row cannot take the run past its budget."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise PastBudget("still running at the time budget")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def failure(error: BaseException) -> dict[str, str]:
     """A row's status and note for an exception: its type and first line."""
     lines = str(error).strip().splitlines()
     oom = isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-    return {"status": "oom" if oom else "error", "note": f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]}
+    status = "stopped" if isinstance(error, PastBudget) else "oom" if oom else "error"
+    return {"status": status, "note": f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]}
 
 
 class Bench:
@@ -206,7 +229,9 @@ class Bench:
             return [self.skip(section, row, reason) for row in rows]
         began = time.perf_counter()
         try:
-            for row, figures in zip(rows, work(), strict=True):
+            with stop_at(self.args.budget_s - self.elapsed()):
+                results = work()
+            for row, figures in zip(rows, results, strict=True):
                 row.update({"status": "ok", **figures})
         except Exception as e:  # noqa: BLE001 - one configuration's failure is a figure, not the end of the run
             for row in rows:
@@ -427,15 +452,15 @@ def strategy_figures(bench: Bench, strategy: str, substrate: str, batch: int) ->
                    str(batch), str(out), "--device", bench.device.type, "--dtype", args.dtype,
                    "--peak-tflops", str(args.peak_tflops), "--steps", str(bench.shape.steps),
                    *(["--dry-run"] if args.dry_run else []), *(f"--substrate={s}" for s in args.substrate)]  # fmt: skip
-        # a session of its own, so that a timeout ends torchrun and its workers together
+        # a session of its own, so that torchrun and its workers end together when the budget stops the wait
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)  # fmt: skip
         try:
-            output, _ = proc.communicate(timeout=max(60.0, args.budget_s - bench.elapsed()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise TimeoutError("the workers ran past the time budget and were stopped") from None
+            output, _ = proc.communicate()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         if proc.returncode != 0 or not out.is_file():
             tail = [line for line in output.strip().splitlines() if line.strip()][-3:]
             raise RuntimeError(f"torchrun exited with {proc.returncode}: {' | '.join(tail)}")

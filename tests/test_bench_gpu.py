@@ -4,20 +4,32 @@ The GPU gets one try at it, so the dry run runs the same code as the real run on
 DDP over two gloo processes); the figures themselves are not checked, only that each one is there and makes sense.
 """
 
-import importlib.util
+import argparse
+import importlib
 import json
 import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from bvvtok.lm.config import resolve_config, with_substrate
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_SH = ROOT / "bench" / "gpu.sh"
+
+
+@pytest.fixture
+def bench_module(monkeypatch):
+    """Import a module of bench/ (they import each other by bare name); forgotten after the test."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    yield importlib.import_module
+    for name in ("gpu", "lm_step"):
+        sys.modules.pop(name, None)
 
 
 def run_bench(tmp_path: Path, *flags: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -78,14 +90,23 @@ def test_a_spent_budget_skips_everything_and_still_reports(char_substrate, tmp_p
     assert any("time budget" in r["note"] for r in rows)
 
 
-def test_flops_per_token_counts_the_matmul_weights_of_the_paper_preset(monkeypatch):
+def test_a_row_still_running_at_the_budget_is_stopped_and_reported(bench_module, tmp_path):
+    gpu = bench_module("gpu")
+    args = argparse.Namespace(dtype="fp32", dry_run=True, compile="off", peak_tflops=989.0, budget_s=0.0,
+                              json=tmp_path / "b.json")  # fmt: skip
+    bench = gpu.Bench(args, torch.device("cpu"), gpu.DRY_RUN)
+    args.budget_s = bench.elapsed() + 0.3
+    began = time.perf_counter()
+    row = bench.attempt("training", "train", {"substrate": "s", "batch": 1}, lambda: time.sleep(30) or {})
+    assert time.perf_counter() - began < 10
+    assert row["status"] == "stopped" and "time budget" in row["note"]
+    assert json.loads(args.json.read_text(encoding="utf-8"))["training"] == [row]
+
+
+def test_flops_per_token_counts_the_matmul_weights_of_the_paper_preset(bench_module):
     """6 x (12 d_model^2 per block + the head's d_model x vocab) + 12 x layers x d_model x context, the embedding
     not counted, frozen or not: 1.812 GFLOP per token at 65k, 2.215 at 131k."""
-    spec = importlib.util.spec_from_file_location("lm_step", ROOT / "bench" / "lm_step.py")
-    assert spec is not None and spec.loader is not None
-    lm_step = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "lm_step", lm_step)  # where its dataclass looks up its own annotations
-    spec.loader.exec_module(lm_step)
+    lm_step = bench_module("lm_step")
     meta = torch.device("meta")  # the paper model's shapes without its memory
     for vocab, frozen, flops in ((65_536, True, 1_811_939_328), (131_072, False, 2_214_592_512)):
         config = with_substrate(resolve_config("paper", None, {"frozen": frozen}, {}), vocab, 1024)
