@@ -1,6 +1,7 @@
 """Tokens/s and peak memory of one training step, frozen vs unfrozen embedding.
 
-Each configuration runs in its own process, so peak memory (RSS on CPU,
+The step is bvvtok's (bench/lm_step.py: forward, backward, clipping, fused AdamW; MFU counts the matmul
+weights, see flops_per_token). Each configuration runs in its own process, so peak memory (RSS on CPU,
 `torch.cuda.max_memory_allocated` on GPU) belongs to it alone. The tiny preset
 runs on CPU; the paper preset runs on CUDA when there is a GPU, with bf16 autocast,
 and reports MFU against the GPU's dense bf16 peak (`--peak-tflops`, default: H100 SXM).
@@ -18,17 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
-import time
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from lm_step import flops_per_token, timed_steps, trainer, unit_rows
+
 from bvvtok.lm.config import resolve_config, with_substrate
-from bvvtok.lm.model import GPT
-from bvvtok.lm.train import autocast
+from bvvtok.lm.train import pick_dtype
 
 
 def one(preset: str, frozen: bool, device: str, steps: int, vocab: int, batch: int) -> dict:
@@ -36,29 +38,14 @@ def one(preset: str, frozen: bool, device: str, steps: int, vocab: int, batch: i
     base = resolve_config(preset, None, {"frozen": frozen}, {"batch_size": batch} if batch else {})
     n_embed = base.model.d_model  # a substrate as wide as the model, as published
     config = with_substrate(base, vocab, n_embed)
-    torch.manual_seed(0)
     dev = torch.device(device)
-    substrate = torch.nn.functional.normalize(torch.randn(vocab, n_embed), dim=1)
-    model = GPT(config.model, substrate).to(dev)
-    optimizer = torch.optim.AdamW(model.optimizer_groups(0.1), lr=1e-4, fused=True)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    run = trainer(config, unit_rows(vocab, n_embed), dev, pick_dtype("auto", dev))  # bf16 autocast on CUDA
     b, t = config.train.batch_size, config.model.context
     ids = torch.randint(0, vocab, (b, t + 1), device=dev)
-    times = []
-    for _ in range(steps + 1):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        began = time.perf_counter()
-        with autocast(dev, dtype):
-            _, loss = model(ids[:, :-1], ids[:, 1:])
-        loss.backward()
-        grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss.item()
-        times.append(time.perf_counter() - began)
-    seconds = sorted(times[1:])[len(times[1:]) // 2]
+    seconds = statistics.median(timed_steps(run, ids, steps + 1)[1:])
+    model, optimizer = run.model, run.optimizer
     counts = model.parameter_counts()
+    grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)  # one per trainable
     state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
     result = {
         "preset": preset, "frozen": frozen, "device": device, "batch": b, "context": t, "vocab": vocab, "n_embed": n_embed,
@@ -67,9 +54,7 @@ def one(preset: str, frozen: bool, device: str, steps: int, vocab: int, batch: i
         "peak_bytes": torch.cuda.max_memory_allocated() if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }  # fmt: skip
     if dev.type == "cuda":
-        layers, d = config.model.n_layer, config.model.d_model
-        flops_per_token = 6 * counts["trainable"] + 12 * layers * d * t  # PaLM's estimate (backward of the frozen input is free)
-        result["tflops"] = flops_per_token * result["tokens_per_s"] / 1e12
+        result["tflops"] = flops_per_token(model) * result["tokens_per_s"] / 1e12
     return result
 
 
