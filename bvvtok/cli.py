@@ -715,6 +715,8 @@ def bench_tokenizer_command(
         lang, sep, path = value.partition("=")
         if not sep or not lang.strip() or not path:
             raise BvvtokError(f"--text {value!r} is not LANG=FILE; write e.g. --text en=english.txt")
+        if lang.strip() in texts:
+            raise BvvtokError(f"--text names {lang.strip()} twice; give one file per language")
         texts[lang.strip()] = Path(path)
     with console.status(Text(f"tokenizing {len(texts)} text(s) with {len(tokenizer_dirs)} tokenizer(s)")):
         cells = bench_tokenizers(tokenizer_dirs, texts, limit)
