@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
-from bvvtok.files import check_output_file
+from bvvtok.files import check_output_file, check_png_path
 from bvvtok.output import new_output
 
 # No markup on stdout: paths, tokens and details are user data ("[INST]", "runs[/bold]") and print as is.
@@ -718,7 +718,11 @@ def bench_tokenizer_command(
         lang, sep, path = value.partition("=")
         if not sep or not lang.strip() or not path:
             raise BvvtokError(f"--text {value!r} is not LANG=FILE; write e.g. --text en=english.txt")
+        if lang.strip() in texts:
+            raise BvvtokError(f"--text names {lang.strip()} twice; give one file per language")
         texts[lang.strip()] = Path(path)
+    if heatmap is not None:
+        check_png_path(heatmap)
     for path in (csv_out, heatmap):
         if path is not None:
             check_output_file(path, force, [*tokenizer_dirs, *texts.values()])

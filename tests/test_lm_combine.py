@@ -1,5 +1,6 @@
 """Mixtures (combine), growth (grow) and continued training (train --init-from --train-only)."""
 
+import dataclasses
 import json
 import shutil
 
@@ -9,7 +10,9 @@ import torch
 from conftest import assert_user_error, invoke, write_char_vocab
 from safetensors.numpy import load_file
 
+from bvvtok.errors import BvvtokError
 from bvvtok.lm.config import ModelConfig, resolve_config
+from bvvtok.lm.grow import available_memory, check_memory, grown_bytes
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 from bvvtok.lm.run_folder import load_model
@@ -118,6 +121,19 @@ def test_grown_model_starts_as_the_old_one_and_trains_only_its_new_blocks(char_r
     assert moved and all(k.startswith(("blocks.2.", "blocks.3.", "ln_f.", "head.")) for k in moved)
     assert "head.weight" in moved and "blocks.2.attn.proj.weight" in moved
     assert np.array_equal(after["token_embeddings.weight"], before["token_embeddings.weight"])
+
+
+def test_grow_counts_the_grown_model_twice_and_refuses_what_does_not_fit(char_run):
+    model, _ = load_model(char_run)
+    grown = GPT(dataclasses.replace(model.config, n_layer=model.config.n_layer + 3), model.token_embeddings.weight)
+    assert grown_bytes(model, 3) == 2 * sum(t.nbytes for t in grown.state_dict().values())  # model + saved copy
+    needed = grown_bytes(model, 100_000)
+    check_memory(model, 100_000, needed)
+    check_memory(model, 100_000, None)  # unknown: not checked
+    message = r"^--add-layers 100,000 needs about 9\.\d GiB of memory and 8\.0 GiB is available; add fewer layers$"
+    with pytest.raises(BvvtokError, match=message):
+        check_memory(model, 100_000, 8 * 2**30)
+    assert available_memory() > 0
 
 
 def test_combine_refuses_another_substrate(char_run, tmp_path):

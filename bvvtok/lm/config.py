@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bvvtok.errors import BvvtokError
+from bvvtok.inputs import read_text_file
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class TrainConfig:
     val_fraction: float = 0.01
     seed: int = 0
 
+
+SEED_LIMIT = 2**63  # half of torch's 64-bit range: what a seed plus any per-question offset stays below
 
 # Fields that may differ when a run is resumed: they change where and how fast it runs, not what it computes.
 RESUMABLE_CHANGES = frozenset({"eval_every", "checkpoint_every"})
@@ -104,14 +107,15 @@ def _merge(base: Any, values: dict[str, Any], where: str) -> Any:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise BvvtokError(f"cannot read --config {path}: {e.strerror}") from None
+        data = tomllib.loads(read_text_file(path))
     except tomllib.TOMLDecodeError as e:
         raise BvvtokError(f"--config {path} is not valid TOML ({e}); see docs/train.md for the format") from None
     extra = sorted(set(data) - {"preset", "model", "train"})
     if extra:
         raise BvvtokError(f"--config {path}: unknown key(s) {', '.join(extra)}; use preset, [model] and [train]")
+    for key in ("model", "train"):
+        if not isinstance(data.get(key, {}), dict):
+            raise BvvtokError(f"--config {path}: {key} must be a table ([{key}]); see docs/train.md for the format")
     return data
 
 
@@ -153,8 +157,15 @@ def check(config: RunConfig) -> None:
         raise BvvtokError("lr must be > 0, min_lr_ratio in [0, 1], and warmup, weight_decay, grad_clip >= 0")
     if not 0 < t.val_fraction <= 0.5:
         raise BvvtokError(f"val_fraction must be in (0, 0.5] (got {t.val_fraction}); validation needs held-out text")
-    if t.seed < 0 or t.checkpoint_every < 0:
-        raise BvvtokError("seed and checkpoint_every must not be negative")
+    if t.checkpoint_every < 0:
+        raise BvvtokError("checkpoint_every must not be negative")
+    check_seed(t.seed)
+
+
+def check_seed(seed: int) -> None:
+    """Torch takes 64-bit seeds and the evaluations add offsets to one: refuse here what would fail mid-run."""
+    if not 0 <= seed < SEED_LIMIT:
+        raise BvvtokError(f"seed {seed} is out of range; give a seed from 0 to {SEED_LIMIT - 1}")
 
 
 def with_substrate(config: RunConfig, vocab_size: int, n_embed: int) -> RunConfig:

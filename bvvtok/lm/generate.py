@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from bvvtok.errors import BvvtokError
+from bvvtok.lm.config import check_seed
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 
@@ -36,6 +37,7 @@ class Sampling:
             raise BvvtokError(f"--top-k must be at least 1 (got {self.top_k})")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise BvvtokError(f"--top-p must be in (0, 1] (got {self.top_p})")
+        check_seed(self.seed)
 
 
 def next_tokens(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:

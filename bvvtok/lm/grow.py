@@ -11,21 +11,26 @@ head, which `bvvtok train --init-from` trains while the old blocks stay as they 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import torch
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import sha256_file
-from bvvtok.lm.model import GPT
+from bvvtok.lm.config import check_seed
+from bvvtok.lm.model import GPT, Block
 from bvvtok.lm.run_folder import WEIGHTS, load_model, read_raw_config, write_model_folder
 from bvvtok.output import new_output
+
+MEMINFO = Path("/proc/meminfo")
 
 
 def grow(run: Path, add_layers: int, out: Path, seed: int = 0, force: bool = False) -> Path:
     run = Path(run)
     if add_layers < 1:
         raise BvvtokError(f"--add-layers must be at least 1 (got {add_layers})")
+    check_seed(seed)
     with new_output(out, force, [run]):
         raw, state, section = _grown(run, add_layers, seed)
         write_model_folder(out, run, raw, state, section, force, [run])
@@ -37,6 +42,7 @@ def _grown(run: Path, add_layers: int, seed: int) -> tuple[dict, dict, dict]:
     model, _ = load_model(run)
     if not isinstance(model, GPT):
         raise BvvtokError(f"{run} is a mixture; grow one of its runs")
+    check_memory(model, add_layers, available_memory())
     old = model.config
     config = dataclasses.replace(old, n_layer=old.n_layer + add_layers)
     torch.manual_seed(seed)
@@ -50,3 +56,37 @@ def _grown(run: Path, add_layers: int, seed: int) -> tuple[dict, dict, dict]:
     raw = {"model": {**read_raw_config(run)["model"], "n_layer": config.n_layer}, "trainable": [*new, "ln_f.*", "head.*"]}
     section = {"grown": {"from": run.name, "weights_sha256": sha256_file(run / WEIGHTS), "added_layers": add_layers}}
     return raw, grown.state_dict(), section
+
+
+def grown_bytes(model: GPT, add_layers: int) -> int:
+    """What growing allocates besides the loaded model: the grown model (a copy of the old weights and the
+    new blocks, float32) and the same again while saving it (safetensors serialises every tensor to bytes)."""
+    with torch.device("meta"):  # the shape of one new block, without its memory
+        block = Block(model.config)
+    new = add_layers * sum(t.nbytes for t in block.state_dict().values())
+    old = sum(t.nbytes for t in model.state_dict().values())
+    return 2 * (old + new)
+
+
+def check_memory(model: GPT, add_layers: int, available: int | None) -> None:
+    """Refuse a grown model that cannot fit in `available` bytes (None: unknown, not checked)."""
+    needed = grown_bytes(model, add_layers)
+    if available is not None and needed > available:
+        raise BvvtokError(
+            f"--add-layers {add_layers:,} needs about {needed / 2**30:,.1f} GiB of memory and "
+            f"{available / 2**30:,.1f} GiB is available; add fewer layers"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes the system can give without swapping: MemAvailable on Linux, else the physical memory (None: unknown)."""
+    try:
+        for line in MEMINFO.read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None

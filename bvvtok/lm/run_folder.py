@@ -36,6 +36,7 @@ from bvvtok import __version__
 from bvvtok.commit import Update, recover_for_reading, replace_folder
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, sha256_file, umask
+from bvvtok.inputs import check_input_folder
 from bvvtok.lm.config import ModelConfig
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
@@ -179,8 +180,8 @@ def write_run_manifest(out: Path, run_info: dict[str, Any]) -> None:
 
 def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | Mixture, Tokenizer]:
     """The model of a run or mixture folder (in eval mode) and its tokenizer."""
-    folder = Path(folder)
-    if not folder.is_dir() or not is_run(folder):
+    folder = check_input_folder(folder, "pass a folder written by bvvtok train")
+    if not is_run(folder):
         raise BvvtokError(f"{folder} is not a run folder (no {CONFIG}); pass a folder written by bvvtok train")
     recover_for_reading(folder)
     try:

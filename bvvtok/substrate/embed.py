@@ -121,6 +121,8 @@ def embed_glyph(
 ) -> Substrate:
     if glyph_size not in GLYPH_SIZES:
         raise BvvtokError(f"--glyph-size must be 32 or 64 (got {glyph_size})")
+    if workers is not None and workers < 1:
+        raise BvvtokError(f"--workers must be at least 1 (got {workers}); leave it out for one per CPU")
     bits_per_code = glyph_size * glyph_size
     dim = bits_per_code if dim is None else dim
     if not 1 <= dim <= bits_per_code:

@@ -66,6 +66,8 @@ class Font:
 
 
 def open_font(path: Path) -> Font:
+    if path.is_dir():
+        raise BvvtokError(f"font path {path} is a folder; pass a font file (.otf/.ttf)")
     if not path.is_file():
         raise BvvtokError(f"font file {path} not found; {INSTALL_HINT}")
     font = Font(path)

@@ -9,25 +9,29 @@ neighbours by cosine in the substrate.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 from safetensors.numpy import load_file
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import atomic_file, check_output_file
+from bvvtok.files import MANIFEST_NAME, atomic_file, check_output_file, check_png_path
+from bvvtok.inputs import check_input_folder
 from bvvtok.manifest import read_manifest
 from bvvtok.substrate.folder import CODES, EMBEDDINGS
 from bvvtok.substrate.fonts import resolve_chain
 from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts
-from bvvtok.substrate.recipe import augmented_picture, draw_token, get_recipe
+from bvvtok.substrate.recipe import GLYPH_SIZES, augmented_picture, draw_token, get_recipe
 from bvvtok.substrate.token_text import token_texts
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
 SCALE = 3  # screen pixels per glyph pixel
 NEIGHBOURS = 5
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,16 +55,63 @@ def find_token(query: str, texts: list[str], vocab: dict[str, int]) -> int:
     raise BvvtokError(f"token {query!r} is not in the vocabulary; give its exact text or #ID")
 
 
-def substrate_rows(folder: Path, queries: list[str]) -> list[Row]:
+def _raise_damaged(path: Path, detail: str) -> NoReturn:
+    raise BvvtokError(
+        f"cannot use {path} ({detail}); the substrate is damaged: run `bvvtok verify {path.parent}` and rebuild it"
+    ) from None
+
+
+def _read(path: Path, reader: Callable[[Path], T]) -> T:
+    """`reader(path)`, with a missing or unreadable file turned into one line that says the substrate is damaged."""
+    if not path.is_file():
+        _raise_damaged(path, "no such file")
+    try:
+        return reader(path)
+    except Exception as e:  # safetensors and numpy raise their own error types, by what the damage is
+        _raise_damaged(path, str(e))
+
+
+def read_embeddings(folder: Path, tokens: int) -> np.ndarray:
+    """The substrate's float32 [tokens, n_embed] rows."""
+    path = folder / EMBEDDINGS
+    weight = _read(path, lambda p: load_file(str(p)).get("weight"))
+    if weight is None or weight.dtype != np.float32 or weight.ndim != 2 or len(weight) != tokens:
+        _raise_damaged(path, f"expected a float32 tensor 'weight' of {tokens:,} rows")
+    return weight
+
+
+def read_code_bits(folder: Path, tokens: int, size: int) -> np.ndarray:
+    """The 0/1 codes [tokens, size * size] of codes.npy (packed bits, uint8)."""
+    path = folder / CODES
+    packed = _read(path, lambda p: np.load(p, allow_pickle=False))
+    expected = (tokens, (size * size + 7) // 8)
+    if packed.dtype != np.uint8 or packed.shape != expected:
+        _raise_damaged(path, f"{packed.dtype} {list(packed.shape)}, expected uint8 {list(expected)}")
+    return np.unpackbits(packed, axis=1)[:, : size * size]
+
+
+def glyph_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest's substrate section, if it describes a glyph substrate `show` can draw."""
+    check_input_folder(folder, "pass a substrate folder written by `bvvtok embed`")
     manifest = read_manifest(folder).get("substrate")
-    if manifest is None or manifest.get("method") != "glyph":
+    if not isinstance(manifest, dict) or manifest.get("method") != "glyph":
         raise BvvtokError(f"{folder} holds no glyph substrate; build one with `bvvtok embed {folder}`")
+    if manifest.get("glyph_size") not in GLYPH_SIZES:
+        sizes = " or ".join(map(str, GLYPH_SIZES))
+        raise BvvtokError(
+            f"{folder / MANIFEST_NAME} gives no glyph_size of {sizes}; rebuild the substrate with `bvvtok embed`"
+        )
+    return manifest
+
+
+def substrate_rows(folder: Path, queries: list[str]) -> list[Row]:
+    manifest = glyph_manifest(folder)
     tokenizer = load_tokenizer(folder)
     texts = token_texts(tokenizer).texts
     size = manifest["glyph_size"]
-    recipe = get_recipe(manifest["recipe"])
-    embeddings = load_file(str(folder / EMBEDDINGS))["weight"]
-    bits = np.unpackbits(np.load(folder / CODES), axis=1)[:, : size * size]
+    recipe = get_recipe(manifest.get("recipe"))
+    embeddings = read_embeddings(folder, len(texts))
+    bits = read_code_bits(folder, len(texts), size)
     chain = resolve_chain()
     pillow_fonts = open_pillow_fonts([f.path for f in chain], size)
     rows = []
@@ -110,6 +161,7 @@ def draw_sheet(rows: list[Row], label_font: ImageFont.FreeTypeFont) -> Image.Ima
 
 
 def show(folder: Path, queries: list[str], out: Path, force: bool = False) -> Path:
+    check_png_path(Path(out))
     if not queries:
         raise BvvtokError("name at least one TOKEN to show")
     check_output_file(Path(out), force, [folder])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bvvtok.errors import BvvtokError
+from bvvtok.inputs import check_input_file, read_text_file
 
 SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
 
@@ -27,9 +28,9 @@ def corpus_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
         if not files:
-            raise BvvtokError(f"{path} holds no {', '.join(SUFFIXES)} files; point --input at a corpus")
+            raise BvvtokError(f"{path} holds no {', '.join(SUFFIXES)} files; give a corpus file or a folder of them")
         return files
-    raise BvvtokError(f"corpus path {path} not found; check --input")
+    raise BvvtokError(f"corpus path {path} not found; check the path")
 
 
 def iter_texts(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[str]:
@@ -68,15 +69,10 @@ def _jsonl_text(line: str, path: Path, number: int) -> str:
 
 def read_documents(path: Path) -> list[str]:
     """Documents of a .txt file (separated by blank lines) or a .jsonl file (one `text` per line)."""
-    path = Path(path)
+    path = check_input_file(path)
     if path.suffix not in (".txt", ".jsonl"):
         raise BvvtokError(f"{path} is neither .txt nor .jsonl; give documents as a .txt or .jsonl file")
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 or \f is text
-    except UnicodeDecodeError as e:
-        raise BvvtokError(f"{path} is not UTF-8 (byte {e.start}); convert it to UTF-8") from None
-    except OSError as e:
-        raise BvvtokError(f"cannot read {path}: {e.strerror}; give a readable text file") from None
+    lines = read_text_file(path).split("\n")  # not splitlines(): U+2028 or \f is text
     docs: list[str] = []
     if path.suffix == ".jsonl":
         for number, line in enumerate(lines, 1):

@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from bvvtok.errors import BvvtokError
+from bvvtok.inputs import read_text_file
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number from 1, line) for each non-blank line of a UTF-8 text file; unreadable: one-line error."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BvvtokError(f"cannot read {path}: {e}") from None
+    lines = read_text_file(path).splitlines()
     return ((number, line) for number, line in enumerate(lines, 1) if line.strip())

@@ -1,0 +1,174 @@
+"""Bad inputs, one line each: every case runs through the CLI and must end in one `error:` line and exit 2.
+
+To add a case, add one `Case(id, argv, fragments[, setup])` line to CASES:
+- argv: the command line, split like a shell's; in it `{substrate}` (a 16-bit codebook substrate), `{glyph}` (a glyph
+  substrate), `{run}` (a trained run) and `{vocab}` (a 65k vocabulary) are read-only fixture folders, built only
+  when a case names them, and `{tmp}` is the case's own empty folder;
+- fragments: texts the error line must contain (the problem and the fix);
+- setup: a function below that makes the bad input in `{tmp}` (a damaged copy of a fixture, a binary file).
+Every output path goes under `{tmp}`: the test fails if the command leaves anything new or changed there.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from conftest import assert_user_error, invoke, write_char_vocab
+
+UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
+FIXTURES = {"substrate": "char_substrate", "glyph": "glyph_substrate", "run": "char_run", "vocab": "tiny_vocab_dir"}
+
+
+class Places(dict):
+    """The `{name}` values of a case: `tmp` at once, a fixture folder when a case first names it."""
+
+    def __init__(self, request: pytest.FixtureRequest, tmp: Path) -> None:
+        super().__init__(tmp=tmp)
+        self.request = request
+
+    def __missing__(self, name: str) -> Path:
+        self[name] = self.request.getfixturevalue(FIXTURES[name])
+        return self[name]
+
+
+Setup = Callable[[Path, Places], None]
+
+
+class Case(NamedTuple):
+    id: str
+    argv: str
+    fragments: tuple[str, ...]
+    setup: Setup | None = None
+
+
+# setups: each makes one bad input in tmp
+
+
+def binary_config(tmp: Path, places: Places) -> None:
+    (tmp / "binary.toml").write_bytes(b"\xff\xfe\x00\x01binary")
+
+
+def config_model_not_a_table(tmp: Path, places: Places) -> None:
+    (tmp / "model.toml").write_text("model = 5\n", encoding="utf-8")
+
+
+def binary_questions(tmp: Path, places: Places) -> None:
+    (tmp / "binary.jsonl").write_bytes(b"\xff\xfe\x00\x01binary\n")
+
+
+def damaged_glyph_copy(tmp: Path, places: Places) -> Path:
+    return Path(shutil.copytree(places["glyph"], tmp / "damaged"))
+
+
+def truncated_embeddings(tmp: Path, places: Places) -> None:
+    path = damaged_glyph_copy(tmp, places) / "embeddings.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def object_codes(tmp: Path, places: Places) -> None:
+    np.save(damaged_glyph_copy(tmp, places) / "codes.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+def narrow_codes(tmp: Path, places: Places) -> None:
+    folder = damaged_glyph_copy(tmp, places)
+    rows = len(np.load(folder / "codes.npy"))
+    np.save(folder / "codes.npy", np.zeros((rows, 1), np.uint8))
+
+
+def manifest_without_glyph_size(tmp: Path, places: Places) -> None:
+    path = damaged_glyph_copy(tmp, places) / "bvvtok.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    del manifest["substrate"]["glyph_size"]
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+NOT_FOUND = ("nonexistent not found; check the path",)
+SEED_RANGE = ("seed 18446744073709551616 is out of range; give a seed from 0 to",)  # 2**64: past torch's range
+# the corpus ({tmp}) is never read: these errors come first
+TRAIN = "train --substrate {substrate} --corpus {tmp} --out {tmp}/out"
+
+CASES = [
+    # tracebacks (issue 17, item 6)
+    Case("train-config-binary", TRAIN + " --config {tmp}/binary.toml",
+         ("binary.toml is not UTF-8 (byte 0)", "convert it to UTF-8"), binary_config),
+    Case("show-truncated-embeddings", "show {tmp}/damaged a -o {tmp}/x.png",
+         ("embeddings.safetensors", "the substrate is damaged", "bvvtok verify"), truncated_embeddings),
+    Case("show-object-codes", "show {tmp}/damaged a -o {tmp}/x.png",
+         ("codes.npy (Object arrays cannot be loaded", "the substrate is damaged"), object_codes),
+    Case("grow-too-many-layers", "grow {run} --add-layers 1000000000 --out {tmp}/grown",
+         ("--add-layers 1,000,000,000 needs about", "GiB is available; add fewer layers")),
+    # misleading messages and silently accepted values (issue 17, item 8)
+    Case("embed-workers-negative", "embed {vocab} --workers -1 --out {tmp}/out",
+         ("--workers must be at least 1 (got -1)",)),
+    Case("embed-workers-zero", "embed {vocab} --workers 0 --out {tmp}/out", ("--workers must be at least 1 (got 0)",)),
+    Case("show-jpg", "show {glyph} a -o {tmp}/x.jpg", ("x.jpg is not a .png path",)),
+    Case("eval-perplexity-missing", "eval {run} --perplexity {tmp}/nonexistent", NOT_FOUND),
+    Case("eval-multiple-choice-missing", "eval {run} --multiple-choice {tmp}/nonexistent", NOT_FOUND),
+    Case("eval-translation-missing", "eval {run} --translation {tmp}/nonexistent", NOT_FOUND),
+    Case("bench-tokenizer-text-missing", "bench-tokenizer {vocab} --text en={tmp}/nonexistent", NOT_FOUND),
+    # found beside them
+    Case("train-config-folder", TRAIN + " --config {tmp}", ("is a folder; give a file",)),
+    Case("train-config-model-not-a-table", TRAIN + " --config {tmp}/model.toml",
+         ("model must be a table ([model])",), config_model_not_a_table),
+    Case("train-corpus-missing", "train --substrate {substrate} --corpus {tmp}/nonexistent --out {tmp}/out", NOT_FOUND),
+    Case("train-seed-too-large", TRAIN + " --seed 18446744073709551616", SEED_RANGE),
+    Case("grow-seed-too-large", "grow {run} --add-layers 1 --seed 18446744073709551616 --out {tmp}/grown", SEED_RANGE),
+    Case("grow-run-missing", "grow {tmp}/nonexistent --add-layers 1 --out {tmp}/grown", NOT_FOUND),
+    Case("eval-seed-too-large", "eval {run} --multiple-choice {tmp}/q.jsonl --seed 18446744073709551616", SEED_RANGE),
+    Case("eval-perplexity-folder", "eval {run} --perplexity {tmp}", ("is a folder; give a file",)),
+    Case("eval-multiple-choice-binary", "eval {run} --multiple-choice {tmp}/binary.jsonl",
+         ("binary.jsonl is not UTF-8 (byte 0)",), binary_questions),
+    Case("show-substrate-missing", "show {tmp}/nonexistent a -o {tmp}/x.png", NOT_FOUND),
+    Case("show-narrow-codes", "show {tmp}/damaged a -o {tmp}/x.png",
+         ("codes.npy (uint8 [", "expected uint8"), narrow_codes),
+    Case("show-manifest-without-glyph-size", "show {tmp}/damaged a -o {tmp}/x.png",
+         ("gives no glyph_size of 32 or 64",), manifest_without_glyph_size),
+    Case("embed-font-folder", "embed {vocab} --font {tmp} --out {tmp}/out", ("is a folder; pass a font file",)),
+    Case("bench-tokenizer-language-twice", "bench-tokenizer {vocab} --text en={tmp}/a.txt --text en={tmp}/b.txt",
+         ("--text names en twice",)),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def glyph_substrate(tmp_path_factory) -> Path:
+    """A glyph substrate of the ~120-token character vocabulary (read-only: copy it before damaging it)."""
+    if not UNIFONT.is_file():
+        pytest.skip(f"GNU Unifont not found at {UNIFONT}")
+    from bvvtok.substrate.embed import embed_glyph
+
+    folder = write_char_vocab(tmp_path_factory.mktemp("glyph") / "substrate")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("BVVTOK_FONT", raising=False)
+        mp.setenv("BVVTOK_CACHE_DIR", str(tmp_path_factory.mktemp("glyph-cache")))
+        embed_glyph(folder, dim=16)
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int] | None]:
+    """Every path under `folder`, and each file's size and modification time: what a command must leave as it was.
+    (Not a folder's time: a temporary file made and removed again leaves nothing behind.)"""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+            for p in folder.rglob("*")}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    places = Places(request, tmp_path)
+    if case.setup:
+        case.setup(tmp_path, places)
+    argv = [arg.format_map(places) for arg in shlex.split(case.argv)]
+    before = snapshot(tmp_path)
+    assert_user_error(invoke(*argv), *case.fragments)
+    assert snapshot(tmp_path) == before, "the command wrote into {tmp}"
+
+
+def test_case_ids_are_unique() -> None:
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
