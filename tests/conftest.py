@@ -62,14 +62,18 @@ def offline_65k():
     return build_vocab("65k")
 
 
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every entry under `folder`, hidden ones included: files with their sha256, folders and links as such."""
+def snapshot(folder: Path, times: bool = False) -> dict[str, str]:
+    """Every entry under `folder`, hidden ones included: files with their sha256 (and, with `times`, their
+    modification time: rewritten with the same bytes is changed too), folders and links as such."""
     import hashlib
 
     found = {}
     for path in sorted(folder.rglob("*")):
         key = path.relative_to(folder).as_posix()
-        found[key] = "link" if path.is_symlink() else "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_symlink() or path.is_dir():
+            found[key] = "link" if path.is_symlink() else "folder"
+        else:
+            found[key] = hashlib.sha256(path.read_bytes()).hexdigest() + (f" {path.stat().st_mtime_ns}" if times else "")
     return found
 
 

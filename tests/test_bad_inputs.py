@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from conftest import assert_user_error, invoke, write_char_vocab
+from conftest import assert_user_error, invoke, snapshot, write_char_vocab
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
 FIXTURES = {"substrate": "char_substrate", "glyph": "glyph_substrate", "run": "char_run", "vocab": "tiny_vocab_dir"}
@@ -82,6 +82,23 @@ def narrow_codes(tmp: Path, places: Places) -> None:
     np.save(folder / "codes.npy", np.zeros((rows, 1), np.uint8))
 
 
+def run_copy(tmp: Path, places: Places) -> Path:
+    return Path(shutil.copytree(places["run"], tmp / "run"))
+
+
+def changed_weights(tmp: Path, places: Places) -> None:
+    """The weights changed after the run wrote them (same size: only the sha256 tells)."""
+    path = run_copy(tmp, places) / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.unlink()  # a hard link to the checkpoint's: replace it, don't write through it
+    path.write_bytes(bytes(data))
+
+
+def missing_loss_png(tmp: Path, places: Places) -> None:
+    (run_copy(tmp, places) / "loss.png").unlink()
+
+
 def manifest_without_glyph_size(tmp: Path, places: Places) -> None:
     path = damaged_glyph_copy(tmp, places) / "bvvtok.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -131,6 +148,10 @@ CASES = [
     Case("show-manifest-without-glyph-size", "show {tmp}/damaged a -o {tmp}/x.png",
          ("gives no glyph_size of 32 or 64",), manifest_without_glyph_size),
     Case("embed-font-folder", "embed {vocab} --font {tmp} --out {tmp}/out", ("is a folder; pass a font file",)),
+    # readers check what they load against the manifest (issue 17, item 4)
+    Case("generate-changed-weights", "generate {tmp}/run --prompt a",
+         ("is not what its bvvtok.json says (model.safetensors changed)",), changed_weights),
+    Case("export-missing-file", "export {tmp}/run --out {tmp}/hf", ("loss.png is missing",), missing_loss_png),
     Case("bench-tokenizer-language-twice", "bench-tokenizer {vocab} --text en={tmp}/a.txt --text en={tmp}/b.txt",
          ("--text names en twice",)),
 ]  # fmt: skip
@@ -151,22 +172,15 @@ def glyph_substrate(tmp_path_factory) -> Path:
     return folder
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, int] | None]:
-    """Every path under `folder`, and each file's size and modification time: what a command must leave as it was.
-    (Not a folder's time: a temporary file made and removed again leaves nothing behind.)"""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
-            for p in folder.rglob("*")}  # fmt: skip
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     places = Places(request, tmp_path)
     if case.setup:
         case.setup(tmp_path, places)
     argv = [arg.format_map(places) for arg in shlex.split(case.argv)]
-    before = snapshot(tmp_path)
+    before = snapshot(tmp_path, times=True)
     assert_user_error(invoke(*argv), *case.fragments)
-    assert snapshot(tmp_path) == before, "the command wrote into {tmp}"
+    assert snapshot(tmp_path, times=True) == before, "the command wrote into {tmp}"
 
 
 def test_case_ids_are_unique() -> None:
