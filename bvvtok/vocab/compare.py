@@ -89,11 +89,16 @@ def _pairs(merges: list[Any]) -> list[tuple[str, ...]]:
     return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges]
 
 
+def _merge(pair: tuple[str, ...]) -> str:
+    """"t + h"; a half with spaces or invisible characters as a Python literal."""
+    return " + ".join(half if half.isprintable() and " " not in half else repr(half) for half in pair)
+
+
 def _merges_difference(found: list[Any], expected: list[Any]) -> str:
     a, b = _pairs(found), _pairs(expected)
     have, want = set(a), set(b)
-    missing = [" + ".join(m) for m in b if m not in have]
-    extra = [" + ".join(m) for m in a if m not in want]
+    missing = [_merge(m) for m in b if m not in have]
+    extra = [_merge(m) for m in a if m not in want]
     parts = [f"{plural(len(missing), 'merge')} missing ({listing(missing)})"] * bool(missing)
     parts += [f"{plural(len(extra), 'merge')} bvvtok does not make ({listing(extra)})"] * bool(extra)
     if parts:
@@ -107,18 +112,18 @@ def _added_tokens_difference(found: list[dict[str, Any]], expected: list[dict[st
     b = {t["content"]: t for t in expected}
     missing, extra = [show(c) for c in b if c not in a], [show(c) for c in a if c not in b]
     if missing or extra:
-        parts = [f"added tokens {listing(missing)} missing"] * bool(missing)
-        return ", ".join(parts + [f"added tokens {listing(extra)} are not bvvtok's"] * bool(extra))
+        parts = [f"{plural(len(missing), 'added token')} missing ({listing(missing)})"] * bool(missing)
+        parts += [f"{plural(len(extra), 'added token')} bvvtok does not add ({listing(extra)})"] * bool(extra)
+        return ", ".join(parts)
     for content, token in b.items():
         if a[content] != token:
             return f"added token {show(content)}: {first_difference(a[content], token)}"
     return "the added tokens are listed in another order"
 
 
-def _merges_txt_difference(found: Path, expected: Path) -> str | None:
-    a, b = found.read_text(encoding="utf-8").split("\n"), expected.read_text(encoding="utf-8").split("\n")
-    if a == b:
-        return None
+def _merges_txt_difference(found: Path, expected: Path) -> str:
+    """Only called when the bytes differ; decoded as they are, so a line ending counts too."""
+    a, b = (path.read_bytes().decode("utf-8").split("\n") for path in (found, expected))
     merges = [[line for line in lines if line and not line.startswith("#version")] for lines in (a, b)]
     if merges[0] != merges[1]:
         return f"merges.txt: {_merges_difference(*merges)}"
@@ -132,6 +137,8 @@ TOKENIZER_PARTS: dict[str, Describe] = {
     "model.merges": _merges_difference,
     "added_tokens": _added_tokens_difference,
 }
+
+
 def _tokenizer_json_difference(found: Path, expected: Path) -> str | None:
     return first_difference(_serialized(found), _serialized(expected), "tokenizer.json", parts=TOKENIZER_PARTS)
 
