@@ -762,10 +762,13 @@ def info_command(
         raise BvvtokError(f"{folder}/bvvtok.json lacks what a summary needs ({e!r}); run bvvtok verify {folder}") from None
     console.print(table)
     if problems:
+        console.print(f"{folder}: the files are not as the manifest says: {'; '.join(problems)}; run `bvvtok verify {folder}`",
+                      soft_wrap=True)  # fmt: skip
         raise typer.Exit(code=1)
 
 
 def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
+    """The summary; `problems`: how the files differ from the manifest (the table flags it, the caller lists them)."""
     table = Table(title=str(folder), show_header=False, title_justify="left")
     vocab, sub = manifest.get("vocab"), manifest.get("substrate")
     if vocab:
@@ -780,9 +783,7 @@ def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
         table.add_row("shape", f"[{sub['tokens']:,}, {sub['n_embed']}]" + (f", scale {sub['scale']} to d_model {sub['d_model']}" if sub.get("d_model") else ""))
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     listed = f"{len(manifest.get('files', {}))} listed, {size / 2**20:,.1f} MiB on disk"
-    if problems:
-        listed += f"; NOT as the manifest says: {'; '.join(problems)} (run bvvtok verify {folder})"
-    table.add_row("files", Text(listed, style="bold red") if problems else listed)
+    table.add_row("files", Text(listed + ", NOT as the manifest says", style="bold red") if problems else listed)
     table.add_row("bvvtok", str(manifest.get("bvvtok_version")))
     return table
 

@@ -11,7 +11,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,16 +25,21 @@ from safetensors.numpy import load_file, save_file
 from bvvtok.errors import BvvtokError
 from bvvtok.substrate import verify as verify_module
 from bvvtok.substrate.embed import embed_bits, embed_glyph
+from bvvtok.substrate.load import load_substrate
 from bvvtok.substrate.verify import as_json, verify
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
+UNIFONT_SHA256 = hashlib.sha256(UNIFONT.read_bytes()).hexdigest() if UNIFONT.is_file() else ""
 needs_unifont = pytest.mark.skipif(not UNIFONT.is_file(), reason=f"GNU Unifont not found at {UNIFONT}")
 
 EMBEDDINGS = "embeddings.safetensors"
 PT = "normalized_embeddings_weights.pt"
 CODES = "codes.npy"
 MANIFEST = "bvvtok.json"
-CHECKS = ["manifest", "file hashes", "tokenizer", "layout", "embeddings", "distinct rows", "values", ".pt copy", "codes"]
+CHECKS = [
+    "manifest", "settings", "file hashes", "folder contents", "tokenizer", "layout", "tokenizer behaviour",
+    "embeddings", "distinct rows", "values", ".pt copy", "codes",
+]  # fmt: skip
 WEIGHT_READERS = ["distinct rows", "values", ".pt copy", "codes"]  # the checks that need embeddings.safetensors
 
 
@@ -449,7 +457,8 @@ def test_manifest_lists_a_file_that_is_not_there(bits64, copy):
     manifest = read_manifest(folder)
     manifest["files"]["extra.bin"] = "0" * 64
     write_manifest(folder, manifest)
-    expect_failures(folder, {"file hashes": ("missing: extra.bin",)})
+    not_ours = ("not part of a substrate folder: extra.bin",)
+    expect_failures(folder, {"file hashes": ("missing: extra.bin",), "folder contents": not_ours})
 
 
 def test_manifest_from_a_newer_bvvtok(bits64, copy):
@@ -557,7 +566,14 @@ def test_layout_with_two_code_points_swapped(bits_65k, copy):
     vocab = config["model"]["vocab"]
     vocab["A"], vocab["B"] = vocab["B"], vocab["A"]
     (folder / "tokenizer.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "layout": ("ids out of place: 65, 66",)})
+    expect_failures(
+        folder,
+        {
+            "file hashes": ("tokenizer.json",),
+            "layout": ("ids out of place: 65, 66",),
+            "tokenizer behaviour": ("tokenizer.json: 2 ids differ from bvvtok's layout (ids 65, 66)",),
+        },
+    )
 
 
 def test_layout_with_two_ngrams_out_of_order(bits_65k, copy):
@@ -567,7 +583,198 @@ def test_layout_with_two_ngrams_out_of_order(bits_65k, copy):
     vocab = config["model"]["vocab"]
     vocab["the"], vocab["th"] = vocab["th"], vocab["the"]
     (folder / "tokenizer.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "layout": ("not in (longest first, code point) order",)})
+    expect_failures(
+        folder,
+        {
+            "file hashes": ("tokenizer.json",),
+            "layout": ("not in (longest first, code point) order",),
+            "tokenizer behaviour": ("2 ids differ from bvvtok's layout", "the probe text encodes differently"),
+        },
+    )
+
+
+# --- edits that keep the manifest's sha256 true: what the files say, not only that they are unchanged ---
+
+
+def reseal(folder: Path) -> None:
+    """Re-write the manifest's sha256 of every listed file that is there, as a careful hand-editor would."""
+    manifest = read_manifest(folder)
+    manifest["files"] = {name: sha256(folder / name) for name in manifest["files"] if (folder / name).is_file()}
+    write_manifest(folder, manifest)
+
+
+def edit_json(name: str, change: Callable[[Any], None]) -> Callable[[Path], None]:
+    """An edit of one JSON file of the folder: change(data) changes the parsed file in place."""
+
+    def edit(folder: Path) -> None:
+        data = json.loads((folder / name).read_text(encoding="utf-8"))
+        change(data)
+        (folder / name).write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    return edit
+
+
+in_tokenizer_json = partial(edit_json, "tokenizer.json")
+in_manifest = partial(edit_json, MANIFEST)
+FAKE_SHA256 = "0" * 64
+
+
+def added_token(config: dict, content: str) -> dict:
+    return next(t for t in config["added_tokens"] if t["content"] == content)
+
+
+def swap(mapping: dict, a: str, b: str) -> None:
+    mapping[a], mapping[b] = mapping[b], mapping[a]
+
+
+def set_font_sha256(*where: str) -> Callable[[Path], None]:
+    """Edit the first font's sha256 in the manifest: in `fonts`, in `settings`, or both."""
+
+    def change(m: dict) -> None:
+        substrate = m["substrate"]
+        if "fonts" in where:
+            substrate["fonts"][0]["sha256"] = FAKE_SHA256
+        if "settings" in where:
+            substrate["settings"]["fonts"][0] = FAKE_SHA256
+
+    return in_manifest(change)
+
+
+def add_file(name: str, listed: bool) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        (folder / name).write_text("my notes", encoding="utf-8")
+        if listed:
+            in_manifest(lambda m: m["files"].update({name: FAKE_SHA256}))(folder)
+
+    return edit
+
+
+def add_subfolder(folder: Path) -> None:
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"weights")
+
+
+# 'th' and 'he' in the tiny 65k vocabulary: the n-gram slots hold llo, the, he, in, ll, th from 0xD800 = 55296
+HE, TH = 55298, 55301
+
+# (what is edited, the substrate edited, the edit, the one check that must fail, a fragment of its detail).
+# The test re-writes the manifest's sha256 after each edit: "file hashes" passes, and only the named check fails.
+CORRUPTIONS = [
+    ("a merge deleted", "bits_65k", in_tokenizer_json(lambda c: c["model"]["merges"].remove(["t", "h"])),
+     "tokenizer behaviour", "tokenizer.json: 1 merge missing (t + h)"),
+    ("a Lowercase normalizer added", "bits_65k", in_tokenizer_json(lambda c: c.update(normalizer={"type": "Lowercase"})),
+     "tokenizer behaviour", "tokenizer.json: normalizer is Lowercase, bvvtok writes none"),
+    ("</s> not special", "bits_65k", in_tokenizer_json(lambda c: added_token(c, "</s>").update(special=False)),
+     "tokenizer behaviour", "tokenizer.json: added token '</s>': special is False, bvvtok writes True"),
+    ("</s> normalized", "bits_65k", in_tokenizer_json(lambda c: added_token(c, "</s>").update(normalized=True)),
+     "tokenizer behaviour", "tokenizer.json: added token '</s>': normalized is True, bvvtok writes False"),
+    ("two ids swapped in vocab.json", "bits_65k", edit_json("vocab.json", lambda v: swap(v, "th", "he")),
+     "tokenizer behaviour", f"vocab.json: 2 ids differ from tokenizer.json (ids {HE}, {TH})"),
+    ("eos_token changed", "bits_65k", edit_json("special_tokens_map.json", lambda m: m.update(eos_token="[EOT]")),
+     "tokenizer behaviour", "special_tokens_map.json: eos_token is '[EOT]', bvvtok writes '</s>'"),
+    ("merges.txt deleted", "bits_65k", lambda folder: (folder / "merges.txt").unlink(),
+     "tokenizer behaviour", "merges.txt: missing, bvvtok writes it"),
+    ("an unknown file listed in the manifest", "bits_65k", add_file("notes.txt", listed=True),
+     "folder contents", "not part of a substrate folder: notes.txt"),
+    ("an unknown file not listed", "bits64", add_file("notes.txt", listed=False),
+     "folder contents", "not part of a substrate folder: notes.txt"),
+    ("a known file not listed", "bits_65k", in_manifest(lambda m: m["files"].pop("vocab.json")),
+     "folder contents", "not in the manifest: vocab.json"),
+    ("an unknown subfolder", "bits64", add_subfolder, "folder contents", "not part of a substrate folder: onnx/"),
+    ("a font sha256 edited in fonts only", "glyph", set_font_sha256("fonts"),
+     "settings", f"settings: fonts[0] is '{UNIFONT_SHA256}', the substrate section records '{FAKE_SHA256}'"),
+    ("a font sha256 edited in settings only", "glyph", set_font_sha256("settings"),
+     "settings", f"settings: fonts[0] is '{FAKE_SHA256}', the substrate section records '{UNIFONT_SHA256}'"),
+    ("a font sha256 edited in both places", "glyph", set_font_sha256("fonts", "settings"),
+     "rebuild", f"font 1 of the chain (GNU Unifont): sha256 is '{FAKE_SHA256}', the rebuild found '{UNIFONT_SHA256}'"),
+    ("a bits seed edited in settings only", "bits64", in_manifest(lambda m: m["substrate"]["settings"].update(seed=8)),
+     "settings", "settings: seed is 8, the substrate section records 7"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("what, fixture, edit, check, fragment", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_an_edit_with_its_hash_updated_fails_its_check(what, fixture, edit, check, fragment, request, copy):
+    folder = copy(request.getfixturevalue(fixture))
+    edit(folder)
+    reseal(folder)
+    expect_failures(folder, {check: (fragment,)}, rebuild=check == "rebuild")
+
+
+def test_a_foreign_tokenizer_folder_may_keep_its_own_listed_files(bits64, copy):
+    """A Hugging Face tokenizer folder given to embed as it is keeps its README; a bvvtok vocabulary may not."""
+    folder = copy(bits64)
+    add_file("README.md", listed=True)(folder)
+    reseal(folder)
+    detail = by_name(verify(folder))["folder contents"].detail
+    assert "1 other file of the tokenizer folder, listed: README.md" in detail
+
+
+def test_a_clean_bvvtok_vocabulary_behaves_as_its_id_table_says(bits_65k):
+    detail = by_name(verify(bits_65k))["tokenizer behaviour"].detail
+    assert detail.startswith("rebuilt from the id table: the 5 files agree; probe text (11 scripts, ")
+    assert detail.endswith(" tokens) encodes identically")
+
+
+def test_a_changed_encoding_is_shown_on_the_probe_text(bits_65k, copy):
+    folder = copy(bits_65k)
+    in_tokenizer_json(lambda c: c.update(normalizer={"type": "Lowercase"}))(folder)
+    reseal(folder)
+    detail = by_name(verify(folder))["tokenizer behaviour"].detail
+    # token 1 is <s>; then "The" lowercased is the n-gram 'the'
+    assert "the probe text encodes differently from token 2 on ('the' = 55297 here, 'T' = 84 in bvvtok's)" in detail
+
+
+def test_behaviour_is_not_checked_when_tokenizer_json_is_unreadable(bits_65k, copy):
+    folder = copy(bits_65k)
+    (folder / "tokenizer.json").write_text("not json", encoding="utf-8")
+    reseal(folder)
+    failing = {"tokenizer": (), "layout": ("could not be read",), "tokenizer behaviour": ("not checked",)}
+    checks = expect_failures(folder, failing)
+    assert "tokenizer.json failed its check" in checks["tokenizer behaviour"].detail
+
+
+def test_leftover_temporaries_do_not_fail_the_folder(bits64, copy):
+    folder = copy(bits64)
+    (folder / f".{EMBEDDINGS}.tmp-x1y2").write_bytes(b"half written")
+    (folder / ".substrate.old-a1b2").mkdir()
+    checks = by_name(verify(folder))
+    assert checks["folder contents"].ok, checks["folder contents"].detail
+    assert "2 hidden temporaries of an interrupted bvvtok command, removed by the next one" in checks["folder contents"].detail
+
+
+def test_the_rebuild_compares_the_manifest_but_not_the_renderer_versions(glyph, copy):
+    folder = copy(glyph)
+    in_manifest(lambda m: m["substrate"]["renderer"].update(pillow="0.0"))(folder)
+    checks = by_name(verify(folder, rebuild=True))
+    assert all(c.ok for c in checks.values()), [(c.name, c.detail) for c in checks.values() if not c.ok]
+    in_manifest(lambda m: m["substrate"].update(blank_glyphs=12345))(folder)
+    checks = by_name(verify(folder, rebuild=True))
+    assert not checks["rebuild"].ok
+    assert "manifest: blank_glyphs is 12345, the rebuild gives " in checks["rebuild"].detail
+
+
+# --- train's loader: the quick checks ---
+
+
+def test_the_loader_refuses_a_truncated_pt_copy(bits_65k, copy):
+    folder = copy(bits_65k)
+    (folder / PT).write_bytes((folder / PT).read_bytes()[:1000])
+    reseal(folder)
+    with pytest.raises(BvvtokError, match=r"fails verify \(\.pt copy: "):
+        load_substrate(folder)
+
+
+def test_the_loader_refuses_an_edited_tokenizer(bits_65k, copy):
+    folder = copy(bits_65k)
+    in_tokenizer_json(lambda c: c.update(normalizer={"type": "Lowercase"}))(folder)
+    reseal(folder)
+    with pytest.raises(BvvtokError) as refused:
+        load_substrate(folder)
+    assert "fails verify (tokenizer behaviour: tokenizer.json: normalizer is Lowercase" in str(refused.value)
+
+
+def test_the_loader_opens_a_clean_substrate(bits_65k):
+    assert load_substrate(bits_65k).weight.shape == (65_536, 16)
 
 
 # --- the command line around it ---
@@ -590,6 +797,17 @@ def test_info_on_a_bits_substrate(bits64):
     assert f"[{V}, 64]" in out
     assert "scale 16 to d_model 1024" in out
     assert "4 listed" in out
+
+
+def test_info_says_when_the_files_are_not_the_manifests(bits64, copy):
+    folder = copy(bits64)
+    (folder / "codes.npy").unlink()
+    with open(folder / "embeddings.safetensors", "ab") as f:
+        f.write(b"more")
+    result = invoke("info", folder)
+    assert result.exit_code == 1, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert "the files are not as the manifest says: codes.npy is missing; embeddings.safetensors has another size" in last
 
 
 def test_info_on_a_folder_without_a_manifest(source):

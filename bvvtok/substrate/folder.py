@@ -29,9 +29,10 @@ import torch
 from bvvtok import output as output_rules
 from bvvtok.commit import Update, replace_folder
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, atomic_file, sha256_file, write_errors
+from bvvtok.files import atomic_file, sha256_file, write_errors
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import real
+from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES
 
 EMBEDDINGS = "embeddings.safetensors"
 PUBLISHED_WEIGHTS = "normalized_embeddings_weights.pt"
@@ -89,9 +90,9 @@ def write_substrate(
                 update.discard()  # what a failure left staged; nothing after a commit
         else:
             with replace_folder(out) as tmp:
-                for item in sorted(vocab_dir.iterdir()):
-                    if item.is_file() and item.name not in (*SUBSTRATE_FILES, MANIFEST_NAME):
-                        shutil.copy2(item, tmp / item.name)
+                for name in TOKENIZER_FILES:  # only these: a substrate folder holds nothing else (verify checks)
+                    if (vocab_dir / name).is_file():
+                        shutil.copy2(vocab_dir / name, tmp / name)
                 embeddings, digests = _write_files(lambda name: tmp / name, bits, dim, fill)
                 manifest = write_manifest(tmp, manifest, digests)
     if dump_text is not None:

@@ -19,18 +19,34 @@ import torch
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from bvvtok.commit import recover_for_reading
+from bvvtok.commit import JOURNAL, recover_for_reading
+from bvvtok.difference import first_difference, listing, plural
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, sha256_file
+from bvvtok.files import MANIFEST_NAME, TEMP, sha256_file
 from bvvtok.manifest import MANIFEST_VERSION, read_manifest
-from bvvtok.substrate.embed import embed_bits, embed_glyph
-from bvvtok.substrate.folder import CODES, EMBEDDINGS, PUBLISHED_WEIGHTS
+from bvvtok.substrate.embed import DEFAULT_D_MODEL, embed_bits, embed_glyph
+from bvvtok.substrate.folder import CODES, EMBEDDINGS, PUBLISHED_WEIGHTS, SUBSTRATE_FILES
 from bvvtok.substrate.projection import frozen_embeddings
-from bvvtok.vocab.layout import FILLER_SPECIALS, MONOGRAM_RANGES, NAMED_SPECIALS, SPECIALS_START, UNUSED, get_preset
+from bvvtok.vocab.compare import PROBE, probe_difference, tokenizer_file_differences
+from bvvtok.vocab.layout import (
+    FILLER_SPECIALS,
+    MONOGRAM_RANGES,
+    NAMED_SPECIALS,
+    SPECIALS_START,
+    UNUSED,
+    get_preset,
+    placed_ngrams,
+)
+from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, tokenizer_for_ids, write_tokenizer_files
 
 NORM_TOLERANCE = 1e-4
 COSINE_FLOOR = 0.9999
-SHOWN = 5  # ids or names listed in a detail
+KNOWN_FILES = (*TOKENIZER_FILES, *SUBSTRATE_FILES)  # besides the manifest, all a substrate folder holds
+# The fields of the substrate section that `settings` repeats (check_replace compares settings alone).
+SETTINGS_FIELDS = {
+    "glyph": ("method", "recipe", "glyph_size", "dim"),  # and fonts: the sha256 of each entry of `fonts`
+    "bits": ("method", "bits", "seed", "float", "dim"),
+}
 
 
 @dataclass
@@ -48,12 +64,12 @@ class _Folder:
         self.manifest: dict[str, Any] = {}
         self.substrate: dict[str, Any] = {}
         self.vocab: dict[str, int] | None = None
+        self.tokenizer: Tokenizer | None = None  # set once tokenizer.json passed its check
         self.weight: np.ndarray | None = None
 
 
 def _ids(ids: np.ndarray | list[int]) -> str:
-    ids = [int(i) for i in ids]
-    return ", ".join(map(str, ids[:SHOWN])) + (f" (+{len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
+    return listing(int(i) for i in ids)
 
 
 def check_manifest(f: _Folder) -> str:
@@ -73,6 +89,24 @@ def check_manifest(f: _Folder) -> str:
     return f"{f.substrate['method']} substrate, {f.substrate['tokens']:,} tokens, n_embed {f.substrate['n_embed']}"
 
 
+def check_settings(f: _Folder) -> str:
+    """`settings` (what embed compares before replacing a substrate) must say what the section records."""
+    method = f.substrate["method"]
+    if method not in SETTINGS_FIELDS:
+        raise ValueError(f"unknown method {method!r}; rebuild the substrate with bvvtok embed")
+    settings = f.substrate.get("settings")
+    if not isinstance(settings, dict):
+        raise ValueError("the manifest records no settings; rebuild the substrate with bvvtok embed")
+    recorded = {k: f.substrate.get(k) for k in SETTINGS_FIELDS[method]}
+    if method == "glyph":
+        recorded["fonts"] = [font.get("sha256") for font in f.substrate["fonts"]]
+    stated = {k: settings.get(k) for k in recorded}
+    difference = first_difference(stated, recorded, "settings", "the substrate section records")
+    if difference:
+        raise ValueError(f"{difference}; rebuild the substrate with bvvtok embed")
+    return f"settings agree with the recorded {', '.join(recorded)}"
+
+
 def check_files(f: _Folder) -> str:
     files = f.manifest.get("files") or {}
     if not files:
@@ -82,6 +116,37 @@ def check_files(f: _Folder) -> str:
     if missing or changed:
         raise ValueError("; ".join(part for part in (f"missing: {', '.join(missing)}" * bool(missing), f"changed: {', '.join(changed)}" * bool(changed)) if part))
     return f"{len(files)} files match their sha256"
+
+
+def check_contents(f: _Folder) -> str:
+    """Every entry is the manifest or a substrate file the manifest lists: nothing unaccounted for.
+
+    A folder that is not a bvvtok vocabulary (a Hugging Face tokenizer folder given to `embed` as it is) may
+    hold other files of its own: they pass when the manifest lists them (they were there when embed ran).
+    """
+    listed = f.manifest.get("files") or {}
+    foreign_folder = not f.manifest.get("vocab")
+    unknown, unlisted, leftovers, kept = [], [], [], []
+    for entry in sorted(f.path.iterdir()):
+        if entry.name == MANIFEST_NAME:
+            continue
+        if entry.name == JOURNAL or TEMP.fullmatch(entry.name):
+            leftovers.append(entry.name)
+        elif foreign_folder and entry.is_file() and entry.name in listed and entry.name not in KNOWN_FILES:
+            kept.append(entry.name)
+        elif entry.is_dir() or entry.name not in KNOWN_FILES:
+            unknown.append(entry.name + "/" * entry.is_dir())
+        elif entry.name not in listed:
+            unlisted.append(entry.name)
+    unknown += [name for name in listed if name not in KNOWN_FILES and not (f.path / name).exists()]
+    problems = [f"not part of a substrate folder: {listing(unknown)} (move them out of the folder)"] * bool(unknown)
+    problems += [f"not in the manifest: {listing(unlisted)} (rebuild the substrate with bvvtok embed)"] * bool(unlisted)
+    if problems:
+        raise ValueError("; ".join(problems))
+    notes = [f"{plural(len(kept), 'other file')} of the tokenizer folder, listed: {listing(kept)}"] * bool(kept)
+    left = plural(len(leftovers), "hidden temporary", "hidden temporaries")
+    notes += [f"{left} of an interrupted bvvtok command, removed by the next one that writes here"] * bool(leftovers)
+    return f"the manifest and the {len(listed)} files it lists, nothing else" + "".join(f"; {n}" for n in notes)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -109,7 +174,8 @@ def check_tokenizer(f: _Folder) -> str:
     pairs = [m.split(" ", 1) if isinstance(m, str) else m for m in merges]
     broken = [f"{a}+{b}" for a, b in pairs if a not in f.vocab or b not in f.vocab or a + b not in f.vocab]
     if broken:
-        raise ValueError(f"merges join non-tokens: {', '.join(broken[:SHOWN])}")
+        raise ValueError(f"merges join non-tokens: {listing(broken)}")
+    f.tokenizer = tokenizer
     return f"{size:,} ids 0..{size - 1}, {len(pairs):,} merges between tokens"
 
 
@@ -127,24 +193,46 @@ def check_layout(f: _Folder) -> str:
     wrong = [cp for r in MONOGRAM_RANGES for cp in r if vocab.get(chr(cp)) != cp]
     wrong += [SPECIALS_START + i for i, t in enumerate(NAMED_SPECIALS) if vocab.get(t) != SPECIALS_START + i]
     wrong += [cp for cp in FILLER_SPECIALS if vocab.get(f"<special_token_{cp}>") != cp]
-    slots = {i for r in preset.slots for i in r}
     reserved = set(NAMED_SPECIALS) | {f"<special_token_{cp}>" for cp in FILLER_SPECIALS}
     for token, i in vocab.items():
         unused = UNUSED.fullmatch(token)
         if unused and int(token[8:-1]) != i:
             wrong.append(i)
-        elif len(token) > 1 and not unused and token not in reserved and i not in slots:
+        elif len(token) > 1 and not unused and token not in reserved and i not in preset.slot_ids:
             wrong.append(i)  # an n-gram outside the n-gram slots
     if wrong:
         raise ValueError(f"ids out of place: {_ids(sorted(set(wrong)))}")
-    placed = sorted((i, t) for t, i in vocab.items() if i in slots and not UNUSED.fullmatch(t))
-    keys = [(-len(t), t) for _, t in placed]
-    unordered = [placed[k][0] for k in range(1, len(keys)) if keys[k] < keys[k - 1]]
+    placed = placed_ngrams(preset, vocab)
+    keys = [(-len(t), t) for t in placed]
+    unordered = [vocab[placed[k]] for k in range(1, len(keys)) if keys[k] < keys[k - 1]]
     if unordered:
         raise ValueError(f"n-grams not in (longest first, code point) order at ids {_ids(unordered)}")
     return (
         f"preset {preset.name}: code points, specials, and {len(placed):,} n-grams in order in their slots "
         f"('A' -> {vocab['A']}, '中' -> {vocab['中']})"
+    )
+
+
+def check_behaviour(f: _Folder) -> str:
+    """For vocabularies bvvtok built: the five files are what bvvtok writes for the n-grams of the id table."""
+    info = f.manifest.get("vocab")
+    if not info:
+        return (
+            "not a bvvtok vocabulary: its behaviour cannot be derived from its ids; "
+            "the sha256 in the manifest covers its files"
+        )
+    if f.tokenizer is None or f.vocab is None:
+        raise ValueError("not checked: tokenizer.json failed its check (see above)")
+    reference = tokenizer_for_ids(get_preset(info["preset"]), f.vocab)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer_files(reference, Path(tmp))
+        differences = tokenizer_file_differences(f.path, Path(tmp))
+    tokens, probe = probe_difference(f.tokenizer, reference)
+    if differences or probe:
+        raise ValueError("; ".join([*differences, probe or "the probe text still encodes identically"]))
+    return (
+        f"rebuilt from the id table: the {len(TOKENIZER_FILES)} files agree; "
+        f"probe text ({len(PROBE)} scripts, {tokens:,} tokens) encodes identically"
     )
 
 
@@ -221,21 +309,44 @@ def check_rebuild(f: _Folder) -> str:
     s = f.substrate
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rebuild"
-        if s["method"] == "glyph":
-            result = embed_glyph(f.path, out, s["recipe"], s["glyph_size"], s["dim"])
-            fonts_now = [x["sha256"] for x in result.manifest["substrate"]["fonts"]]
-            fonts_then = [x["sha256"] for x in s["fonts"]]
-            font_note = "" if fonts_now == fonts_then else f" (fonts differ: built with {fonts_then}, found {fonts_now})"
-        else:
-            as_float = s.get("float", False)
-            embed_bits(f.path, s["bits"], s["seed"], as_float, s["dim"] if as_float else None, s.get("d_model", 1024), out)
-            font_note = ""
-        differ = [name for name in (CODES, EMBEDDINGS, PUBLISHED_WEIGHTS) if sha256_file(out / name) != sha256_file(f.path / name)]
-        if differ and CODES not in differ:
-            font_note += _float_note(load_file(out / EMBEDDINGS)["weight"], _loaded(f))
-    if differ:
-        raise ValueError(f"a rebuild from the manifest differs in {', '.join(differ)}{font_note}")
-    return "rebuilt from the manifest: codes and embeddings identical, byte for byte"
+        rebuilt = _rebuild(f.path, s, out)
+        differ = [name for name in SUBSTRATE_FILES if sha256_file(out / name) != sha256_file(f.path / name)]
+        note = _float_note(load_file(out / EMBEDDINGS)["weight"], _loaded(f)) if differ and CODES not in differ else ""
+    section = first_difference(_comparable(s), _comparable(rebuilt), "manifest", "the rebuild gives", {"fonts": _fonts})
+    problems = [f"a rebuild from the manifest differs in {', '.join(differ)}{note}"] * bool(differ)
+    if problems or section:
+        raise ValueError("; ".join(problems + [section] * bool(section)))
+    return "rebuilt from the manifest: codes and embeddings identical, byte for byte; its substrate section agrees"
+
+
+def _rebuild(folder: Path, s: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Embed `folder` again into `out` with the recorded settings: the substrate section it writes."""
+    if s["method"] == "glyph":
+        result = embed_glyph(folder, out, s["recipe"], s["glyph_size"], s["dim"])
+    else:
+        as_float = s.get("float", False)
+        dim = s["dim"] if as_float else None
+        result = embed_bits(folder, s["bits"], s["seed"], as_float, dim, s.get("d_model", DEFAULT_D_MODEL), out)
+    return result.manifest["substrate"]
+
+
+def _comparable(section: dict[str, Any]) -> dict[str, Any]:
+    """The substrate section less what may differ between machines or is compared elsewhere:
+    `renderer` (library versions here: the codes compared byte for byte prove the pixels),
+    each font's `file` (its name on this machine: the sha256 identifies the font),
+    `settings` (repeats the section's fields: the settings check compares them)."""
+    comparable = {k: v for k, v in section.items() if k not in ("renderer", "settings")}
+    if "fonts" in section:
+        comparable["fonts"] = [{k: v for k, v in font.items() if k != "file"} for font in section["fonts"]]
+    return comparable
+
+
+def _fonts(stored: list[dict[str, Any]], rebuilt: list[dict[str, Any]]) -> str:
+    if len(stored) != len(rebuilt):
+        return f"the manifest records {plural(len(stored), 'font')}, the rebuild found {len(rebuilt)}"
+    i = next(i for i, (a, b) in enumerate(zip(stored, rebuilt)) if a != b)
+    name = f" ({stored[i]['name']})" if "name" in stored[i] else ""
+    return f"font {i + 1} of the chain{name}: {first_difference(stored[i], rebuilt[i], source='the rebuild found')}"
 
 
 def _float_note(rebuilt: np.ndarray, stored: np.ndarray) -> str:
@@ -261,9 +372,12 @@ def _loaded(f: _Folder) -> np.ndarray:
 
 CHECKS: list[tuple[str, Callable[[_Folder], str]]] = [
     ("manifest", check_manifest),
+    ("settings", check_settings),
     ("file hashes", check_files),
+    ("folder contents", check_contents),
     ("tokenizer", check_tokenizer),
     ("layout", check_layout),
+    ("tokenizer behaviour", check_behaviour),
     ("embeddings", check_embeddings),
     ("distinct rows", check_distinct),
     ("values", check_values),
@@ -273,7 +387,7 @@ CHECKS: list[tuple[str, Callable[[_Folder], str]]] = [
 
 
 # What a consumer (the trainer) checks before every use: seconds, not the full proof.
-QUICK = ("manifest", "file hashes", "tokenizer", "embeddings", "values")
+QUICK = ("manifest", "file hashes", "tokenizer", "tokenizer behaviour", "embeddings", "values", ".pt copy")
 
 
 def verify(folder: Path, rebuild: bool = False, quick: bool = False) -> list[Check]:

@@ -10,8 +10,9 @@ purpose, because checkpoints were trained on exactly these ids.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from bvvtok.errors import BvvtokError
 
@@ -54,6 +55,10 @@ class Preset:
     @property
     def slot_count(self) -> int:
         return sum(len(r) for r in self.slots)
+
+    @cached_property
+    def slot_ids(self) -> frozenset[int]:
+        return frozenset(i for r in self.slots for i in r)
 
 
 PRESETS: dict[str, Preset] = {
@@ -124,6 +129,12 @@ def lay_out(preset: Preset, ngrams: Iterable[str]) -> Layout:
     taken = set(vocab.values())
     vocab.update({f"<unused_{i}>": i for i in range(preset.vocab_size) if i not in taken})
     return Layout(vocab, merges_for(placed, vocab), placed, dropped, already)
+
+
+def placed_ngrams(preset: Preset, vocab: Mapping[str, int]) -> list[str]:
+    """The n-grams an id table holds: the tokens in the preset's slots that are not `<unused_N>`, in id order."""
+    slots = preset.slot_ids
+    return [t for i, t in sorted((i, t) for t, i in vocab.items() if i in slots and not UNUSED.fullmatch(t))]
 
 
 def merges_for(placed: list[str], vocab: dict[str, int]) -> list[tuple[str, str]]:

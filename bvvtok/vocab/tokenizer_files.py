@@ -8,6 +8,7 @@ registered as special tokens.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders
@@ -15,7 +16,7 @@ from tokenizers.models import BPE
 
 from bvvtok.errors import BvvtokError
 from bvvtok.manifest import write_json
-from bvvtok.vocab.layout import NAMED_SPECIALS, UNK, Layout
+from bvvtok.vocab.layout import NAMED_SPECIALS, UNK, Layout, Preset, lay_out, placed_ngrams
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 ROLE_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": UNK, "pad_token": "<pad>"}
@@ -26,6 +27,11 @@ def make_tokenizer(layout: Layout) -> Tokenizer:
     tokenizer.decoder = decoders.Sequence([])
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in NAMED_SPECIALS])
     return tokenizer
+
+
+def tokenizer_for_ids(preset: Preset, vocab: Mapping[str, int]) -> Tokenizer:
+    """The tokenizer bvvtok writes for the n-grams an id table holds: how a folder with these ids must behave."""
+    return make_tokenizer(lay_out(preset, placed_ngrams(preset, vocab)))
 
 
 def write_tokenizer_files(tokenizer: Tokenizer, folder: Path, max_length: int = 1024) -> None:
