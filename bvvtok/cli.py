@@ -527,13 +527,11 @@ def generate_command(
     def on_token(index: int, token: int) -> bool:
         outputs[index].append(token)
         text = tokenizer.decode(outputs[index], skip_special_tokens=False)
-        if len(texts) == 1:  # stream a single prompt to the terminal
-            console.out(text[len(shown[index]) :], end="", highlight=False)
+        if len(texts) == 1:  # stream a single prompt to the terminal, itself first (once generation is under way)
+            console.out((texts[0] if len(outputs[0]) == 1 else "") + text[len(shown[index]) :], end="", highlight=False)
         shown[index] = text
         return stop is not None and stop in text
 
-    if len(texts) == 1:
-        console.out(texts[0], end="", highlight=False)
     generate(model, [e.ids for e in encoded], sampling, max_new_tokens, stop_ids, not no_kv_cache, on_token, tokenizer.token_to_id("<pad>") or 0)
     if len(texts) == 1:
         console.out("")

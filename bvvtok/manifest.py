@@ -85,10 +85,9 @@ def file_problems(folder: Path, manifest: dict[str, Any], hashed: Iterable[str] 
     return problems
 
 
-def check_files(folder: Path, manifest: dict[str, Any], hashed: Iterable[str] = ()) -> None:
-    """Refuse a folder whose files are not the ones its manifest lists (see `file_problems`)."""
+def check_files(folder: Path, manifest: dict[str, Any], hashed: Iterable[str] = (), fix: str = "rebuild it") -> None:
+    """Refuse a folder whose files are not the ones its manifest lists (see `file_problems`); `fix` says what to do."""
     problems = file_problems(folder, manifest, hashed)
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise BvvtokError(f"{folder} is not what its {MANIFEST_NAME} says ({shown}); rebuild it, "
-                          "or run `bvvtok verify` on a substrate")  # fmt: skip
+        raise BvvtokError(f"{folder} is not what its {MANIFEST_NAME} says ({shown}); {fix}")

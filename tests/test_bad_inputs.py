@@ -157,7 +157,7 @@ CASES = [
          ("gives no glyph_size of 32 or 64",), manifest_without_glyph_size),
     Case("embed-font-folder", "embed {vocab} --font {tmp} --out {tmp}/out", ("is a folder; pass a font file",)),
     # readers check what they load against the manifest (issue 17, item 4)
-    Case("generate-changed-weights", "generate {tmp}/run --prompt a",
+    Case("generate-changed-weights", "generate {tmp}/run --prompt a --max-new-tokens 3",
          ("is not what its bvvtok.json says (model.safetensors changed)",), changed_weights),
     Case("export-missing-file", "export {tmp}/run --out {tmp}/hf", ("loss.png is missing",), missing_loss_png),
     # --out is never an input, a folder holding one, or inside one (issue 17, item 1)

@@ -69,7 +69,8 @@ def test_build_vocab_replacing_a_folder(tmp_path, exchange):
     new_stats = write_literal(tmp_path / "new.txt", [{**TINY_ENTRIES[0], "top_ngrams": {2: [("ab", 3)], 3: [("abc", 2)]}}])
     reference = tmp_path / "reference"
     assert bvvtok(0, "build-vocab", "--ngrams", old_stats, "--out", reference / "old").returncode == 0
-    steps = moments("build-vocab", "--ngrams", new_stats, "--out", reference / "new", env=env)
+    shutil.copytree(reference / "old", reference / "new")  # the trace replaces a folder, as the killed runs do
+    steps = moments("build-vocab", "--ngrams", new_stats, "--out", reference / "new", "--force", env=env)
     old, new = state(reference / "old"), state(reference / "new")
     assert old != new
     for stop in range(1, len(steps) + 1):

@@ -191,7 +191,8 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | 
     path = folder / WEIGHTS
     if not path.is_file():
         raise BvvtokError(f"{folder} has no {WEIGHTS} yet: the run has not reached its first checkpoint")
-    check_files(folder, read_manifest(folder), (CONFIG, WEIGHTS, "tokenizer.json", SUBSTRATE_MANIFEST))
+    check_files(folder, read_manifest(folder), (CONFIG, WEIGHTS, "tokenizer.json", SUBSTRATE_MANIFEST),
+                "its files were changed after bvvtok wrote them: train, combine, grow or import it again")  # fmt: skip
     try:
         weights = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types on damaged files
