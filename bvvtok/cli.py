@@ -365,7 +365,11 @@ def prepare_command(
         task = bar.add_task("tokenizing", total=None)
         data = prepare_tokens(substrate_dir, corpus, out, val_fraction, force, lambda done, total: bar.update(task, completed=done, total=total))
     info = data.manifest["tokens"]
-    console.print(f"{data.folder}: {info['train_tokens']:,} train + {info['val_tokens']:,} validation tokens ({info['dtype']}), {info['documents']:,} documents")
+    tokens = info["train_tokens"] + info["val_tokens"]
+    took = (f"tokenized in {data.tokenized_s:.1f} s, {tokens / data.tokenized_s:,.0f} tokens/s" if data.tokenized_s
+            else "already there (the same tokenizer and corpus)")  # fmt: skip
+    console.print(f"{data.folder}: {info['train_tokens']:,} train + {info['val_tokens']:,} validation tokens ({info['dtype']}), "
+                  f"{info['documents']:,} documents; {took}")  # fmt: skip
 
 
 @app.command("train")

@@ -69,6 +69,16 @@ def test_ids_round_trip_with_a_separator_after_each_document(tmp_path, char_subs
     assert not result.train.shards[0].flags.writeable
 
 
+def test_many_batches_in_flight_keep_the_documents_in_order(tmp_path, monkeypatch, char_substrate, tok):
+    """Batches are encoded in a helper thread while the last one is written: the stream is still the corpus's order."""
+    monkeypatch.setattr(data, "BATCH_PIECES", 2)
+    texts = [f"document {i}: " + DOCS[i % len(DOCS)] for i in range(23)]
+    result = prepare_tokens(char_substrate, [write_jsonl(tmp_path / "a.jsonl", texts)], out=tmp_path / "t", val_fraction=0.3)
+    tok.encode_special_tokens = True
+    for split, wanted in ((result.train, [t for t in texts if not is_val(t, 0.3)]), (result.val, [t for t in texts if is_val(t, 0.3)])):
+        assert wanted and ids(split) == [i for t in wanted for i in tok.encode(t, add_special_tokens=False).ids + [tok.token_to_id(SEPARATOR)]]
+
+
 def test_a_literal_separator_in_the_text_is_text(tmp_path, char_substrate, tok):
     corpus = write_jsonl(tmp_path / "a.jsonl", DOCS[3:])
     result = prepare_tokens(char_substrate, [corpus], out=tmp_path / "tokens", val_fraction=0)

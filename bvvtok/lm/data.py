@@ -10,9 +10,11 @@ tokenizing again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,6 +81,7 @@ class TokenData:
     train: Split
     val: Split
     vocab_size: int
+    tokenized_s: float | None = None  # seconds this call spent tokenizing (None: the folder was there already)
 
 
 def token_key(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: float) -> str:
@@ -116,8 +119,9 @@ def prepare_tokens(
                     return data
             except BvvtokError:
                 pass  # damaged: rebuilt below (an explicit --out only with force)
+        began = time.perf_counter()
         _write_tokens(folder, tokenizer_dir, files, key, described, tokenizer_sha, val_fraction, force or out is None, progress)
-        return load_tokens(folder)
+        return dataclasses.replace(load_tokens(folder), tokenized_s=time.perf_counter() - began)
 
 
 def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[tuple[Path, str]], key: str, described: list[dict[str, Any]],
@@ -246,9 +250,29 @@ def _in_val(piece: str, val_fraction: float) -> bool:
     return int.from_bytes(hashlib.sha256(piece.encode()).digest()[:8], "big") / 2**64 < val_fraction
 
 
+def _batches(files: list[tuple[Path, str]], consumed: Callable[[int], None]) -> Iterator[list[tuple[str, bool]]]:
+    """The corpus's pieces in batches for encode_batch: enough for every core, bounded in memory."""
+    batch: list[tuple[str, bool]] = []
+    chars = 0
+    for path, _ in files:
+        for piece, ends in _pieces(path, consumed):
+            batch.append((piece, ends))
+            chars += len(piece)
+            if len(batch) >= BATCH_PIECES or chars >= BATCH_CHARS:
+                yield batch
+                batch, chars = [], 0
+    if batch:
+        yield batch
+
+
 def _write_shards(folder: Path, tokenizer: Any, files: list[tuple[Path, str]], separator: int, val_fraction: float,
                   dtype: np.dtype, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
-    """Stream the corpus through encode_batch into the shard files; returns the counts for the manifest."""
+    """Stream the corpus through encode_batch into the shard files; returns the counts for the manifest.
+
+    encode_batch runs in a helper thread (it releases the GIL and uses every core) while this one reads
+    and parses the next batch and writes the last one's ids: reading, hashing and writing cost no time
+    of their own beside the tokenizer (bench/prepare.py measures both against plain encode_batch).
+    """
     writers = {name: _ShardWriter(folder, name) for name in SPLITS}
     total, done, documents, pieces = sum(path.stat().st_size for path, _ in files), 0, 0, 0
 
@@ -256,31 +280,32 @@ def _write_shards(folder: Path, tokenizer: Any, files: list[tuple[Path, str]], s
         nonlocal done
         done += n
 
-    def flush(batch: list[tuple[str, bool]]) -> None:
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
-        encodings = tokenizer.encode_batch([piece for piece, _ in batch], add_special_tokens=False)
+    def write(batch: list[tuple[str, bool]], encodings: list[Any]) -> None:
+        ids: dict[str, list[int]] = {name: [] for name in SPLITS}
         for (piece, ends), encoding in zip(batch, encodings):
-            split = "val" if val_fraction and _in_val(piece, val_fraction) else "train"
-            parts[split].append(np.array(encoding.ids + [separator] if ends else encoding.ids, dtype))
-        for name, arrays in parts.items():
-            if arrays:
-                writers[name].write(np.concatenate(arrays))
+            target = ids["val" if val_fraction and _in_val(piece, val_fraction) else "train"]
+            target.extend(encoding.ids)
+            if ends:
+                target.append(separator)
+        for name, values in ids.items():
+            if values:
+                writers[name].write(np.array(values, dtype))
         if progress is not None:
             progress(done, total)
 
     if progress is not None:
         progress(0, total)
-    batch: list[tuple[str, bool]] = []
-    chars = 0
     try:
-        for path, _ in files:
-            for piece, ends in _pieces(path, consumed):
-                batch.append((piece, ends))
-                chars, pieces, documents = chars + len(piece), pieces + 1, documents + ends
-                if len(batch) >= BATCH_PIECES or chars >= BATCH_CHARS:
-                    flush(batch)
-                    batch, chars = [], 0
-        flush(batch)
+        with ThreadPoolExecutor(1) as encoder:
+            pending = None  # the batch being encoded, and its encodings to come
+            for batch in _batches(files, consumed):
+                encoded = encoder.submit(tokenizer.encode_batch, [piece for piece, _ in batch], add_special_tokens=False)
+                if pending is not None:
+                    write(pending[0], pending[1].result())
+                pending = (batch, encoded)
+                pieces, documents = pieces + len(batch), documents + sum(ends for _, ends in batch)
+            if pending is not None:
+                write(pending[0], pending[1].result())
     finally:
         for writer in writers.values():
             writer.close()
