@@ -44,7 +44,7 @@ class SubstrateEmbedding(nn.Module):
     def __init__(self, weight: Tensor, d_model: int, trainable: bool) -> None:
         super().__init__()
         self.scale = d_model // weight.shape[1]
-        weight = weight.detach().clone().float()
+        weight = weight.detach().clone().to(torch.get_default_dtype())  # bfloat16 in from_pretrained(dtype=bfloat16)
         if trainable:
             self.weight = nn.Parameter(weight)
         else:
