@@ -39,7 +39,8 @@ class Mixture(nn.Module):
     def forward(self, ids: Tensor, targets: Tensor | None = None, cache: list[KVCache] | None = None,
                 last_only: bool = False) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         caches = cache if cache is not None else [None] * len(self.members)
-        logits = mean_logits([m(ids, cache=c, last_only=last_only)[0] for m, c in zip(self.members, caches)], self.weights)
+        logits = [m(ids, cache=c, last_only=last_only)[0] for m, c in zip(self.members, caches)]
+        logits = mean_logits(logits, self.weights)
         if targets is None:
             return logits, None
         return logits, F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))

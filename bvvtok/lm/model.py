@@ -204,8 +204,10 @@ class GPT(nn.Module):
         context = self.config.context
         if start + t > context:
             held = f" ({start} of them in the cache)" if start else ""
-            raise ValueError(f"a sequence of {start + t} tokens{held} is longer than the context {context} of this model: "
-                             f"give at most {context} tokens (read a longer text in windows of {context})")  # fmt: skip
+            raise ValueError(
+                f"a sequence of {start + t} tokens{held} is longer than the context {context} of this model: "
+                f"give at most {context} tokens (read a longer text in windows of {context})"
+            )
         padding = cache.padding if cache is not None else None
         if positions is None and padding is not None:
             positions = count_positions(padding, start + t)[:, start:]

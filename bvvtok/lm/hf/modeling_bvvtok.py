@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
-from transformers import DynamicCache, GenerationMixin, PreTrainedModel
+from transformers import DynamicCache, GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -91,11 +91,11 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
             cache = DynamicCache(config=self.config)
         cached = cache.get_seq_length() if cache is not None else 0
         padding = None if attention_mask is None else self._padding(attention_mask, input_ids.shape, cached)
-        caches = [MemberCache(cache, offset, padding) if cache is not None else member.new_cache(padding)
-                  for member, offset in zip(self.members, self.offsets)]  # fmt: skip
-        last_only = logits_to_keep == 1
-        logits = mean_logits([member(input_ids, cache=c, last_only=last_only, positions=position_ids)[0]
-                              for member, c in zip(self.members, caches)], self.config.mixture_weights)  # fmt: skip
+        logits = []
+        for member, offset in zip(self.members, self.offsets):
+            held = MemberCache(cache, offset, padding) if cache is not None else member.new_cache(padding)
+            logits.append(member(input_ids, cache=held, last_only=logits_to_keep == 1, positions=position_ids)[0])
+        logits = mean_logits(logits, self.config.mixture_weights)
         if logits_to_keep > 1:
             logits = logits[:, -logits_to_keep:]
         loss = None if labels is None else self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
@@ -106,15 +106,21 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
         """bvvtok's key padding (True = padding) from a 0/1 mask over the cached and the new tokens."""
         expected = [shape[0], cached + shape[1]]
         if list(attention_mask.shape) != expected:
-            raise ValueError(f"attention_mask has shape {list(attention_mask.shape)}, not {expected}: give one 0/1 per "
-                             f"token of each sequence, the {cached} in the cache and the {shape[1]} new ones")  # fmt: skip
+            raise ValueError(
+                f"attention_mask has shape {list(attention_mask.shape)}, not {expected}: give one 0/1 per token "
+                f"of each sequence, the {cached} in the cache and the {shape[1]} new ones"
+            )
         return attention_mask == 0
 
-    def _validate_generated_length(self, generation_config, input_ids_length: int, has_default_max_length: bool) -> None:
+    def _validate_generated_length(
+        self, generation_config: GenerationConfig, input_ids_length: int, has_default_max_length: bool
+    ) -> None:
         """Refuse a generation that would run past the context before computing anything, not midway."""
         super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
-        total, context = generation_config.max_length, self.context
+        total, prompt, context = generation_config.max_length, input_ids_length, self.context
         if total > context:
-            fix = f"lower max_new_tokens to {context - input_ids_length}" if input_ids_length < context else "shorten the prompt"
-            raise ValueError(f"a prompt of {input_ids_length} tokens + {total - input_ids_length} new tokens is longer than "
-                             f"the context {context} of this model: {fix}")  # fmt: skip
+            fix = f"lower max_new_tokens to {context - prompt}" if prompt < context else "shorten the prompt"
+            raise ValueError(
+                f"a prompt of {prompt} tokens + {total - prompt} new tokens is longer than the context {context} "
+                f"of this model: {fix}"
+            )
