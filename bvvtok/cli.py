@@ -544,18 +544,31 @@ def generate_command(
 
 @app.command("export")
 def export_command(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run, grown run or mixture folder.")],
     out: Annotated[Path, typer.Option(metavar="DIR", help="The folder to write.")],
-    format: Annotated[str, typer.Option(metavar="NAME", help="hf: a Hugging Face model folder (trust_remote_code).")] = "hf",
-    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+    format: Annotated[str, typer.Option(metavar="NAME", help="hf: transformers' own GPT-NeoX, no custom code (a mixture: hf-remote); hf-remote: bvvtok's layout and code (trust_remote_code).")] = "hf",
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if bvvtok wrote it.")] = False,
 ) -> None:
-    """Write a run as a Hugging Face model folder: AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True)."""
-    from bvvtok.lm.export import export_hf
+    """Write a run as a Hugging Face model folder: AutoModelForCausalLM.from_pretrained(DIR)."""
+    from bvvtok.lm.export import export
 
-    if format != "hf":
-        raise BvvtokError(f"unknown --format {format!r}; the one format is hf")
     with console.status(Text(f"writing {out}")):
-        export_hf(run_dir, out, force)
+        written = export(run_dir, out, format, force)
+    how = "no custom code" if written == "hf" else "bvvtok's own code; load it with trust_remote_code=True"
+    console.print(f"wrote {out} ({written}: {how})")
+
+
+@app.command("import")
+def import_command(
+    hf_dir: Annotated[Path, typer.Argument(metavar="HF_DIR", help="A folder `bvvtok export` wrote (format hf).")],
+    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace RUN_DIR if bvvtok wrote it.")] = False,
+) -> None:
+    """Make a run folder of an exported model again, its substrate proven (generate, eval, combine, grow, train --init-from)."""
+    from bvvtok.lm.import_hf import import_hf
+
+    with console.status(Text(f"importing {hf_dir}")):
+        import_hf(hf_dir, out, force)
     console.print(f"wrote {out}")
 
 

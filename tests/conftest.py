@@ -119,6 +119,25 @@ def isolated_substrate_env(tmp_path_factory):
         yield
 
 
+def make_world(folder: Path, substrate: Path, run: Path) -> Path:
+    """A throwaway world of inputs and outputs for the --out/--force cases: a substrate S, a corpus folder D, runs R,
+    R2 and R3 (R3 holding the user's notes.txt), a vocabulary W/vocab, a folder F of the user's, stats.txt."""
+    import shutil
+
+    shutil.copytree(substrate, folder / "S")
+    (folder / "D").mkdir()
+    (folder / "D" / "c.txt").write_text("".join(f"the cat saw the dog {i}. \n" for i in range(100)), encoding="utf-8")
+    for name in ("R", "R2", "R3"):
+        shutil.copytree(run, folder / name)
+    (folder / "R3" / "notes.txt").write_text("my notes on this run", encoding="utf-8")
+    write_char_vocab(folder / "W" / "vocab")
+    (folder / "F" / "sub").mkdir(parents=True)
+    (folder / "F" / "marker.txt").write_text("mine", encoding="utf-8")
+    (folder / "F" / "sub" / "deep.txt").write_text("also mine", encoding="utf-8")
+    write_literal(folder / "stats.txt", TINY_ENTRIES)
+    return folder
+
+
 CHAR_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")
 CHAR_TEXT = "".join(chr(c) for c in range(32, 127)) + "\n你好世界中文的是一不了人我在有他这"
 

@@ -3,10 +3,13 @@
 To add a case, add one `Case(id, argv, fragments[, setup])` line to CASES:
 - argv: the command line, split like a shell's; in it `{substrate}` (a 16-bit codebook substrate), `{glyph}` (a glyph
   substrate), `{run}` (a trained run) and `{vocab}` (a 65k vocabulary) are read-only fixture folders, built only
-  when a case names them, and `{tmp}` is the case's own empty folder;
+  when a case names them, and `{tmp}` is the case's own empty folder, also the current directory;
 - fragments: texts the error line must contain (the problem and the fix);
-- setup: a function below that makes the bad input in `{tmp}` (a damaged copy of a fixture, a binary file).
+- setup: a function below that makes the bad input in `{tmp}` (a damaged copy of a fixture, a binary file, or
+  `world`: a substrate S, a corpus folder D, runs R, R2 and R3 (R3 with the user's notes.txt), a vocabulary
+  W/vocab, a folder F of the user's and stats.txt, for the `--out`/`--force` cases, given as relative paths).
 Every output path goes under `{tmp}`: the test fails if the command leaves anything new or changed there.
+(The corruptions that `bvvtok verify` must find are the same kind of table in test_verify.py: CORRUPTIONS.)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from conftest import assert_user_error, invoke, snapshot, write_char_vocab
+from conftest import assert_user_error, invoke, make_world, snapshot, write_char_vocab
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
 FIXTURES = {"substrate": "char_substrate", "glyph": "glyph_substrate", "run": "char_run", "vocab": "tiny_vocab_dir"}
@@ -80,6 +83,11 @@ def narrow_codes(tmp: Path, places: Places) -> None:
     folder = damaged_glyph_copy(tmp, places)
     rows = len(np.load(folder / "codes.npy"))
     np.save(folder / "codes.npy", np.zeros((rows, 1), np.uint8))
+
+
+def world(tmp: Path, places: Places) -> None:
+    """The folders the --out/--force cases name (relative to {tmp}, the current directory): conftest.make_world."""
+    make_world(tmp, places["substrate"], places["run"])
 
 
 def run_copy(tmp: Path, places: Places) -> Path:
@@ -152,6 +160,40 @@ CASES = [
     Case("generate-changed-weights", "generate {tmp}/run --prompt a",
          ("is not what its bvvtok.json says (model.safetensors changed)",), changed_weights),
     Case("export-missing-file", "export {tmp}/run --out {tmp}/hf", ("loss.png is missing",), missing_loss_png),
+    # --out is never an input, a folder holding one, or inside one (issue 17, item 1)
+    Case("prepare-into-its-corpus", "prepare --substrate S --corpus D --out D --force", ("holds the input",), world),
+    Case("train-over-its-substrate", "train --substrate S --corpus D/c.txt --out S --force", ("is the input",), world),
+    Case("train-over-its-corpus-folder", "train --substrate S --corpus D/c.txt --out D --force", ("holds the input",), world),
+    Case("train-over-its-init-from", "train --substrate S --corpus D/c.txt --init-from R --out R --force", ("is the input",), world),
+    Case("train-into-its-substrate", "train --substrate S --corpus D/c.txt --out S/run", ("is inside the input",), world),
+    Case("embed-over-the-vocab-parent", "embed W/vocab --out W --force", ("holds the input",), world),
+    Case("embed-dump-into-the-vocab", "embed W/vocab --method bits --bits 16 --dump-text W/vocab/codes.txt",
+         ("inside the input",), world),
+    Case("export-over-its-run", "export R --out R --force", ("is the input",), world),
+    Case("export-into-its-run", "export R --out R/hf", ("is inside the input",), world),
+    Case("grow-over-its-run", "grow R --add-layers 1 --out R --force", ("is the input",), world),
+    Case("combine-over-a-member", "combine R R2 --out R2 --force", ("is the input",), world),
+    Case("ngrams-over-its-corpus", "ngrams --input en=D/c.txt --out D/c.txt --force", ("is the input",), world),
+    Case("compare-into-a-run", "compare R R2 -o R/curves.png", ("is inside the input",), world),
+    Case("eval-over-its-text", "eval R --perplexity D/c.txt -o D/c.txt --force", ("is the input",), world),
+    Case("bench-tokenizer-over-its-text", "bench-tokenizer S --text en=D/c.txt --csv D/c.txt --force", ("is the input",), world),
+    Case("plot-substrate-into-its-substrate", "plot-substrate S -o S/map.png", ("is inside the input",), world),
+    Case("import-into-its-export", "import R --out R/run", ("is inside the input",), world),
+    # --force replaces only a folder bvvtok wrote, whole (issue 17, item 2)
+    Case("build-vocab-over-a-user-folder", "build-vocab --ngrams stats.txt --out F --force",
+         ("F holds marker.txt, sub", "did not write"), world),
+    Case("embed-over-a-user-folder", "embed W/vocab --method bits --bits 16 --out F --force", ("did not write",), world),
+    Case("train-over-a-user-folder", "train --substrate S --corpus D/c.txt --out F --force", ("did not write",), world),
+    Case("prepare-over-a-user-folder", "prepare --substrate S --corpus D --out F --force", ("did not write",), world),
+    Case("export-over-a-user-folder", "export R --out F --force", ("did not write",), world),
+    Case("combine-over-a-user-folder", "combine R R2 --out F --force", ("did not write",), world),
+    Case("grow-over-a-user-folder", "grow R --add-layers 1 --out F --force", ("did not write",), world),
+    Case("a-run-with-a-user-file", "train --substrate S --corpus D/c.txt --out R3 --force", ("R3 holds notes.txt",), world),
+    # places never replaced (issue 17, item 4)
+    # (build-vocab without --ngrams reads no file: no input rule comes first; it is refused before it builds)
+    Case("out-the-current-directory", "build-vocab --out . --force", ("the current directory",), world),
+    Case("out-above-the-current-directory", "build-vocab --out .. --force", ("above the current directory",), world),
+    Case("out-a-file-system-root", "build-vocab --out / --force", ("root of a file system",)),
     Case("bench-tokenizer-language-twice", "bench-tokenizer {vocab} --text en={tmp}/a.txt --text en={tmp}/b.txt",
          ("--text names en twice",)),
 ]  # fmt: skip
@@ -173,7 +215,9 @@ def glyph_substrate(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_bad_input(case: Case, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BVVTOK_CACHE_DIR", str(tmp_path.parent / f"{tmp_path.name}-cache"))
     places = Places(request, tmp_path)
     if case.setup:
         case.setup(tmp_path, places)

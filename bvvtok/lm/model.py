@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 INIT_STD = 0.02
 ROPE_BASE = 10_000.0
+MLP_RATIO = 4  # the MLP's width, in multiples of d_model
+LAYER_NORM_EPS = 1e-5
 
 
 class ModelShape(Protocol):
@@ -144,8 +146,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: ModelShape) -> None:
         super().__init__()
-        self.fc = nn.Linear(config.d_model, 4 * config.d_model)
-        self.proj = nn.Linear(4 * config.d_model, config.d_model)
+        self.fc = nn.Linear(config.d_model, MLP_RATIO * config.d_model)
+        self.proj = nn.Linear(MLP_RATIO * config.d_model, config.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(F.gelu(self.fc(x)))
@@ -154,9 +156,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: ModelShape) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.d_model)
+        self.ln_1 = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
         self.attn = Attention(config)
-        self.ln_2 = nn.LayerNorm(config.d_model)
+        self.ln_2 = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
@@ -174,7 +176,7 @@ class GPT(nn.Module):
             raise ValueError(f"substrate {list(substrate.shape)} != [{config.vocab_size}, {config.n_embed}]")
         self.token_embeddings = SubstrateEmbedding(substrate, config.d_model, trainable=not config.frozen)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model)
+        self.ln_f = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self._init_weights()
 

@@ -172,20 +172,31 @@ class _HashingWriter:
         return self.sha256.hexdigest()
 
 
-def _map_safetensors(path: Path, name: str, shape: tuple[int, int]) -> np.memmap:
-    """A one-tensor float32 file, byte for byte as safetensors' `save_file` lays it out, mapped for writing.
-
-    The format: the header's length (8 bytes, little-endian), the JSON header
-    padded with spaces to a multiple of 8, the raw data.
-    """
+def _safetensors_header(name: str, shape: tuple[int, int]) -> bytes:
+    """The bytes before the data of a one-tensor float32 file, as safetensors' `save_file` lays it out: the
+    header's length (8 bytes, little-endian), the JSON header padded with spaces to a multiple of 8."""
     size = shape[0] * shape[1] * 4
     header = json.dumps({name: {"dtype": "F32", "shape": list(shape), "data_offsets": [0, size]}}, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header
+
+
+def _map_safetensors(path: Path, name: str, shape: tuple[int, int]) -> np.memmap:
+    """A one-tensor float32 file, byte for byte as safetensors' `save_file` lays it out, mapped for writing."""
+    header = _safetensors_header(name, shape)
     with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header)
+        f.write(header)
         # reserve the blocks now: a full disk is then an OSError here, not a SIGBUS in the middle of the projection
-        os.posix_fallocate(f.fileno(), 0, 8 + len(header) + size)
-    return np.memmap(path, dtype=np.float32, mode="r+", offset=8 + len(header), shape=shape)
+        os.posix_fallocate(f.fileno(), 0, len(header) + shape[0] * shape[1] * 4)
+    return np.memmap(path, dtype=np.float32, mode="r+", offset=len(header), shape=shape)
+
+
+def embeddings_sha256(weight: np.ndarray) -> str:
+    """The sha256 of the `embeddings.safetensors` that holds `weight`: what a substrate's manifest records for it,
+    so a copy of the embedding elsewhere (an exported model) can be proven to be the substrate's."""
+    h = hashlib.sha256(_safetensors_header("weight", weight.shape))
+    h.update(np.ascontiguousarray(weight, dtype="<f4").data)
+    return h.hexdigest()
 
 
 def write_codes_text(path: Path, tokens: list[str], bits: np.ndarray, force: bool = False, inputs: Sequence[Path] = ()) -> None:

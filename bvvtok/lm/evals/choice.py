@@ -53,6 +53,7 @@ class ChoiceScore:
     ci95: float  # half-width of the 95% confidence interval over runs (0 for one run)
     chance: float  # percent: the mean of 1 / options
     runs: int
+    picks: tuple[str, ...] = ()  # loglik: the label each question's highest-scoring option has
 
 
 def _question(record: Any) -> Question:
@@ -108,11 +109,11 @@ def prompt(q: Question) -> str:
     return f"{q.question}\n" + "".join(f"{label}. {text}\n" for label, text in zip(q.labels, q.options)) + "Answer:"
 
 
-def _score(protocol: str, per_run: list[float], questions: list[Question]) -> ChoiceScore:
+def _score(protocol: str, per_run: list[float], questions: list[Question], picks: tuple[str, ...] = ()) -> ChoiceScore:
     mean = statistics.fmean(per_run)
     ci = T_95.get(len(per_run) - 1, 1.96) * statistics.stdev(per_run) / math.sqrt(len(per_run)) if len(per_run) > 1 else 0.0
     chance = 100 * statistics.fmean(1 / len(q.options) for q in questions)
-    return ChoiceScore(protocol, len(questions), mean, ci, chance, len(per_run))
+    return ChoiceScore(protocol, len(questions), mean, ci, chance, len(per_run), picks)
 
 
 def generative(model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Question], sampling: Sampling, runs: int,
@@ -138,7 +139,7 @@ def loglik(model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Questio
            on_question: Callable[[], None] | None = None) -> ChoiceScore:  # fmt: skip
     """lm-eval-harness's protocol: the option with the highest log-likelihood as the continuation of the question."""
     device = next(model.parameters()).device
-    right = 0
+    picks = []
     for q in questions:
         context = tokenizer.encode(f"{q.question}\nAnswer:", add_special_tokens=False).ids
         scores = []
@@ -150,7 +151,8 @@ def loglik(model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Questio
             logits, _ = model(seq[None, :-1])
             logp = F.log_softmax(logits[0, -n:].float(), dim=-1).gather(1, seq[-n:, None]).sum().item()
             scores.append(logp)
-        right += q.labels[max(range(len(scores)), key=scores.__getitem__)] == q.answer
+        picks.append(q.labels[max(range(len(scores)), key=scores.__getitem__)])
         if on_question:
             on_question()
-    return _score("loglik", [100 * right / len(questions)], questions)
+    right = sum(pick == q.answer for pick, q in zip(picks, questions))
+    return _score("loglik", [100 * right / len(questions)], questions, tuple(picks))
