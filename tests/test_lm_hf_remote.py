@@ -37,7 +37,7 @@ def folders(char_run, char_substrate, tmp_path_factory) -> dict:
     assert result.exit_code == 0, result.output
     found = {}
     for name, run in (("run", char_run), ("mixture", root / "mixture")):
-        result = invoke("export", run, "--format", "hf", "--out", root / f"{name}_hf")
+        result = invoke("export", run, "--format", "hf-remote", "--out", root / f"{name}_hf")
         assert result.exit_code == 0, result.output
         found[name] = (run, root / f"{name}_hf")
     return found

@@ -252,6 +252,8 @@ def mean_logits(logits: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
 
     Written once for bvvtok's Mixture and the exported model, so that both give the very same numbers.
     """
+    if len(logits) == 1:  # a single model: its own logits, without the arithmetic
+        return logits[0]
     total = float(sum(weights))
     scaled = torch.tensor([float(w) / total for w in weights], dtype=logits[0].dtype, device=logits[0].device)
     return torch.einsum("m,m...->...", scaled, torch.stack(list(logits)))

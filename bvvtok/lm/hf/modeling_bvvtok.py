@@ -24,6 +24,10 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from .bvvtok_gpt import GPT, mean_logits
 from .configuration_bvvtok import BvvtokConfig
 
+# transformers 5 renamed the cache's argument and output `past_key_values` to `cache`: the model takes either
+# and returns the installed version's, so that one folder runs on both sides of the rename
+CACHE_OUTPUT = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
 
 class MemberCache:
     """One member's layers of the library's cache, seen through bvvtok's KVCache interface."""
@@ -78,6 +82,7 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Causal LM logits (a mixture's weighted mean); with `labels`, the shifted cross-entropy (-100 ignored).
@@ -86,6 +91,7 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
         and positions count the real tokens before each one unless `position_ids` are given, so a left-padded
         batch gives what each sequence gives alone. `logits_to_keep` = n > 0 computes the last n positions only.
         """
+        cache = cache if cache is not None else past_key_values
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
@@ -99,7 +105,7 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
         if logits_to_keep > 1:
             logits = logits[:, -logits_to_keep:]
         loss = None if labels is None else self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_OUTPUT: cache})
 
     @staticmethod
     def _padding(attention_mask: Tensor, shape: torch.Size, cached: int) -> Tensor:
