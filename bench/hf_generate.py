@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -116,7 +117,7 @@ def main() -> None:
     table = Table("through", "KV cache", "tokens/s", "ms/token", title=title)
     for way, run_it in (("transformers", through_transformers), ("bvvtok generate", through_bvvtok)):
         for cache in (True, False):
-            outputs[way, cache], seconds = timed(args.device, lambda: run_it(cache), args.repeats)
+            outputs[way, cache], seconds = timed(args.device, partial(run_it, cache), args.repeats)
             speed[way, cache] = len(outputs[way, cache]) / seconds
             table.add_row(way, "yes" if cache else "no", f"{speed[way, cache]:,.1f}", f"{1000 / speed[way, cache]:.2f}")
     console = Console(width=120)

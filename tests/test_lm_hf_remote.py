@@ -84,8 +84,11 @@ def test_generate_uses_the_library_cache_by_default(folders):
     model = load(folders["mixture"][1])
     assert type(model.config)().use_cache  # the class default, whatever an older export wrote
     seen = []
-    model.register_forward_pre_hook(lambda _, args, kw: seen.append((kw["input_ids"].shape[1], kw["cache"])),
-                                    with_kwargs=True)  # fmt: skip
+
+    def spy(module, args, kwargs) -> None:
+        seen.append((kwargs["input_ids"].shape[1], kwargs.get("cache", kwargs.get("past_key_values"))))  # 5.x, 4.x
+
+    model.register_forward_pre_hook(spy, with_kwargs=True)
     model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=4, do_sample=False)
     assert [n for n, _ in seen] == [3, 1, 1, 1]  # each new token computed once
     cache = seen[-1][1]
@@ -95,9 +98,9 @@ def test_generate_uses_the_library_cache_by_default(folders):
 def test_cache_continues_a_forward(folders):
     model = load(folders["mixture"][1])
     ids = torch.tensor([[5, 9, 13, 40, 41, 50, 60, 7, 8, 9]])
-    first = model(ids[:, :6], use_cache=True)
-    rest = model(ids[:, 6:], cache=first.cache)
-    assert torch.allclose(torch.cat((first.logits, rest.logits), dim=1), model(ids).logits, atol=1e-5)
+    cache = transformers.DynamicCache()  # the caller's own, filled by the first call and continued by the second
+    first, rest = model(ids[:, :6], cache=cache).logits, model(ids[:, 6:], cache=cache).logits
+    assert torch.allclose(torch.cat((first, rest), dim=1), model(ids).logits, atol=1e-5)
 
 
 def test_any_mask_and_explicit_positions_are_honoured(folders):
