@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bvvtok.lm.model import GPT, KVCache, optimizer_groups, parameter_counts
+from bvvtok.lm.model import GPT, KVCache, mean_logits, optimizer_groups, parameter_counts
 
 
 class Mixture(nn.Module):
@@ -40,8 +39,8 @@ class Mixture(nn.Module):
     def forward(self, ids: Tensor, targets: Tensor | None = None, cache: list[KVCache] | None = None,
                 last_only: bool = False) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         caches = cache if cache is not None else [None] * len(self.members)
-        logits = torch.stack([m(ids, cache=c, last_only=last_only)[0] for m, c in zip(self.members, caches)])
-        logits = torch.einsum("m,m...->...", torch.tensor(self.weights, dtype=logits.dtype, device=logits.device), logits)
+        logits = [m(ids, cache=c, last_only=last_only)[0] for m, c in zip(self.members, caches)]
+        logits = mean_logits(logits, self.weights)
         if targets is None:
             return logits, None
         return logits, F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))

@@ -15,6 +15,7 @@ learn in between: a 16-bit codebook drives a 1024-wide model.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -45,7 +46,7 @@ class SubstrateEmbedding(nn.Module):
     def __init__(self, weight: Tensor, d_model: int, trainable: bool) -> None:
         super().__init__()
         self.scale = d_model // weight.shape[1]
-        weight = weight.detach().clone().float()
+        weight = weight.detach().clone().to(torch.get_default_dtype())  # bfloat16 in from_pretrained(dtype=bfloat16)
         if trainable:
             self.weight = nn.Parameter(weight)
         else:
@@ -81,20 +82,43 @@ def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class KVCache:
     """The keys and values of every token seen so far, per layer, so generation computes each token once.
 
-    `padding` [batch, time] marks the left padding of a batch of prompts of different lengths.
+    `padding` [batch, time] (True = padding) marks the tokens that no other token attends to, such as the left
+    padding of a batch of prompts of different lengths; tokens past its end are real.
     """
 
     def __init__(self, n_layer: int, padding: Tensor | None = None) -> None:
         self.keys: list[Tensor | None] = [None] * n_layer
         self.values: list[Tensor | None] = [None] * n_layer
         self.padding = padding
-        self.length = 0
+
+    @property
+    def length(self) -> int:
+        """The number of tokens held (every layer holds as many)."""
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
 
     def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         if self.keys[layer] is not None:
             k, v = torch.cat((self.keys[layer], k), dim=2), torch.cat((self.values[layer], v), dim=2)
         self.keys[layer], self.values[layer] = k, v
         return k, v
+
+
+def count_positions(padding: Tensor, length: int) -> Tensor:
+    """Each token's position [batch, length]: the number of real tokens before it (padding is no token).
+
+    For left padding this is the position the sequence would have alone: padding changes nothing.
+    """
+    real = ~F.pad(padding, (0, length - padding.shape[1]))
+    return (real.cumsum(dim=1) - 1).clamp(min=0)
+
+
+def attention_mask(padding: Tensor, start: int, t: int) -> Tensor:
+    """[batch, 1, t, start + t], True = may attend: each of the tokens start .. start + t - 1 attends to itself and
+    to the earlier tokens that are not padding (so a padding slot attends to itself only, and stays finite)."""
+    padding = F.pad(padding, (0, start + t - padding.shape[1]))
+    query = torch.arange(start, start + t, device=padding.device)[:, None]
+    keys = torch.arange(start + t, device=padding.device)[None, :]
+    return (((keys < query) & ~padding[:, None, :]) | (keys == query)).unsqueeze(1)
 
 
 class Attention(nn.Module):
@@ -168,43 +192,42 @@ class GPT(nn.Module):
                 residual = name.endswith("proj.weight")
                 nn.init.normal_(p, std=INIT_STD / math.sqrt(2 * self.config.n_layer) if residual else INIT_STD)
 
-    def forward(
-        self, ids: Tensor, targets: Tensor | None = None, cache: KVCache | None = None, last_only: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
+    def forward(self, ids: Tensor, targets: Tensor | None = None, cache: KVCache | None = None,
+                last_only: bool = False, positions: Tensor | None = None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         """Logits [batch, time, vocab]; with targets, also the mean cross-entropy (nats per token).
 
-        With a `cache`, `ids` continue the sequences the cache holds (generation); `last_only`
-        computes the logits of the last position only (the head is the costliest layer).
+        With a `cache`, `ids` continue the sequences the cache holds (generation), and no token attends to
+        its `padding`. Each token's position is the number of real tokens before it, unless `positions`
+        [batch, time] say otherwise. `last_only` computes the logits of the last position only (the head is
+        the costliest layer).
         """
         start = cache.length if cache is not None else 0
-        t = ids.shape[1]
-        if start + t > self.config.context:
-            raise ValueError(f"sequence of {start + t} tokens is longer than the context {self.config.context}")
+        b, t = ids.shape
+        context = self.config.context
+        if start + t > context:
+            held = f" ({start} of them in the cache)" if start else ""
+            raise ValueError(
+                f"a sequence of {start + t} tokens{held} is longer than the context {context} of this model: "
+                f"give at most {context} tokens (read a longer text in windows of {context})"
+            )
+        padding = cache.padding if cache is not None else None
+        if positions is None and padding is not None:
+            positions = count_positions(padding, start + t)[:, start:]
+        elif positions is None:
+            positions = torch.arange(start, start + t, device=ids.device)
+        cos, sin = rotary(positions, self.config.d_model // self.config.n_head)
+        if positions.dim() == 2:  # each sequence its own: [batch, 1 (every head), time, half]
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        mask = None
+        if padding is not None or (start > 0 and t > 1):  # not plain causality
+            mask = attention_mask(padding if padding is not None else ids.new_zeros(b, 0, dtype=torch.bool), start, t)
         x = self.token_embeddings(ids)
-        head_dim = self.config.d_model // self.config.n_head
-        (cos, sin), mask = rotary(torch.arange(start, start + t, device=ids.device), head_dim), None
-        if cache is not None and (cache.padding is not None or (start > 0 and t > 1)):  # not plain causality
-            padding = cache.padding if cache.padding is not None else torch.zeros(ids.shape[0], 0, dtype=torch.bool, device=ids.device)
-            cos, sin, mask = self._padded(padding, start, t)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, mask, cache, i)
-        if cache is not None:
-            cache.length += t
         logits = self.head(self.ln_f(x[:, -1:] if last_only else x))
         if targets is None:
             return logits, None
         return logits, F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
-
-    def _padded(self, padding: Tensor, start: int, t: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Rotary tables and attention mask for left-padded prompts: each sequence's positions count from its
-        first real token, and no token attends to padding (a padding slot attends to itself, to stay finite)."""
-        padding = F.pad(padding, (0, start + t - padding.shape[1]))  # generated tokens are never padding
-        query = torch.arange(start, start + t, device=padding.device)
-        keys = torch.arange(start + t, device=padding.device)
-        positions = (query[None, :] - padding.sum(dim=1, keepdim=True)).clamp(min=0)  # [batch, t]
-        mask = ((keys[None, :] <= query[:, None]) & ~padding[:, None, :]) | (keys[None, :] == query[:, None])
-        cos, sin = rotary(positions, self.config.d_model // self.config.n_head)
-        return cos.unsqueeze(1), sin.unsqueeze(1), mask.unsqueeze(1)
 
     @property
     def context(self) -> int:
@@ -222,6 +245,18 @@ class GPT(nn.Module):
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         return optimizer_groups(self, weight_decay)
+
+
+def mean_logits(logits: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    """A mixture's logits: the weighted mean of its members' (arXiv 2507.07129), the weights scaled to sum to 1.
+
+    Written once for bvvtok's Mixture and the exported model, so that both give the very same numbers.
+    """
+    if len(logits) == 1:  # a single model: its own logits, without the arithmetic
+        return logits[0]
+    total = float(sum(weights))
+    scaled = torch.tensor([float(w) / total for w in weights], dtype=logits[0].dtype, device=logits[0].device)
+    return torch.einsum("m,m...->...", scaled, torch.stack(list(logits)))
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
