@@ -1,10 +1,11 @@
-"""Greedy tokens/s through transformers (the exported custom-code model), with and without its cache, beside
+"""Greedy tokens/s through transformers (both export formats), with and without its cache, beside
 `bvvtok generate` on the same model.
 
 A run is made in a temporary folder (a vocabulary, its 16-bit substrate, d_model 128, 4 layers, context
-256, a few training steps on a small corpus), exported with `bvvtok export --format hf-remote` and loaded
-with `AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`. Each way generates 200 new
-tokens after a 16-token prompt, once to warm up, then the fastest of 3; the tokens must be the same every way.
+256, a few training steps on a small corpus), exported as stock GPT-NeoX (`--format hf`, loaded with
+`AutoModelForCausalLM.from_pretrained(DIR)`) and as bvvtok's own code (`--format hf-remote`, with
+`trust_remote_code=True`, what a mixture is exported as). Each way generates 200 new tokens after a 16-token
+prompt, once to warm up, then the fastest of 3; the tokens must be the same every way.
 
 With the cache, each new token costs one position's work; without it, the whole sequence's again. The
 vocabulary decides how much that shows: with the tests' ~120 characters (the default) the layers are
@@ -42,7 +43,7 @@ from bvvtok.substrate.embed import embed_bits
 from bvvtok.vocab.build import build_vocab, save_vocab
 
 PROMPT = 16
-SHAPE = dict(d_model=128, n_layer=4, n_head=4, context=256)
+SHAPE = dict(d_model=256, n_layer=4, n_head=8, context=256)  # the tiny preset's model
 
 
 def make_run(root: Path, vocabulary: str) -> Path:
@@ -97,25 +98,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BVVTOK_CACHE_DIR"] = str(Path(tmp) / "cache")
         run = make_run(Path(tmp), args.vocab)
-        export(run, Path(tmp) / "hf", format="hf-remote")
-        hf = AutoModelForCausalLM.from_pretrained(Path(tmp) / "hf", trust_remote_code=True).to(args.device).eval()
+        models = {}
+        for name, format in (("transformers, GPT-NeoX", "hf"), ("transformers, bvvtok code", "hf-remote")):
+            export(run, Path(tmp) / format, format=format)
+            loaded = AutoModelForCausalLM.from_pretrained(Path(tmp) / format, trust_remote_code=format == "hf-remote")
+            models[name] = loaded.to(args.device).eval()
         ours, tokenizer = load_model(run, args.device)
     prompt = tokenizer.encode("The cat saw the dog near the river on day 7. The fox saw").ids[:PROMPT]
     ids = torch.tensor([prompt], device=args.device)
 
-    def through_transformers(use_cache: bool) -> list[int]:
-        out = hf.generate(ids, max_new_tokens=new, do_sample=False, use_cache=use_cache, eos_token_id=None)
+    def through_transformers(model: torch.nn.Module, use_cache: bool) -> list[int]:
+        out = model.generate(ids, max_new_tokens=new, do_sample=False, use_cache=use_cache, eos_token_id=None)
         return out[0, len(prompt) :].tolist()
 
     def through_bvvtok(use_cache: bool) -> list[int]:
         return generate(ours, [prompt], Sampling(greedy=True), new, use_cache=use_cache)[0]
 
+    ways = {name: partial(through_transformers, model) for name, model in models.items()} | {"bvvtok generate": through_bvvtok}
     speed, outputs = {}, {}
     where = f"{args.device}, {torch.get_num_threads()} threads" if args.device == "cpu" else args.device
-    shape = f"d_model {SHAPE['d_model']}, {SHAPE['n_layer']} layers, {hf.config.vocab_size:,} tokens"
+    shape = f"d_model {SHAPE['d_model']}, {SHAPE['n_layer']} layers, {ours.vocab_size:,} tokens"
     title = f"greedy, {new} new tokens after {len(prompt)}; {shape}; {where}"
     table = Table("through", "KV cache", "tokens/s", "ms/token", title=title)
-    for way, run_it in (("transformers", through_transformers), ("bvvtok generate", through_bvvtok)):
+    for way, run_it in ways.items():
         for cache in (True, False):
             outputs[way, cache], seconds = timed(args.device, partial(run_it, cache), args.repeats)
             speed[way, cache] = len(outputs[way, cache]) / seconds
@@ -123,11 +128,10 @@ def main() -> None:
     console = Console(width=120)
     console.print(table)
     same = len({tuple(o) for o in outputs.values()}) == 1 and all(len(o) == new for o in outputs.values())
-    console.print(
-        f"transformers: the cache is {speed['transformers', True] / speed['transformers', False]:.1f}x faster; "
-        f"with it, {speed['transformers', True] / speed['bvvtok generate', True]:.2f}x bvvtok generate's speed; "
-        f"the same {new} tokens every way: {'yes' if same else 'NO'}"
-    )
+    for name in models:
+        console.print(f"{name}: the cache is {speed[name, True] / speed[name, False]:.1f}x faster; with it, "
+                      f"{speed[name, True] / speed['bvvtok generate', True]:.2f}x bvvtok generate's speed")  # fmt: skip
+    console.print(f"the same {new} tokens every way: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

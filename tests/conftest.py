@@ -1,9 +1,23 @@
 """Shared fixtures: small hand-made statistics, a tiny vocabulary folder, and the offline default build."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+# transformers reads these once, when first imported: the custom code of exported folders is copied into a throwaway
+# folder, not the user's ~/.cache/huggingface; and nothing is fetched from the hub.
+HF_MODULES = tempfile.mkdtemp(prefix="bvvtok-tests-hf-modules-")
+os.environ["HF_MODULES_CACHE"] = HF_MODULES
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(HF_MODULES, ignore_errors=True)
 
 # No deadline: property tests must not depend on how fast the machine is.
 settings.register_profile("bvvtok", deadline=None, max_examples=100)

@@ -67,7 +67,6 @@ def offline(tmp_path_factory):
         for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
             mp.setenv(name, "1")
         mp.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
-        mp.setenv("HF_MODULES_CACHE", str(cache / "modules"))
         yield
 
 

@@ -18,12 +18,6 @@ transformers = pytest.importorskip("transformers")
 PROMPTS = ["the cat", "a dog saw the", "the"]
 
 
-@pytest.fixture(autouse=True)
-def offline_hf(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf-modules"))
-
-
 @pytest.fixture(scope="module")
 def exported(char_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("hf") / "model"

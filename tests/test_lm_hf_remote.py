@@ -17,12 +17,6 @@ PROMPTS = ["the cat", "a", "the dog saw th"]
 NEW = 12
 
 
-@pytest.fixture(autouse=True)
-def offline_hf(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf-modules"))
-
-
 @pytest.fixture(scope="module")
 def folders(char_run, char_substrate, tmp_path_factory) -> dict:
     """bvvtok folders and their exports: char_run, and a mixture of it with a deeper run of a longer context

@@ -61,7 +61,7 @@ def remote_config(configs: Sequence[ModelConfig], weights: Sequence[float], toke
         "members": shapes,
         "mixture_weights": list(weights),
         **token_ids,
-        "use_cache": False,
+        "use_cache": True,
         "tie_word_embeddings": False,
         "dtype": "float32",
     }
@@ -128,4 +128,5 @@ def _write_tokenizer(run_dir: Path, folder: Path, context: int, token_ids: dict[
     path = folder / "tokenizer_config.json"
     config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     roles = {role: token for role, token in ROLE_SPECIALS.items() if f"{role}_id" in token_ids}
-    write_json(path, {**config, "tokenizer_class": "PreTrainedTokenizerFast", **roles, "model_max_length": context})
+    write_json(path, {**config, "tokenizer_class": "PreTrainedTokenizerFast", **roles, "model_max_length": context,
+                      "model_input_names": ["input_ids", "attention_mask"]})  # transformers 4 would add token_type_ids

@@ -30,8 +30,9 @@ print(tok.decode(model.generate(**ids, max_new_tokens=40, do_sample=False)[0]))
     "hf-remote": """```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-tok = AutoTokenizer.from_pretrained("{name}")
-model = AutoModelForCausalLM.from_pretrained("{name}", trust_remote_code=True)  # bvvtok's modeling code, in this folder
+# bvvtok's modeling code, in this folder; AutoTokenizer reads the model's config too, hence trust_remote_code
+tok = AutoTokenizer.from_pretrained("{name}", trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained("{name}", trust_remote_code=True)
 ids = tok("Once upon a time", return_tensors="pt")
 print(tok.decode(model.generate(**ids, max_new_tokens=40, do_sample=False)[0]))
 ```
