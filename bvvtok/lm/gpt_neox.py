@@ -63,17 +63,22 @@ def _heads_grouped(t: Tensor, n_head: int) -> Tensor:
     return torch.cat([per_head[:, i].reshape(-1, *t.shape[1:]) for i in range(3)], dim=0)
 
 
-def to_neox(state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
-    """GPT-NeoX's weights for a bvvtok GPT's state dict."""
-    out = {"gpt_neox.embed_in.weight": state["token_embeddings.weight"].repeat_interleave(config.scale, dim=1)}
+def names(config: ModelConfig) -> dict[str, str]:
+    """bvvtok's name -> GPT-NeoX's, for every weight but the embedding."""
+    found = {}
     for i in range(config.n_layer):
         ours, theirs = f"blocks.{i}.", f"gpt_neox.layers.{i}."
-        for part, name in BLOCK_NAMES.items():
-            for kind in ("weight", "bias"):
-                out[f"{theirs}{name}.{kind}"] = state[f"{ours}{part}.{kind}"]
-        for kind in ("weight", "bias"):
-            out[f"{theirs}attention.query_key_value.{kind}"] = _heads_interleaved(state[f"{ours}attn.qkv.{kind}"], config.n_head)
-    out.update({theirs: state[ours] for ours, theirs in TOP_NAMES.items()})
+        for part, name in {**BLOCK_NAMES, "attn.qkv": "attention.query_key_value"}.items():
+            found |= {f"{ours}{part}.{kind}": f"{theirs}{name}.{kind}" for kind in ("weight", "bias")}
+    return found | TOP_NAMES
+
+
+def to_neox(state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
+    """GPT-NeoX's weights for a bvvtok GPT's state dict."""
+    out = {theirs: state[ours] for ours, theirs in names(config).items()}
+    for key in (k for k in out if ".query_key_value." in k):
+        out[key] = _heads_interleaved(out[key], config.n_head)
+    out["gpt_neox.embed_in.weight"] = state["token_embeddings.weight"].repeat_interleave(config.scale, dim=1)
     return {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
 
 
@@ -84,15 +89,10 @@ def from_neox(state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor
     if not torch.equal(substrate.repeat_interleave(config.scale, dim=1), widened):
         raise BvvtokError(f"embed_in is not a {config.n_embed}-dim substrate repeated {config.scale} times; "
                           "this folder's embedding was trained or edited: it cannot be a bvvtok run")  # fmt: skip
-    out = {"token_embeddings.weight": substrate.contiguous()}
-    for i in range(config.n_layer):
-        ours, theirs = f"blocks.{i}.", f"gpt_neox.layers.{i}."
-        for part, name in BLOCK_NAMES.items():
-            for kind in ("weight", "bias"):
-                out[f"{ours}{part}.{kind}"] = state[f"{theirs}{name}.{kind}"]
-        for kind in ("weight", "bias"):
-            out[f"{ours}attn.qkv.{kind}"] = _heads_grouped(state[f"{theirs}attention.query_key_value.{kind}"], config.n_head)
-    out.update({ours: state[theirs] for ours, theirs in TOP_NAMES.items()})
+    out = {ours: state[theirs] for ours, theirs in names(config).items()}
+    for key in (k for k in out if k.endswith(("attn.qkv.weight", "attn.qkv.bias"))):
+        out[key] = _heads_grouped(out[key], config.n_head)
+    out["token_embeddings.weight"] = substrate
     return {k: v.contiguous() for k, v in out.items()}
 
 
