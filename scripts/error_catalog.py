@@ -110,8 +110,8 @@ def module_entries(path: Path, module: str) -> list[Entry]:
 
 def stage(module: str) -> str:
     """vocab, substrate, lm (the subpackage), cli, or core (the other top-level modules)."""
-    parts = Path(module).parts  # ("bvvtok", "vocab", "stats.py") or ("bvvtok", "cli.py")
-    return parts[1] if len(parts) > 2 else ("cli" if parts[-1] == "cli.py" else "core")
+    parts = Path(module).parts  # ("bvvtok", "vocab", "stats.py"), ("bvvtok", "cli", "lm.py") or ("bvvtok", "files.py")
+    return parts[1] if len(parts) > 2 else "core"
 
 
 def rank(entry: Entry) -> tuple[int, str, str, int]:

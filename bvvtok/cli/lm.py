@@ -1,0 +1,373 @@
+"""The model stage's commands: prepare, train, generate, export, import, combine, grow, eval, compare (bvvtok/lm/)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+from rich.text import Text
+
+from bvvtok.cli.app import app, console, err_console
+from bvvtok.errors import BvvtokError
+from bvvtok.files import check_output_file
+
+Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
+
+
+def _byte_bar(description: str) -> Progress:
+    columns = (TextColumn(description), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err_console, transient=True)
+
+
+@app.command("prepare")
+def prepare_command(
+    substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="The substrate (or any tokenizer) folder whose tokenizer to use.")],
+    corpus: Repeat = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
+    val_fraction: Annotated[float, typer.Option(metavar="F", help="Share of the text held out for validation (by content hash).")] = 0.01,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+) -> None:
+    """Tokenize a corpus once into memory-mapped token shards (train does this itself; this is for large corpora)."""
+    from bvvtok.lm.data import prepare_tokens
+
+    if not corpus:
+        raise BvvtokError("give the text with --corpus PATH (repeatable)")
+    with _byte_bar("tokenizing") as bar:
+        task = bar.add_task("tokenizing", total=None)
+        data = prepare_tokens(substrate_dir, corpus, out, val_fraction, force, lambda done, total: bar.update(task, completed=done, total=total))
+    info = data.manifest["tokens"]
+    tokens = info["train_tokens"] + info["val_tokens"]
+    took = (f"tokenized in {data.tokenized_s:.1f} s, {tokens / data.tokenized_s:,.0f} tokens/s" if data.tokenized_s
+            else "already there (the same tokenizer and corpus)")  # fmt: skip
+    console.print(f"{data.folder}: {info['train_tokens']:,} train + {info['val_tokens']:,} validation tokens ({info['dtype']}), "
+                  f"{info['documents']:,} documents; {took}")  # fmt: skip
+
+
+@app.command("train")
+def train_command(
+    substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
+    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    corpus: Repeat = None,
+    preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores) or paper (the published 1024 x 16 model). Default: tiny.")] = None,
+    config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A TOML file: preset, [model] and [train] tables (see docs/train.md).")] = None,
+    d_model: Annotated[Optional[int], typer.Option(metavar="N", help="Model width (a multiple of the substrate's n_embed).")] = None,
+    n_layer: Annotated[Optional[int], typer.Option(metavar="N", help="Transformer blocks.")] = None,
+    n_head: Annotated[Optional[int], typer.Option(metavar="N", help="Attention heads.")] = None,
+    context: Annotated[Optional[int], typer.Option(metavar="N", help="Context length in tokens.")] = None,
+    unfrozen: Annotated[bool, typer.Option("--unfrozen", help="Train the embedding too (the papers' baseline).")] = False,
+    init: Annotated[Optional[str], typer.Option(metavar="FROM", help="With --unfrozen: start the embedding from the substrate (default) or random.")] = None,
+    steps: Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(metavar="B", help="Sequences per micro-batch and process.")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(metavar="K", help="Micro-batches per optimizer step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(metavar="X", help="Peak learning rate.")] = None,
+    min_lr_ratio: Annotated[Optional[float], typer.Option(metavar="R", help="The cosine decays to lr * R.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(metavar="N", help="Linear warmup steps.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(metavar="X", help="AdamW weight decay (not on norms, biases or the embedding).")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option(metavar="X", help="Gradient norm clip (0: off).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(metavar="N", help="Validate every N steps (and at the end).")] = None,
+    eval_windows: Annotated[Optional[int], typer.Option(metavar="N", help="Validation windows per evaluation.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(metavar="N", help="Checkpoint every N steps. Default: at every evaluation.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(metavar="F", help="Share of the text held out for validation.")] = None,
+    seed: Annotated[Optional[int], typer.Option(metavar="S", help="Seed of the initial weights and the data order.")] = None,
+    device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(metavar="NAME", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR from its last checkpoint.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
+    init_from: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Start from a run, grown run or mixture (its architecture and weights).")] = None,
+    train_only: Annotated[Optional[list[str]], typer.Option(metavar="PATTERN", help="With --init-from: train only parameters whose names match (fnmatch, e.g. 'members.*.head.*'). Repeatable.")] = None,
+) -> None:
+    """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
+    from bvvtok.lm.config import resolve_config
+    from bvvtok.lm.train import train
+
+    if not corpus:
+        raise BvvtokError("give the training text with --corpus PATH (repeatable)")
+    model_flags = dict(d_model=d_model, n_layer=n_layer, n_head=n_head, context=context, frozen=False if unfrozen else None, init=init)
+    train_flags = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr_ratio=min_lr_ratio, warmup=warmup,
+                       weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every, eval_windows=eval_windows,
+                       checkpoint_every=checkpoint_every, val_fraction=val_fraction, seed=seed)  # fmt: skip
+    if init_from is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in model_flags.items() if v is not None]
+        if given:
+            raise BvvtokError(f"--init-from takes the model from {init_from}; drop {', '.join(given)}")
+    run_config = resolve_config(preset, config, model_flags, train_flags)
+    started = time.perf_counter()
+    columns = (
+        TextColumn("step {task.completed:,.0f}/{task.total:,.0f}"), BarColumn(),
+        TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"), TimeRemainingColumn(),
+    )  # fmt: skip
+    show = os.environ.get("RANK", "0") == "0"
+    with _byte_bar("tokenizing") as data_bar, Progress(*columns, console=err_console, disable=not show) as bar:
+        data_task = data_bar.add_task("tokenizing", total=None)
+        task = bar.add_task("train", total=run_config.train.steps, loss="-", speed="-", visible=False)
+        info: dict = {}
+
+        def on_event(kind: str, event: dict) -> None:
+            if kind == "start":
+                data_bar.stop()
+                info.update(event)
+                console.print(_run_start(event), soft_wrap=True)
+                bar.update(task, completed=event["start_step"], visible=True)
+            elif kind == "step":
+                row = event["row"]
+                bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{row.tokens_per_s:,.0f}")
+                if row.val_loss is not None:
+                    bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}")
+
+        result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
+                       lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or ())  # fmt: skip
+    if show:
+        console.print(_run_end(result, time.perf_counter() - started))
+
+
+def _run_start(event: dict) -> str:
+    raw, p = event["raw"], event["parameters"]
+    models = raw["members"] if "members" in raw else [raw["model"]]
+    shapes = "; ".join(f"d_model {m['d_model']}, {m['n_layer']} layers, {m['n_head']} heads, context {m['context']}" for m in models)
+    kind = "frozen" if event["frozen"] else "trainable"
+    what = f"mixture of {len(models)} ({shapes})" if "members" in raw else shapes
+    lines = [
+        f"model: {what}, {kind} {event['substrate']['n_embed']}-dim {event['substrate']['method']} substrate "
+        f"(scale {models[0]['d_model'] // event['substrate']['n_embed']}); {p['total']:,} parameters, {p['trainable']:,} trainable",
+        f"data: {event['data']['train_tokens']:,} train + {event['data']['val_tokens']:,} held-out tokens "
+        f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {event['world_size']} process(es)",
+    ]
+    if "init_from" in raw:
+        lines.append(f"from {raw['init_from']['folder']}, training {', '.join(raw['trainable'])}")
+    if event["start_step"]:
+        lines.append(f"resuming at step {event['start_step']:,}")
+    return "\n".join(lines)
+
+
+def _run_end(result, seconds: float) -> Table:
+    rows = result.rows
+    val = [r.val_loss for r in rows if r.val_loss is not None]
+    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    table.add_row("steps", f"{rows[-1].step:,}" if rows else "0")
+    table.add_row("train loss", f"{rows[-1].train_loss:.4f}" if rows else "-")
+    table.add_row("validation loss", f"{val[-1]:.4f} (first {val[0]:.4f})" if val else "-")
+    table.add_row("unigram entropy", f"{result.unigram_entropy:.4f} nats/token (the loss of a model without context)")
+    speeds = [r.tokens_per_s for r in rows[1:]] or [r.tokens_per_s for r in rows]
+    table.add_row("tokens/s", f"{sum(speeds) / len(speeds):,.0f} (mean over steps)" if speeds else "-")
+    table.add_row("parameters", f"{result.parameters['total']:,} ({result.parameters['trainable']:,} trainable)")
+    table.add_row("time", f"{seconds:.0f} s")
+    return table
+
+
+@app.command("generate")
+def generate_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
+    prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The text to continue.")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option(metavar="FILE", help="One prompt per line, generated as one batch.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(metavar="N", help="Tokens to add at most (prompt + N must fit the context).")] = 100,
+    temperature: Annotated[float, typer.Option(metavar="T", help="Sampling temperature (> 0).")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(metavar="K", help="Sample among the K most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(metavar="P", help="Sample among the most likely tokens that make up mass P, in (0, 1].")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token (deterministic).")] = False,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the sampling.")] = 0,
+    stop: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Also stop once the continuation contains TEXT (</s> always stops).")] = None,
+    device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
+    no_kv_cache: Annotated[bool, typer.Option("--no-kv-cache", help="Recompute the whole sequence for every token (slow; for checking).")] = False,
+) -> None:
+    """Continue a prompt with a trained run; prints the prompt and the continuation, token by token."""
+    from bvvtok.lm.distributed import pick_device
+    from bvvtok.lm.generate import Sampling, generate
+    from bvvtok.lm.run_folder import load_model
+    from bvvtok.vocab.encode import encode_with
+
+    if (prompt is None) == (prompt_file is None):
+        raise BvvtokError("give one of --prompt TEXT or --prompt-file FILE")
+    if prompt_file is not None:
+        try:
+            texts = [line for line in prompt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise BvvtokError(f"cannot read --prompt-file {prompt_file}: {e}") from None
+        if not texts:
+            raise BvvtokError(f"--prompt-file {prompt_file} holds no prompt; write one per line")
+    else:
+        texts = [prompt]
+    sampling = Sampling(greedy, temperature, top_k, top_p, seed)
+    sampling.check()
+    model, tokenizer = load_model(run_dir, pick_device(device))
+    encoded = [encode_with(tokenizer, text) for text in texts]
+    unknown = list(dict.fromkeys(ch for e in encoded for ch in e.unknown))
+    if unknown:
+        listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in unknown)
+        err_console.print(f"warning: {len(unknown)} character(s) not in the vocabulary become <unk>: {escape(listed)}", highlight=False)
+    stop_ids = frozenset(i for i in (tokenizer.token_to_id("</s>"),) if i is not None)
+    outputs: list[list[int]] = [[] for _ in texts]
+    shown = [""] * len(texts)
+
+    def on_token(index: int, token: int) -> bool:
+        outputs[index].append(token)
+        text = tokenizer.decode(outputs[index], skip_special_tokens=False)
+        if len(texts) == 1:  # stream a single prompt to the terminal, itself first (once generation is under way)
+            console.out((texts[0] if len(outputs[0]) == 1 else "") + text[len(shown[index]) :], end="", highlight=False)
+        shown[index] = text
+        return stop is not None and stop in text
+
+    generate(model, [e.ids for e in encoded], sampling, max_new_tokens, stop_ids, not no_kv_cache, on_token, tokenizer.token_to_id("<pad>") or 0)
+    if len(texts) == 1:
+        console.out("")
+    else:
+        for text, continuation in zip(texts, shown):
+            console.out(text + continuation + "\n", highlight=False)  # a blank line between samples
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run, grown run or mixture folder.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="The folder to write.")],
+    format: Annotated[str, typer.Option(metavar="NAME", help="hf: transformers' own GPT-NeoX, no custom code (a mixture: hf-remote); hf-remote: bvvtok's layout and code (trust_remote_code).")] = "hf",
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if bvvtok wrote it.")] = False,
+) -> None:
+    """Write a run as a Hugging Face model folder: AutoModelForCausalLM.from_pretrained(DIR)."""
+    from bvvtok.lm.export import export
+
+    with console.status(Text(f"writing {out}")):
+        written = export(run_dir, out, format, force)
+    how = "no custom code" if written == "hf" else "bvvtok's own code; load it with trust_remote_code=True"
+    console.print(f"wrote {out} ({written}: {how})")
+
+
+@app.command("import")
+def import_command(
+    hf_dir: Annotated[Path, typer.Argument(metavar="HF_DIR", help="A folder `bvvtok export` wrote (format hf).")],
+    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace RUN_DIR if bvvtok wrote it.")] = False,
+) -> None:
+    """Make a run folder of an exported model again, its substrate proven (generate, eval, combine, grow, train --init-from)."""
+    from bvvtok.lm.import_hf import import_hf
+
+    with console.status(Text(f"importing {hf_dir}")):
+        import_hf(hf_dir, out, force)
+    console.print(f"wrote {out}")
+
+
+@app.command("combine")
+def combine_command(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Two or more runs on the same substrate and tokenizer.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="The mixture folder to write.")],
+    weights: Annotated[Optional[str], typer.Option(metavar="W1,W2,...", help="One weight per run (normalised to sum 1). Default: equal.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+) -> None:
+    """Join runs into a mixture whose next-token logits are the weighted mean of theirs."""
+    from bvvtok.lm.combine import combine
+
+    values = None
+    if weights is not None:
+        try:
+            values = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise BvvtokError(f"--weights {weights!r} is not a list of numbers; write e.g. --weights 0.5,0.5") from None
+    with console.status(Text(f"combining {len(runs)} runs")):
+        combine(runs, out, values, force)
+    console.print(f"wrote {out}: a mixture of {len(runs)} runs")
+
+
+@app.command("grow")
+def grow_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
+    add_layers: Annotated[int, typer.Option(metavar="N", help="Blocks to stack on top (they start as the identity).")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="The grown model's folder.")],
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the new blocks' weights.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+) -> None:
+    """Stack N new blocks on a run; `train --init-from DIR` then trains only the new blocks and the head."""
+    from bvvtok.lm.grow import grow
+
+    with console.status(Text(f"growing {run_dir}")):
+        grow(run_dir, add_layers, out, seed, force)
+    console.print(f"wrote {out}: train it with bvvtok train --init-from {out}")
+
+
+@app.command("eval")
+def eval_command(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run, mixture or grown folders.")],
+    perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Held-out text (.txt, blank-line separated documents, or .jsonl): loss, perplexity, bits per character.")] = None,
+    multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
+    protocol: Annotated[str, typer.Option(metavar="NAME", help="Multiple choice: generative (the papers'), loglik (lm-eval-harness's) or both.")] = "both",
+    runs_count: Annotated[int, typer.Option("--runs", metavar="N", help="Generative protocol: sampled runs, reported as mean +- 95% CI.")] = 10,
+    temperature: Annotated[float, typer.Option(metavar="T", help="Generative protocol: sampling temperature.")] = 1.0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Generative protocol: greedy answers (one run).")] = False,
+    seed: Annotated[int, typer.Option(metavar="S", help="Seed of the first sampled run.")] = 0,
+    translation: Annotated[Optional[Path], typer.Option(metavar="FILE.tsv", help="source<TAB>reference per line: BLEU with sacrebleu.")] = None,
+    src_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the source language's name in the prompt.")] = "en",
+    tgt_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the target language (zh uses sacrebleu's zh tokenizer).")] = "zh",
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N documents, questions or pairs.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at a malformed question line instead of skipping it.")] = False,
+    device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Optional[list[Path]], typer.Option("-o", "--out", metavar="FILE", help="Also write the figures to FILE.csv or FILE.json. Repeatable.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --out files.")] = False,
+) -> None:
+    """Perplexity, multiple-choice accuracy and BLEU of one or several runs, on local files, as one table."""
+    from bvvtok.lm.distributed import pick_device
+    from bvvtok.lm.evals.report import EvalRequest, evaluate_runs, write_results
+    from bvvtok.lm.generate import Sampling
+
+    for path in out or []:
+        check_output_file(path, force, [*runs, *(p for p in (perplexity, multiple_choice, translation) if p)])
+    request = EvalRequest(perplexity, multiple_choice, protocol, runs_count, Sampling(greedy, temperature, seed=seed),
+                          translation, src_lang, tgt_lang, limit, strict)  # fmt: skip
+    chosen = pick_device(device)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        current: list[int] = []
+
+        def progress(task: str, total: int) -> None:
+            if task:
+                current[:] = [bar.add_task(task, total=total)]
+            else:
+                bar.advance(current[0])
+
+        rows = evaluate_runs(runs, request, chosen, progress, lambda message: bar.console.print(f"skipped {message}", highlight=False))
+    console.print(_eval_table(rows))
+    if perplexity and len({r["tokenizer_sha256"] for r in rows}) > 1:
+        console.print("note: the runs have different tokenizers; compare bits per character (loss and perplexity are per token)")
+    for path in out or []:
+        write_results(rows, path, force)
+        console.print(f"wrote {path}")
+
+
+def _eval_table(rows: list[dict]) -> Table:
+    shown = {"loss": "loss/token", "perplexity": "perplexity", "bits_per_char": "bits/char", "mc_generative": "MC generative %",
+             "mc_loglik": "MC loglik %", "chance": "chance %"}  # fmt: skip
+    keys = [k for k in shown if any(k in r for r in rows)] + [k for k in rows[0] if k.startswith("bleu_") and k != "bleu_signature"]
+    table = Table("run", *[shown.get(k, k.replace("bleu_", "BLEU ").replace("_", "-")) for k in keys])
+    for r in rows:
+        cells = []
+        for k in keys:
+            value = r.get(k)
+            text = "-" if value is None else f"{value:.2f}" if k != "loss" else f"{value:.4f}"
+            if k == "mc_generative" and value is not None and r.get("mc_runs", 1) > 1:
+                text += f" ± {r['mc_generative_ci95']:.2f}"
+            cells.append(text)
+        table.add_row(r["run"], *cells)
+    return table
+
+
+@app.command("compare")
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders written by `bvvtok train`.")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
+) -> None:
+    """Validation-loss curves of several runs in one plot, and a table of their final losses."""
+    from bvvtok.lm.plots import compare_runs
+
+    summaries = compare_runs(runs, out, force)
+    table = Table("run", "embedding", "steps", "train loss", "val loss", "best val")
+    for s in summaries:
+        fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+        table.add_row(s.name, "frozen" if s.frozen else f"unfrozen ({s.init})", f"{s.steps_done:,}/{s.steps_planned:,}",
+                      fmt(s.final_train_loss), fmt(s.final_val_loss), fmt(s.best_val_loss))  # fmt: skip
+    console.print(table)
+    if out is not None:
+        console.print(f"wrote {out}")
