@@ -8,7 +8,7 @@ In order, the cheapest and most wanted first, so that the time budget (--budget-
 1. a bf16 8192^3 matmul: the peak this GPU reaches in practice, MFU's second denominator;
 2. per substrate, frozen and unfrozen: a batch-size sweep in eager mode, stopped at an out-of-memory error;
 3. generation with bvvtok's generate (KV cache, greedy), batch 1 and 8, in fp32 as it runs and under bf16 autocast;
-4. DDP and FSDP over every GPU present (FSDP once bvvtok has it: see library_wrap);
+4. bvvtok's strategies (bvvtok.lm.distributed.STRATEGIES: DDP, and FSDP once it has it) over every GPU present;
 5. torch.compile at each configuration's fastest eager batch (about a minute of compiling each).
 
 Substrates: `--substrate NAME=DIR` (folders written by `bvvtok embed`), else synthetic ones of the published
@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import gc
 import importlib.metadata
-import inspect
 import json
 import math
 import os
@@ -57,7 +56,6 @@ from lm_step import (
     unit_rows,
 )
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 import bvvtok
 from bvvtok.errors import BvvtokError
@@ -65,7 +63,7 @@ from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, resolve_config, with_substrate
 from bvvtok.lm.distributed import World, pick_device
 from bvvtok.lm.generate import Sampling, generate
-from bvvtok.lm.train import autocast, pick_dtype, train
+from bvvtok.lm.train import autocast, pick_dtype
 from bvvtok.substrate.load import load_substrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -410,31 +408,15 @@ def generation(bench: Bench, substrate: Substrate) -> None:
 # --- 4. strategies: DDP, and FSDP once bvvtok has it -------------------------------------------------------------
 
 
-def library_wrap() -> Callable[[torch.nn.Module, World, str], torch.nn.Module] | None:
-    """HOOK (issue 21, FSDP): bvvtok's own wrapper, `bvvtok.lm.distributed.wrap(model, world, strategy)`, expected
-    with `--strategy ddp|fsdp`; when it exists, both strategies go through it. The bench builds the optimizer
-    after wrapping and clips with torch.nn.utils.clip_grad_norm_ (right for FSDP2's fully_shard); if bvvtok's FSDP
-    names its wrapper otherwise, adapt this function."""
-    return getattr(distributed, "wrap", None)
-
-
 def strategy_support() -> dict[str, str | None]:
-    """Each strategy, and why it is skipped (None: it runs)."""
-    if library_wrap() is not None:
-        return {"ddp": None, "fsdp": None}
-    if "strategy" in inspect.signature(train).parameters:
-        why = "bvvtok has --strategy but no bvvtok.lm.distributed.wrap(model, world, strategy): adapt library_wrap"
-    else:
-        why = "this bvvtok has no FSDP (no --strategy ddp|fsdp yet)"
-    return {"ddp": None, "fsdp": why}
+    """Each strategy the bench knows, and why it is skipped (None: this bvvtok has it, so it runs)."""
+    return {name: None if name in distributed.STRATEGIES else f"skipped: this bvvtok has no {name} strategy"
+            for name in ("ddp", "fsdp")}  # fmt: skip
 
 
 def wrapper(strategy: str, world: World) -> Wrap:
-    wrap = library_wrap()
-    if wrap is not None:
-        return lambda net: wrap(net, world, strategy)
-    ids = [world.device.index] if world.device.type == "cuda" else None  # as bvvtok.lm.train wraps it
-    return lambda net: DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+    """bvvtok's own wrapping, as `bvvtok train --strategy` does it (a world of one is left unwrapped)."""
+    return lambda net: distributed.wrap(net, world, strategy)
 
 
 def processes(device: torch.device) -> int:
@@ -483,7 +465,7 @@ def worker(args: argparse.Namespace) -> None:
     """One process of a strategy under torchrun: bvvtok joins the process group and picks the device."""
     strategy, name, batch, out = args.worker
     world = distributed.join(args.device)
-    if not dist.is_initialized():  # bvvtok trains a world of one unwrapped; a group of one measures the wrapper
+    if not dist.is_initialized():  # one GPU: a group of one, wrapped as bvvtok train wraps it (DDP: not at all)
         world = World(0, 1, torch.device("cuda", 0) if world.device.type == "cuda" else world.device)
         if world.device.type == "cuda":
             torch.cuda.set_device(world.device)

@@ -8,11 +8,14 @@ a world of one and never touches torch.distributed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from bvvtok.errors import BvvtokError
 
@@ -72,3 +75,35 @@ def sum_all(world: World, values: list[float]) -> list[float]:
     dist.all_reduce(t)
     return t.tolist()
 
+
+
+class DDP:
+    """Every process holds the whole model and optimizer; gradients are averaged across processes after backward."""
+
+    name = "ddp"
+
+    def wrap(self, model: nn.Module, world: World) -> nn.Module:
+        if world.size == 1:
+            return model  # a world of one: nothing to average
+        # the frozen embedding is identical everywhere: no need to broadcast buffers each step
+        ids = [world.device.index] if world.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    def no_sync(self, net: nn.Module) -> contextlib.AbstractContextManager:
+        """While accumulating gradients: no averaging until the last micro-batch."""
+        return net.no_sync() if isinstance(net, DistributedDataParallel) else contextlib.nullcontext()
+
+
+STRATEGIES = {strategy.name: strategy for strategy in (DDP(),)}
+
+
+def strategy(name: str) -> DDP:
+    if name not in STRATEGIES:
+        raise BvvtokError(f"--strategy {name!r}: choose {' or '.join(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+def wrap(model: nn.Module, world: World, name: str = "ddp") -> nn.Module:
+    """The module to run forward and backward through: `model` as the strategy spreads it over the processes.
+    The optimizer is built on the wrapped model's parameters, after this."""
+    return strategy(name).wrap(model, world)

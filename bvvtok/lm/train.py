@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import sha256_file
 from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
-from bvvtok.lm.data import Split, TokenData, is_token_folder, load_tokens, prepare_tokens
+from bvvtok.lm.data import TokenData, is_token_folder, load_tokens, prepare_tokens
 from bvvtok.lm.distributed import World
 from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
 from bvvtok.lm.model import GPT
@@ -49,6 +48,7 @@ from bvvtok.lm.run_folder import (
     start_run,
     substrate_of,
 )
+from bvvtok.lm.windows import WindowOrder, batch, plan_windows
 from bvvtok.output import check_replace, claim, real
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
 
@@ -75,29 +75,6 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-class WindowOrder:
-    """The training windows in a fresh seeded permutation per epoch; step s reads positions [s*G, (s+1)*G)."""
-
-    def __init__(self, n_windows: int, seed: int) -> None:
-        self.n, self.seed = n_windows, seed
-        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._epoch:
-            self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        return self._perm
-
-    def global_batch(self, step: int, size: int) -> np.ndarray:
-        epochs, within = np.divmod(step * size + np.arange(size), self.n)
-        return np.array([self._permutation(int(e))[int(i)] for e, i in zip(epochs, within)], dtype=np.int64)
-
-
-def batch(split: Split, windows: np.ndarray, context: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = torch.from_numpy(np.stack([split.window(int(i), context) for i in windows]))
-    rows = rows.to(device, non_blocking=True)
-    return rows[:, :-1], rows[:, 1:]
-
-
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
     if dtype == torch.float32:
         return contextlib.nullcontext()
@@ -113,55 +90,206 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtypes[name]
 
 
-@dataclass
-class Validation:
-    split: Split
-    windows: np.ndarray  # the same windows at every evaluation
-    source: str  # where they come from, for the record
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a run is carried out: where and how fast it runs, not what it computes (that is RunConfig)."""
+
+    device: str = "auto"  # auto, cpu or cuda
+    dtype: str = "auto"  # autocast: auto (bf16 on CUDA), fp32 or bf16
+    compile: bool = False  # torch.compile the model
+    strategy: str = "ddp"  # how several processes share the work (bvvtok.lm.distributed.STRATEGIES)
+    resume: bool = False  # continue `out` from its last checkpoint
+    force: bool = False  # replace `out` (bvvtok's own folder only)
+    init_from: Path | None = None  # start from a run, grown run or mixture: its architecture and weights
+    train_only: tuple[str, ...] = ()  # with init_from: the parameters that move (fnmatch patterns)
 
 
-def plan_windows(data: TokenData, context: int, vocab_size: int, t: TrainConfig) -> tuple[Split, int, Validation]:
-    """The split training reads, its first how-many windows, and the windows validation reads.
+class Trainer:
+    """One run set up: the model on its device, wrapped for the processes, its optimizer and schedule, and the
+    windows it reads. `step` trains one optimizer step, `evaluate` validates, `save` checkpoints; the loop
+    (`train`) decides when."""
 
-    Normally the two splits of the content hash. When that left either side without a
-    whole window (a small corpus, or a few large documents), all the text is on one
-    side: the last `val_fraction` of its windows are held out and never trained on.
-    """
-    if data.vocab_size != vocab_size:
-        raise BvvtokError(f"the token shards are for a {data.vocab_size:,}-token vocabulary, the substrate has {vocab_size:,}")
-    n_train, n_val = data.train.n_windows(context), data.val.n_windows(context)
-    if n_train >= 1 and n_val >= 1:
-        train_split, val_split, first, n, source = data.train, data.val, 0, n_val, "the held-out split"
+    def __init__(self, world: World, model: torch.nn.Module, config: RunConfig, data: TokenData,
+                 options: TrainOptions) -> None:  # fmt: skip
+        self.world, self.config, self.data = world, config, data
+        self.model = model.to(world.device)
+        self.context = self.model.context
+        self.split, n_train, self.validation = plan_windows(data, self.context, self.model.vocab_size, config.train)
+        self.order = WindowOrder(n_train, config.train.seed)
+        self.dtype = pick_dtype(options.dtype, world.device)
+        self.strategy = distributed.strategy(options.strategy)
+        self.net = self.strategy.wrap(torch.compile(self.model) if options.compile else self.model, world)
+        t = config.train
+        self.optimizer = torch.optim.AdamW(
+            self.model.optimizer_groups(t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2),
+            fused=True,  # one kernel for all parameters, on CPU too (10x the foreach path there)
+        )  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(t))
+
+    @property
+    def global_batch(self) -> int:
+        t = self.config.train
+        return t.batch_size * t.grad_accum * self.world.size
+
+    def step(self, index: int) -> tuple[float, float]:
+        """Optimizer step `index` (from 0) on its global batch: (the mean training loss over every process, the lr)."""
+        t, world = self.config.train, self.world
+        windows = self.order.global_batch(index, self.global_batch)
+        loss_sum = 0.0
+        for micro in range(t.grad_accum):
+            first = (micro * world.size + world.rank) * t.batch_size
+            x, y = batch(self.split, windows[first : first + t.batch_size], self.context, world.device)
+            last = micro == t.grad_accum - 1
+            with (contextlib.nullcontext() if last else self.strategy.no_sync(self.net)), autocast(world.device, self.dtype):
+                _, loss = self.net(x, y)
+            (loss / t.grad_accum).backward()
+            loss_sum += loss.item()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return distributed.sum_all(world, [loss_sum / t.grad_accum])[0] / world.size, lr
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean loss over the validation windows, shared among the processes."""
+        world, validation, size = self.world, self.validation, self.config.train.batch_size
+        mine = validation.windows[world.rank :: world.size]
+        total, tokens = 0.0, 0.0
+        self.net.eval()
+        for start in range(0, len(mine), size):
+            x, y = batch(validation.split, mine[start : start + size], self.context, world.device)
+            with autocast(world.device, self.dtype):
+                _, loss = self.net(x, y)
+            total += loss.item() * y.numel()
+            tokens += y.numel()
+        self.net.train()
+        total, tokens = distributed.sum_all(world, [total, tokens])
+        return total / tokens
+
+    def resume(self, checkpoint: Checkpoint) -> int:
+        """Continue from `checkpoint`: its weights, optimizer, schedule and RNG; returns the step it was at."""
+        self.model.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(checkpoint.optimizer["optimizer"])
+        self.scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
+        torch.set_rng_state(checkpoint.optimizer["rng"])
+        return checkpoint.state["step"]
+
+    def save(self, out: Path, done: int, rows: list[Row], run_info: dict[str, Any], substrate_sha256: str,
+             title: str) -> None:  # fmt: skip
+        """Checkpoint after step `done`: weights, optimizer, schedule and RNG, with the logs so far."""
+        state = {"step": done, "data_key": self.data.key, "substrate_sha256": substrate_sha256}
+        extra = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": torch.get_rng_state()}  # fmt: skip
+
+        def logs(place: Callable[[str], Path]) -> None:
+            write_metrics(place(METRICS), rows)
+            plot_losses(rows, place(LOSS_PNG), title)
+
+        save_checkpoint(out, Checkpoint(self.model.state_dict(), extra, state), {**run_info, "step": done}, logs)
+
+
+def train(
+    substrate_dir: Path,
+    corpus: list[Path],
+    out: Path,
+    config: RunConfig,
+    device: str = "auto",
+    dtype: str = "auto",
+    compile: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    on_event: Event | None = None,
+    data_progress: Callable[[int, int], None] | None = None,
+    init_from: Path | None = None,
+    train_only: Sequence[str] = (),
+    strategy: str = "ddp",
+) -> TrainResult:
+    """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
+    (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move)."""
+    options = TrainOptions(device, dtype, compile, strategy, resume, force, Path(init_from) if init_from else None,
+                           tuple(train_only))  # fmt: skip
+    distributed.strategy(strategy)  # a bad name is refused before any work
+    world = distributed.join(device)
+    corpus = [Path(c) for c in corpus]
+    inputs = [Path(substrate_dir), *corpus, *([options.init_from] if options.init_from else [])]
+    try:
+        with claim(Path(out), inputs) if world.main else contextlib.nullcontext(real(Path(out))) as target:
+            return _run(world, Path(substrate_dir), corpus, target, config, options, on_event, data_progress)
+    finally:
+        distributed.leave(world)
+
+
+def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, config: RunConfig, options: TrainOptions,
+         on_event: Event | None, data_progress: Callable[[int, int], None] | None) -> TrainResult:  # fmt: skip
+    """Set up, then the loop: a step, now and then an evaluation and a checkpoint (rank 0 writes)."""
+    emit = on_event if (on_event and world.main) else (lambda kind, info: None)
+    if options.train_only and options.init_from is None:
+        raise BvvtokError("--train-only goes with --init-from (a fresh model trains whole)")
+    resume = _resumes(out, options.resume, options.force)
+    pick_dtype(options.dtype, world.device)  # a bad name is refused before the substrate is loaded
+    substrate = load_substrate(substrate_dir)
+    model, raw, config = _model(substrate, config, options)
+    data = _data(corpus, substrate, config, world, data_progress)
+    trainer = Trainer(world, model, config, data, options)
+    counts = trainer.split.unigram_counts(model.vocab_size)
+    p = counts[counts > 0] / counts.sum()
+    entropy = float(-(p * np.log(p)).sum())
+    frozen = not any(p.requires_grad for name, p in model.named_parameters() if name.endswith("token_embeddings.weight"))
+    run_info = {
+        "substrate": {"manifest_sha256": substrate.manifest_sha256, "method": substrate.manifest["substrate"]["method"],
+                      "n_embed": substrate.weight.shape[1]},
+        "data": {"key": data.key, "train_tokens": data.train.n_tokens, "val_tokens": data.val.n_tokens,
+                 "validation": trainer.validation.source},
+        "parameters": model.parameter_counts(),
+        "world_size": world.size,
+    }  # fmt: skip
+    rows: list[Row] = []
+    start = 0
+    if resume:
+        checkpoint, rows = _resume_state(out, raw, substrate, data)
+        start = trainer.resume(checkpoint)
+    elif world.main:
+        _check_disk(out, model)
+        start_run(out, raw, substrate, run_info)
+    distributed.barrier(world)
+    emit("start", {**run_info, "config": config, "raw": raw, "frozen": frozen, "device": str(world.device),
+                   "dtype": str(trainer.dtype).removeprefix("torch."), "start_step": start, "unigram_entropy": entropy})  # fmt: skip
+
+    t = config.train
+    checkpoint_every = t.checkpoint_every or t.eval_every
+    title = f"{out.name}: {'frozen' if frozen else 'unfrozen'} substrate"
+    for index in range(start, t.steps):
+        began = time.perf_counter()
+        train_loss, lr = trainer.step(index)
+        speed = trainer.global_batch * trainer.context / (time.perf_counter() - began)
+        done = index + 1
+        val = trainer.evaluate() if done % t.eval_every == 0 or done == t.steps else None
+        row = Row(done, train_loss, val, lr, speed)
+        rows.append(row)
+        emit("step", {"row": row})
+        if world.main and (done % checkpoint_every == 0 or done == t.steps):
+            trainer.save(out, done, rows, run_info, substrate.manifest_sha256, title)
+            emit("checkpoint", {"step": done})
+    distributed.barrier(world)
+    return TrainResult(out, rows, model.parameter_counts(), entropy)
+
+
+def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions) -> tuple[torch.nn.Module, dict[str, Any], RunConfig]:
+    """The model to train (fresh, or `init_from`'s), its config.json, and the config with the substrate's size."""
+    vocab_size, n_embed = substrate.weight.shape
+    if substrate.tokenizer.get_vocab_size(with_added_tokens=True) != vocab_size:
+        raise BvvtokError(f"{substrate.folder}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, "
+                          f"the embedding {vocab_size:,} rows; rebuild the substrate")  # fmt: skip
+    torch.manual_seed(config.train.seed)
+    if options.init_from is not None:
+        model, shape = _initial_model(options.init_from, substrate, options.train_only)
     else:
-        train_split = val_split = data.train if n_train >= n_val else data.val
-        n_all = max(n_train, n_val)
-        n = max(1, round(n_all * t.val_fraction))
-        n_train = first = n_all - n
-        source = f"the last {n:,} windows of the text"
-    if n_train < 1:
-        raise BvvtokError(
-            f"context {context} is longer than the training text allows ({data.train.n_tokens + data.val.n_tokens:,} tokens "
-            "for training and validation); lower --context or add text"
-        )
-    chosen = first + np.unique(np.linspace(0, n - 1, min(n, t.eval_windows)).astype(np.int64))
-    return train_split, n_train, Validation(val_split, chosen, source)
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, validation: Validation, context: int, batch_size: int, world: World, dtype: torch.dtype) -> float:
-    """Mean loss over the validation windows, shared among the processes."""
-    mine = validation.windows[world.rank :: world.size]
-    total, tokens = 0.0, 0.0
-    model.eval()
-    for start in range(0, len(mine), batch_size):
-        x, y = batch(validation.split, mine[start : start + batch_size], context, world.device)
-        with autocast(world.device, dtype):
-            _, loss = model(x, y)
-        total += loss.item() * y.numel()
-        tokens += y.numel()
-    model.train()
-    total, tokens = distributed.sum_all(world, [total, tokens])
-    return total / tokens
+        config = with_substrate(config, vocab_size, n_embed)
+        model, shape = GPT(config.model, substrate.weight), {"model": config.as_dict()["model"]}
+    return model, {**shape, "train": dataclasses.asdict(config.train)}, config
 
 
 def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, world: World, progress) -> TokenData:
@@ -219,35 +347,6 @@ def _initial_model(init_from: Path, substrate: LoadedSubstrate, train_only: Sequ
     return model.train(), {**shape, "trainable": patterns, "init_from": origin}
 
 
-def train(
-    substrate_dir: Path,
-    corpus: list[Path],
-    out: Path,
-    config: RunConfig,
-    device: str = "auto",
-    dtype: str = "auto",
-    compile: bool = False,
-    resume: bool = False,
-    force: bool = False,
-    on_event: Event | None = None,
-    data_progress: Callable[[int, int], None] | None = None,
-    init_from: Path | None = None,
-    train_only: Sequence[str] = (),
-) -> TrainResult:
-    """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
-    (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move)."""
-    world = distributed.join(device)
-    corpus = [Path(c) for c in corpus]
-    init_from = Path(init_from) if init_from else None
-    inputs = [Path(substrate_dir), *corpus, *([init_from] if init_from else [])]
-    try:
-        with claim(Path(out), inputs) if world.main else contextlib.nullcontext(real(Path(out))) as target:
-            return _train(world, Path(substrate_dir), corpus, target, config, dtype, compile, resume,
-                          force, on_event, data_progress, init_from, train_only)  # fmt: skip
-    finally:
-        distributed.leave(world)
-
-
 def _resumes(out: Path, resume: bool, force: bool) -> bool:
     """Whether the run continues `out` (True) or starts afresh there, which is checked to be allowed.
 
@@ -266,109 +365,4 @@ def _resumes(out: Path, resume: bool, force: bool) -> bool:
     check_replace(out, force or started)
     return False
 
-
-def _train(world: World, substrate_dir: Path, corpus: list[Path], out: Path, config: RunConfig, dtype_name: str,
-           compile: bool, resume: bool, force: bool, on_event: Event | None, data_progress,
-           init_from: Path | None, train_only: Sequence[str]) -> TrainResult:  # fmt: skip
-    emit = on_event if (on_event and world.main) else (lambda kind, info: None)
-    if train_only and init_from is None:
-        raise BvvtokError("--train-only goes with --init-from (a fresh model trains whole)")
-    resume = _resumes(out, resume, force)
-    dtype = pick_dtype(dtype_name, world.device)
-    substrate = load_substrate(substrate_dir)
-    vocab_size, n_embed = substrate.weight.shape
-    if substrate.tokenizer.get_vocab_size(with_added_tokens=True) != vocab_size:
-        raise BvvtokError(f"{substrate_dir}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, the embedding {vocab_size:,} rows; rebuild the substrate")
-    torch.manual_seed(config.train.seed)
-    if init_from is not None:
-        model, shape = _initial_model(init_from, substrate, train_only)
-    else:
-        config = with_substrate(config, vocab_size, n_embed)
-        model, shape = GPT(config.model, substrate.weight), {"model": config.as_dict()["model"]}
-    raw = {**shape, "train": dataclasses.asdict(config.train)}
-    model = model.to(world.device)
-    context = model.context
-    data = _data(corpus, substrate, config, world, data_progress)
-    train_split, n_train, validation = plan_windows(data, context, vocab_size, config.train)
-
-    optimizer = torch.optim.AdamW(
-        model.optimizer_groups(config.train.weight_decay), lr=config.train.lr, betas=(config.train.beta1, config.train.beta2),
-        fused=True,  # one kernel for all parameters, on CPU too (10x the foreach path there)
-    )  # fmt: skip
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.train))
-    counts = train_split.unigram_counts(vocab_size)
-    p = counts[counts > 0] / counts.sum()
-    entropy = float(-(p * np.log(p)).sum())
-    frozen = not any(p.requires_grad for name, p in model.named_parameters() if name.endswith("token_embeddings.weight"))
-    run_info = {
-        "substrate": {"manifest_sha256": substrate.manifest_sha256, "method": substrate.manifest["substrate"]["method"],
-                      "n_embed": n_embed},
-        "data": {"key": data.key, "train_tokens": data.train.n_tokens, "val_tokens": data.val.n_tokens,
-                 "validation": validation.source},
-        "parameters": model.parameter_counts(),
-        "world_size": world.size,
-    }  # fmt: skip
-    rows: list[Row] = []
-    start = 0
-    if resume:
-        checkpoint, rows = _resume_state(out, raw, substrate, data)
-        model.load_state_dict(checkpoint.model)
-        optimizer.load_state_dict(checkpoint.optimizer["optimizer"])
-        scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
-        torch.set_rng_state(checkpoint.optimizer["rng"])
-        start = checkpoint.state["step"]
-    elif world.main:
-        _check_disk(out, model)
-        start_run(out, raw, substrate, run_info)
-    distributed.barrier(world)
-    emit("start", {**run_info, "config": config, "raw": raw, "frozen": frozen, "device": str(world.device),
-                   "dtype": str(dtype).removeprefix("torch."), "start_step": start, "unigram_entropy": entropy})  # fmt: skip
-
-    net: torch.nn.Module = torch.compile(model) if compile else model
-    if world.size > 1:  # the frozen embedding is identical everywhere: no need to broadcast buffers each step
-        net = DistributedDataParallel(net, device_ids=[world.device.index] if world.device.type == "cuda" else None,
-                                      broadcast_buffers=False)  # fmt: skip
-
-    t = config.train
-    order = WindowOrder(n_train, t.seed)
-    global_batch = t.batch_size * t.grad_accum * world.size
-    checkpoint_every = t.checkpoint_every or t.eval_every
-    for step in range(start, t.steps):
-        began = time.perf_counter()
-        windows = order.global_batch(step, global_batch)
-        loss_sum = 0.0
-        for micro in range(t.grad_accum):
-            first = (micro * world.size + world.rank) * t.batch_size
-            x, y = batch(train_split, windows[first : first + t.batch_size], context, world.device)
-            sync = micro == t.grad_accum - 1 or world.size == 1
-            with (contextlib.nullcontext() if sync else net.no_sync()), autocast(world.device, dtype):
-                _, loss = net(x, y)
-            (loss / t.grad_accum).backward()
-            loss_sum += loss.item()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        train_loss = distributed.sum_all(world, [loss_sum / t.grad_accum])[0] / world.size
-        speed = global_batch * context / (time.perf_counter() - began)
-        done = step + 1
-        val = evaluate(model, validation, context, t.batch_size, world, dtype) if done % t.eval_every == 0 or done == t.steps else None
-        row = Row(done, train_loss, val, lr, speed)
-        rows.append(row)
-        emit("step", {"row": row})
-        if world.main and (done % checkpoint_every == 0 or done == t.steps):
-            state = {"step": done, "data_key": data.key, "substrate_sha256": substrate.manifest_sha256}
-            extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
-            title = f"{out.name}: {'frozen' if frozen else 'unfrozen'} substrate"
-
-            def logs(place: Callable[[str], Path]) -> None:
-                write_metrics(place(METRICS), rows)
-                plot_losses(rows, place(LOSS_PNG), title)
-
-            save_checkpoint(out, Checkpoint(model.state_dict(), extra, state), {**run_info, "step": done}, logs)
-            emit("checkpoint", {"step": done})
-    distributed.barrier(world)
-    return TrainResult(out, rows, model.parameter_counts(), entropy)
 
