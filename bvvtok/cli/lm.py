@@ -16,6 +16,7 @@ from rich.text import Text
 from bvvtok.cli.app import app, console, err_console
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
+from bvvtok.vocab.layout import EOS, PAD
 
 Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
 
@@ -201,7 +202,7 @@ def generate_command(
     if unknown:
         listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in unknown)
         err_console.print(f"warning: {len(unknown)} character(s) not in the vocabulary become <unk>: {escape(listed)}", highlight=False)
-    stop_ids = frozenset(i for i in (tokenizer.token_to_id("</s>"),) if i is not None)
+    stop_ids = frozenset(i for i in (tokenizer.token_to_id(EOS),) if i is not None)
     outputs: list[list[int]] = [[] for _ in texts]
     shown = [""] * len(texts)
 
@@ -213,7 +214,7 @@ def generate_command(
         shown[index] = text
         return stop is not None and stop in text
 
-    generate(model, [e.ids for e in encoded], sampling, max_new_tokens, stop_ids, not no_kv_cache, on_token, tokenizer.token_to_id("<pad>") or 0)
+    generate(model, [e.ids for e in encoded], sampling, max_new_tokens, stop_ids, not no_kv_cache, on_token, tokenizer.token_to_id(PAD) or 0)
     if len(texts) == 1:
         console.out("")
     else:

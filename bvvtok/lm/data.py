@@ -29,9 +29,10 @@ from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_te
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import atomic_folder, claim
 from bvvtok.vocab.corpus import corpus_files, iter_texts
+from bvvtok.vocab.layout import EOS
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
-SEPARATOR = "</s>"  # appended after every document
+SEPARATOR = EOS  # appended after every document
 SHARD_TOKENS = 1 << 27  # max tokens per shard file (512 MB of uint32)
 FORMAT = 1  # part of the cache key: raise it when the same inputs would give different shards
 PIECE_CHARS = 1 << 16  # a .txt file is read in pieces of whole lines of about this many characters

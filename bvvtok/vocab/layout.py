@@ -25,6 +25,7 @@ NAMED_SPECIALS: tuple[str, ...] = (
 SPECIALS_START = 0xE000
 UNUSED = re.compile(r"<unused_\d+>")
 UNK = "<unk>"
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"  # EOS also ends every document in the training data
 
 # Where single characters keep their code point as id. 0xFFFF is left out (a quirk).
 MONOGRAM_RANGES = (range(0x0000, 0xD800), range(0xF900, 0xFFFF))

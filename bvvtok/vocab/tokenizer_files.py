@@ -16,10 +16,10 @@ from tokenizers.models import BPE
 
 from bvvtok.errors import BvvtokError
 from bvvtok.manifest import write_json
-from bvvtok.vocab.layout import NAMED_SPECIALS, UNK, Layout, Preset, lay_out, placed_ngrams
+from bvvtok.vocab.layout import BOS, EOS, NAMED_SPECIALS, PAD, UNK, Layout, Preset, lay_out, placed_ngrams
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
-ROLE_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": UNK, "pad_token": "<pad>"}
+ROLE_SPECIALS = {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": PAD}
 
 
 def make_tokenizer(layout: Layout) -> Tokenizer:
