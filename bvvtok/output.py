@@ -24,7 +24,7 @@ from bvvtok.lock import writer_lock
 from bvvtok.manifest import read_manifest
 
 # Subfolders bvvtok writes inside its folders (a run's checkpoint), and the files they may hold.
-KNOWN_SUBFOLDERS = {"checkpoint": {"model.safetensors", "optimizer.pt", "state.json"}}
+KNOWN_SUBFOLDERS = {"checkpoint": {"model.safetensors", "optimizer.pt", "state.json", "optimizer"}}
 
 
 def real(path: Path) -> Path:

@@ -79,6 +79,8 @@ def train_command(
     device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option(metavar="NAME", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    strategy: Annotated[str, typer.Option(metavar="NAME", help="Under torchrun: ddp (whole model per process) or fsdp (parameters, gradients and optimizer state sharded).")] = "ddp",
+    activation_checkpointing: Annotated[bool, typer.Option("--activation-checkpointing", help="Recompute each block's activations in backward: less memory, more time.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR from its last checkpoint.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Start from a run, grown run or mixture (its architecture and weights).")] = None,
@@ -123,7 +125,8 @@ def train_command(
                     bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}")
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
-                       lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or ())  # fmt: skip
+                       lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
+                       strategy, activation_checkpointing)  # fmt: skip
     if show:
         console.print(_run_end(result, time.perf_counter() - started))
 

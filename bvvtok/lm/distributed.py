@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -77,12 +79,23 @@ def sum_all(world: World, values: list[float]) -> list[float]:
 
 
 
+def share(world: World, value: Any) -> Any:
+    """Rank 0's `value` on every process (a path rank 0 chose, say)."""
+    if world.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 class DDP:
-    """Every process holds the whole model and optimizer; gradients are averaged across processes after backward."""
+    """Every process holds the whole model and optimizer; gradients are averaged across processes after backward.
+    A checkpoint is whole: the weights and optimizer state as one process holds them, written by rank 0."""
 
     name = "ddp"
 
-    def wrap(self, model: nn.Module, world: World) -> nn.Module:
+    def wrap(self, model: nn.Module, world: World, dtype: torch.dtype, compile: bool = False) -> nn.Module:
+        model = torch.compile(model) if compile else model
         if world.size == 1:
             return model  # a world of one: nothing to average
         # the frozen embedding is identical everywhere: no need to broadcast buffers each step
@@ -93,8 +106,107 @@ class DDP:
         """While accumulating gradients: no averaging until the last micro-batch."""
         return net.no_sync() if isinstance(net, DistributedDataParallel) else contextlib.nullcontext()
 
+    def full_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The whole model's weights, on rank 0 (every process must call it)."""
+        return model.state_dict()
 
-STRATEGIES = {strategy.name: strategy for strategy in (DDP(),)}
+    def load_full_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        model.load_state_dict(state)
+
+    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """What rank 0 writes into the checkpoint's optimizer.pt for the optimizer."""
+        return {"optimizer": optimizer.state_dict()}
+
+    def save_shards(self, model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path, world: World) -> None:
+        """Files every process writes into the checkpoint folder: none for a whole checkpoint."""
+
+    def load_optimizer(self, model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any], folder: Path) -> None:
+        optimizer.load_state_dict(saved["optimizer"])
+
+
+class FSDP(DDP):
+    """Parameters, gradients and optimizer state sharded across the processes (PyTorch's `fully_shard`, FSDP2):
+    each block, then the rest. The frozen substrate is a buffer, not a parameter: no shard of it, no optimizer
+    state. With bf16 training, parameters are gathered in bf16 and gradients reduced in fp32. A checkpoint holds
+    the whole weights (model.safetensors, gathered on rank 0, so one process reads the run as any other) and
+    the optimizer state as each process holds it (`optimizer/`, a torch.distributed.checkpoint folder), which a
+    resume reads with the same number of processes. A world of one shards nothing: it runs and saves as DDP."""
+
+    name = "fsdp"
+
+    def wrap(self, model: nn.Module, world: World, dtype: torch.dtype, compile: bool = False) -> nn.Module:
+        if world.size == 1:
+            return super().wrap(model, world, dtype, compile)
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        from bvvtok.lm.model import Block
+
+        mesh = init_device_mesh(world.device.type, (world.size,))
+        policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+        for block in [m for m in model.modules() if isinstance(m, Block)]:
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)
+        return torch.compile(model) if compile else model  # compiled after sharding, as FSDP2 wants it
+
+    def no_sync(self, net: nn.Module) -> contextlib.AbstractContextManager:
+        if not hasattr(net, "set_requires_gradient_sync"):
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def unsynced():
+            net.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                net.set_requires_gradient_sync(True)
+
+        return unsynced()
+
+    def full_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        if not _sharded(model):
+            return super().full_state(model)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_full_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        if not _sharded(model):
+            return super().load_full_state(model, state)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        return {} if _sharded(model) else super().optimizer_state(model, optimizer)
+
+    def save_shards(self, model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path, world: World) -> None:
+        if not _sharded(model):
+            return
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        dcp.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=folder / SHARDS)
+
+    def load_optimizer(self, model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any], folder: Path) -> None:
+        if not _sharded(model):
+            return super().load_optimizer(model, optimizer, saved, folder)
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+        state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
+        dcp.load(state, checkpoint_id=folder / SHARDS)
+        set_optimizer_state_dict(model, optimizer, state["optimizer"])
+
+
+SHARDS = "optimizer"  # FSDP: the sharded optimizer state, a folder inside checkpoint/
+
+
+def _sharded(model: nn.Module) -> bool:
+    return any(type(p).__name__ == "DTensor" for p in model.parameters())
+
+
+STRATEGIES: dict[str, DDP] = {strategy.name: strategy for strategy in (DDP(), FSDP())}
 
 
 def strategy(name: str) -> DDP:
@@ -103,7 +215,9 @@ def strategy(name: str) -> DDP:
     return STRATEGIES[name]
 
 
-def wrap(model: nn.Module, world: World, name: str = "ddp") -> nn.Module:
-    """The module to run forward and backward through: `model` as the strategy spreads it over the processes.
-    The optimizer is built on the wrapped model's parameters, after this."""
-    return strategy(name).wrap(model, world)
+def wrap(model: nn.Module, world: World, name: str = "ddp", dtype: torch.dtype = torch.float32,
+         compile: bool = False) -> nn.Module:  # fmt: skip
+    """The module to run forward and backward through: `model` as the strategy spreads it over the processes
+    (compiled too, when asked, in the order the strategy needs). The optimizer is built on the model's parameters
+    after this: a sharding strategy replaces them with their shards."""
+    return strategy(name).wrap(model, world, dtype, compile)

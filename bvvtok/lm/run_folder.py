@@ -124,9 +124,10 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 @dataclass
 class Checkpoint:
-    model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]  # {"optimizer": ..., "scheduler": ..., "rng": ...}
-    state: dict[str, Any]  # JSON: step, data key, substrate hash
+    model: dict[str, torch.Tensor]  # the whole model's weights
+    optimizer: dict[str, Any]  # optimizer.pt: {"scheduler": ..., "rng": ...}, and "optimizer" unless it is sharded
+    state: dict[str, Any]  # JSON: step, data key, substrate hash, strategy, world size
+    folder: Path | None = None  # where it was read: a sharding strategy reads its shards there
 
 
 def has_checkpoint(out: Path) -> bool:
@@ -134,12 +135,14 @@ def has_checkpoint(out: Path) -> bool:
 
 
 def save_checkpoint(out: Path, checkpoint: Checkpoint, run_info: dict[str, Any],
-                    logs: Callable[[Callable[[str], Path]], None]) -> None:  # fmt: skip
+                    logs: Callable[[Callable[[str], Path]], None], shards: Callable[[Path], None]) -> None:  # fmt: skip
     """A new checkpoint/, its weights linked to the top level, the logs (`logs(place)` writes each file where
-    `place(name)` says) and the manifest, all replaced together: a killed run keeps the old set or the new."""
+    `place(name)` says) and the manifest, all replaced together: a killed run keeps the old set or the new.
+    `shards(folder)` writes what every process writes into the new checkpoint folder (it tells the others where)."""
     update = Update(out)
     try:
         folder = update.new(CHECKPOINT, folder=True)
+        shards(folder)
         save_file(_tensors(checkpoint.model), str(folder / WEIGHTS))
         (folder / WEIGHTS).chmod(0o666 & ~umask())  # safetensors creates its file private
         torch.save(checkpoint.optimizer, folder / OPTIMIZER)
@@ -163,6 +166,7 @@ def load_checkpoint(out: Path) -> Checkpoint:
             load_file(str(folder / WEIGHTS)),
             torch.load(folder / OPTIMIZER, weights_only=True, map_location="cpu"),
             json.loads((folder / STATE).read_text(encoding="utf-8")),
+            folder,
         )
     except Exception as e:  # a damaged checkpoint, whatever the library raised
         raise BvvtokError(f"cannot read the checkpoint in {folder} ({e}); start the run again with --force") from None

@@ -31,9 +31,9 @@ from bvvtok.files import sha256_file
 from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
 from bvvtok.lm.data import TokenData, is_token_folder, load_tokens, prepare_tokens
-from bvvtok.lm.distributed import World
+from bvvtok.lm.distributed import SHARDS, World
 from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
-from bvvtok.lm.model import GPT
+from bvvtok.lm.model import GPT, Block
 from bvvtok.lm.plots import plot_losses
 from bvvtok.lm.run_folder import (
     LOSS_PNG,
@@ -98,6 +98,7 @@ class TrainOptions:
     dtype: str = "auto"  # autocast: auto (bf16 on CUDA), fp32 or bf16
     compile: bool = False  # torch.compile the model
     strategy: str = "ddp"  # how several processes share the work (bvvtok.lm.distributed.STRATEGIES)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: memory for time
     resume: bool = False  # continue `out` from its last checkpoint
     force: bool = False  # replace `out` (bvvtok's own folder only)
     init_from: Path | None = None  # start from a run, grown run or mixture: its architecture and weights
@@ -118,7 +119,12 @@ class Trainer:
         self.order = WindowOrder(n_train, config.train.seed)
         self.dtype = pick_dtype(options.dtype, world.device)
         self.strategy = distributed.strategy(options.strategy)
-        self.net = self.strategy.wrap(torch.compile(self.model) if options.compile else self.model, world)
+        if options.activation_checkpointing:
+            from torch.distributed._composable import checkpoint
+
+            for block in [m for m in self.model.modules() if isinstance(m, Block)]:
+                checkpoint(block)
+        self.net = self.strategy.wrap(self.model, world, self.dtype, options.compile)
         t = config.train
         self.optimizer = torch.optim.AdamW(
             self.model.optimizer_groups(t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2),
@@ -157,38 +163,52 @@ class Trainer:
         """Mean loss over the validation windows, shared among the processes."""
         world, validation, size = self.world, self.validation, self.config.train.batch_size
         mine = validation.windows[world.rank :: world.size]
+        most = -(-len(validation.windows) // world.size)  # the windows of the rank with the most
         total, tokens = 0.0, 0.0
         self.net.eval()
-        for start in range(0, len(mine), size):
-            x, y = batch(validation.split, mine[start : start + size], self.context, world.device)
+        for start in range(0, most, size):  # as many forwards on every rank: a sharded forward is collective
+            part = mine[start : start + size]
+            x, y = batch(validation.split, part if len(part) else validation.windows[:1], self.context, world.device)
             with autocast(world.device, self.dtype):
                 _, loss = self.net(x, y)
-            total += loss.item() * y.numel()
-            tokens += y.numel()
+            if len(part):  # a rank out of windows ran its forward for the others' sake
+                total += loss.item() * y.numel()
+                tokens += y.numel()
         self.net.train()
         total, tokens = distributed.sum_all(world, [total, tokens])
         return total / tokens
 
     def resume(self, checkpoint: Checkpoint) -> int:
         """Continue from `checkpoint`: its weights, optimizer, schedule and RNG; returns the step it was at."""
-        self.model.load_state_dict(checkpoint.model)
-        self.optimizer.load_state_dict(checkpoint.optimizer["optimizer"])
+        self.strategy.load_full_state(self.model, checkpoint.model)
+        self.strategy.load_optimizer(self.model, self.optimizer, checkpoint.optimizer, checkpoint.folder)
         self.scheduler.load_state_dict(checkpoint.optimizer["scheduler"])
         torch.set_rng_state(checkpoint.optimizer["rng"])
         return checkpoint.state["step"]
 
     def save(self, out: Path, done: int, rows: list[Row], run_info: dict[str, Any], substrate_sha256: str,
              title: str) -> None:  # fmt: skip
-        """Checkpoint after step `done`: weights, optimizer, schedule and RNG, with the logs so far."""
-        state = {"step": done, "data_key": self.data.key, "substrate_sha256": substrate_sha256}
-        extra = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        """Checkpoint after step `done`: weights, optimizer, schedule and RNG, with the logs so far. Every process
+        calls it (a sharded model is gathered, each process writes its shards); rank 0 writes the rest."""
+        world = self.world
+        weights = self.strategy.full_state(self.model)
+        state = {"step": done, "data_key": self.data.key, "substrate_sha256": substrate_sha256,
+                 "strategy": self.strategy.name, "world_size": world.size}  # fmt: skip
+        saved = {**self.strategy.optimizer_state(self.model, self.optimizer), "scheduler": self.scheduler.state_dict(),
                  "rng": torch.get_rng_state()}  # fmt: skip
+
+        def shards(folder: Path | None) -> None:
+            self.strategy.save_shards(self.model, self.optimizer, distributed.share(world, folder), world)
 
         def logs(place: Callable[[str], Path]) -> None:
             write_metrics(place(METRICS), rows)
             plot_losses(rows, place(LOSS_PNG), title)
 
-        save_checkpoint(out, Checkpoint(self.model.state_dict(), extra, state), {**run_info, "step": done}, logs)
+        if world.main:
+            save_checkpoint(out, Checkpoint(weights, saved, state), {**run_info, "step": done}, logs, shards)
+        else:
+            shards(None)
+        distributed.barrier(world)
 
 
 def train(
@@ -206,11 +226,12 @@ def train(
     init_from: Path | None = None,
     train_only: Sequence[str] = (),
     strategy: str = "ddp",
+    activation_checkpointing: bool = False,
 ) -> TrainResult:
     """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
     (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move)."""
-    options = TrainOptions(device, dtype, compile, strategy, resume, force, Path(init_from) if init_from else None,
-                           tuple(train_only))  # fmt: skip
+    options = TrainOptions(device, dtype, compile, strategy, activation_checkpointing, resume, force,
+                           Path(init_from) if init_from else None, tuple(train_only))  # fmt: skip
     distributed.strategy(strategy)  # a bad name is refused before any work
     world = distributed.join(device)
     corpus = [Path(c) for c in corpus]
@@ -249,7 +270,7 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     rows: list[Row] = []
     start = 0
     if resume:
-        checkpoint, rows = _resume_state(out, raw, substrate, data)
+        checkpoint, rows = _resume_state(out, raw, substrate, data, options.strategy, world.size)
         start = trainer.resume(checkpoint)
     elif world.main:
         _check_disk(out, model)
@@ -270,7 +291,7 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
         row = Row(done, train_loss, val, lr, speed)
         rows.append(row)
         emit("step", {"row": row})
-        if world.main and (done % checkpoint_every == 0 or done == t.steps):
+        if done % checkpoint_every == 0 or done == t.steps:
             trainer.save(out, done, rows, run_info, substrate.manifest_sha256, title)
             emit("checkpoint", {"step": done})
     distributed.barrier(world)
@@ -314,7 +335,8 @@ def _check_disk(out: Path, model: GPT) -> None:
         raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {need / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free; free space or choose another --out")
 
 
-def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, data: TokenData) -> tuple[Checkpoint, list[Row]]:
+def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, data: TokenData, strategy: str,
+                  world_size: int) -> tuple[Checkpoint, list[Row]]:  # fmt: skip
     if not is_run(out):
         raise BvvtokError(f"--resume: {out} is not a run folder written by bvvtok train; drop --resume to start one")
     changed = differences(read_raw_config(out), raw)
@@ -325,6 +347,11 @@ def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, da
         raise BvvtokError(f"--resume: {substrate.folder} is not the substrate this run was trained on; pass the same --substrate")
     if checkpoint.state.get("data_key") != data.key:
         raise BvvtokError("--resume: the corpus differs from the one this run started with; pass the same --corpus files")
+    saved = checkpoint.state.get("strategy", "ddp"), checkpoint.state.get("world_size", 1)
+    sharded = (checkpoint.folder / SHARDS).is_dir() or (strategy == "fsdp" and world_size > 1)
+    if sharded and saved != (strategy, world_size):
+        raise BvvtokError(f"--resume: the checkpoint was written by --strategy {saved[0]} on {saved[1]} process(es); a sharded "
+                          f"optimizer state resumes only as it was saved: run --strategy {saved[0]} on {saved[1]}")  # fmt: skip
     rows = [r for r in read_metrics(out / METRICS) if r.step <= checkpoint.state["step"]]
     return checkpoint, rows
 
