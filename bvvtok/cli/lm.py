@@ -55,7 +55,7 @@ def train_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
     out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
     corpus: Repeat = None,
-    preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores) or paper (the published 1024 x 16 model). Default: tiny.")] = None,
+    preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores), paper (the published 1024 x 16 model) or paper-grow (the growth experiment's 4096-wide model). Default: tiny.")] = None,
     config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A TOML file: preset, [model] and [train] tables (see docs/train.md).")] = None,
     d_model: Annotated[Optional[int], typer.Option(metavar="N", help="Model width (a multiple of the substrate's n_embed).")] = None,
     n_layer: Annotated[Optional[int], typer.Option(metavar="N", help="Transformer blocks.")] = None,
@@ -143,6 +143,10 @@ def _run_start(event: dict) -> str:
         f"data: {event['data']['train_tokens']:,} train + {event['data']['val_tokens']:,} held-out tokens "
         f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {event['world_size']} process(es)",
     ]
+    for name, needed in event["memory"].items():
+        chosen = " (this run)" if name == event["strategy"] else ""
+        lines.append(f"memory with --strategy {name} on {event['world_size']} process(es){chosen}: about {needed.describe()}, "
+                     f"batch {event['config'].train.batch_size} (an estimate)")
     if "init_from" in raw:
         lines.append(f"from {raw['init_from']['folder']}, training {', '.join(raw['trainable'])}")
     if event["start_step"]:

@@ -79,6 +79,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"steps": 100_000, "batch_size": 16, "grad_accum": 4, "lr": 3e-4, "warmup": 2000,
                   "eval_every": 1000, "eval_windows": 128},
     },  # fmt: skip
+    # the growth experiment (arXiv 2507.07129): "a new, larger model with d_model = 4096 and n_head = 32" on the same
+    # 1024-dim substrate (repeat_interleave scale 4), grown block by block (`bvvtok grow`, `train --init-from`). Its
+    # depth is not published: 16 blocks here, as the paper preset; about 3.5B parameters with 65k tokens, which
+    # train on several GPUs with --strategy fsdp (train prints the memory per process before it starts).
+    "paper-grow": {
+        "model": {"d_model": 4096, "n_layer": 16, "n_head": 32, "context": 1024},
+        "train": {"steps": 100_000, "batch_size": 8, "grad_accum": 8, "lr": 1.5e-4, "warmup": 2000,
+                  "eval_every": 1000, "eval_windows": 128},
+    },  # fmt: skip
 }
 
 

@@ -27,6 +27,7 @@ class World:
     rank: int
     size: int
     device: torch.device
+    local_size: int = 1  # the processes on this machine (they share its memory)
 
     @property
     def main(self) -> bool:
@@ -51,12 +52,13 @@ def join(device: str) -> World:
     if size == 1:
         return World(0, 1, chosen)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
     if chosen.type == "cuda":
         chosen = torch.device("cuda", local)
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
-    return World(rank, size, chosen)
+    return World(rank, size, chosen, local_size)
 
 
 def leave(world: World) -> None:

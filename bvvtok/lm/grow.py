@@ -11,7 +11,6 @@ head, which `bvvtok train --init-from` trains while the old blocks stay as they 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import torch
@@ -19,11 +18,10 @@ import torch
 from bvvtok.errors import BvvtokError
 from bvvtok.files import sha256_file
 from bvvtok.lm.config import check_seed
+from bvvtok.lm.memory import available_memory
 from bvvtok.lm.model import GPT, Block
 from bvvtok.lm.run_folder import WEIGHTS, load_model, read_raw_config, write_model_folder
 from bvvtok.output import new_output
-
-MEMINFO = Path("/proc/meminfo")
 
 
 def grow(run: Path, add_layers: int, out: Path, seed: int = 0, force: bool = False) -> Path:
@@ -76,17 +74,3 @@ def check_memory(model: GPT, add_layers: int, available: int | None) -> None:
             f"--add-layers {add_layers:,} needs about {needed / 2**30:,.1f} GiB of memory and "
             f"{available / 2**30:,.1f} GiB is available; add fewer layers"
         )
-
-
-def available_memory() -> int | None:
-    """Bytes the system can give without swapping: MemAvailable on Linux, else the physical memory (None: unknown)."""
-    try:
-        for line in MEMINFO.read_text(encoding="ascii").splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024  # kB
-    except (OSError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return None

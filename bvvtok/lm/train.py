@@ -32,6 +32,7 @@ from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
 from bvvtok.lm.data import TokenData, is_token_folder, load_tokens, prepare_tokens
 from bvvtok.lm.distributed import SHARDS, World
+from bvvtok.lm.memory import MemoryPlan, check_fits, plan
 from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
 from bvvtok.lm.model import GPT, Block
 from bvvtok.lm.plots import plot_losses
@@ -252,7 +253,7 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     resume = _resumes(out, options.resume, options.force)
     pick_dtype(options.dtype, world.device)  # a bad name is refused before the substrate is loaded
     substrate = load_substrate(substrate_dir)
-    model, raw, config = _model(substrate, config, options)
+    model, raw, config, needed = _model(substrate, config, options, world)
     data = _data(corpus, substrate, config, world, data_progress)
     trainer = Trainer(world, model, config, data, options)
     counts = trainer.split.unigram_counts(model.vocab_size)
@@ -277,7 +278,8 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
         start_run(out, raw, substrate, run_info)
     distributed.barrier(world)
     emit("start", {**run_info, "config": config, "raw": raw, "frozen": frozen, "device": str(world.device),
-                   "dtype": str(trainer.dtype).removeprefix("torch."), "start_step": start, "unigram_entropy": entropy})  # fmt: skip
+                   "dtype": str(trainer.dtype).removeprefix("torch."), "start_step": start, "unigram_entropy": entropy,
+                   "memory": needed, "strategy": options.strategy})  # fmt: skip
 
     t = config.train
     checkpoint_every = t.checkpoint_every or t.eval_every
@@ -298,19 +300,33 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     return TrainResult(out, rows, model.parameter_counts(), entropy)
 
 
-def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions) -> tuple[torch.nn.Module, dict[str, Any], RunConfig]:
-    """The model to train (fresh, or `init_from`'s), its config.json, and the config with the substrate's size."""
+def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
+           world: World) -> tuple[torch.nn.Module, dict[str, Any], RunConfig, dict[str, MemoryPlan]]:  # fmt: skip
+    """The model to train (fresh, or `init_from`'s), its config.json, the config with the substrate's size, and the
+    memory a process needs to train it: refused before a fresh model is built when it cannot fit the device."""
     vocab_size, n_embed = substrate.weight.shape
     if substrate.tokenizer.get_vocab_size(with_added_tokens=True) != vocab_size:
         raise BvvtokError(f"{substrate.folder}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, "
                           f"the embedding {vocab_size:,} rows; rebuild the substrate")  # fmt: skip
     torch.manual_seed(config.train.seed)
+    dtype = pick_dtype(options.dtype, world.device)
+
+    def memory(model: torch.nn.Module) -> dict[str, MemoryPlan]:
+        """Per strategy, at this many processes; the chosen one must fit."""
+        needed = {name: plan(model, config.train, world.size, name == "fsdp" and world.size > 1, dtype,
+                             options.activation_checkpointing) for name in distributed.STRATEGIES}  # fmt: skip
+        check_fits(needed[options.strategy], world.device, world.local_size if world.device.type == "cpu" else 1)
+        return needed
+
     if options.init_from is not None:
         model, shape = _initial_model(options.init_from, substrate, options.train_only)
+        needed = memory(model)
     else:
         config = with_substrate(config, vocab_size, n_embed)
+        with torch.device("meta"):  # the shapes alone: nothing allocated until it is known to fit
+            needed = memory(GPT(config.model, substrate.weight.to("meta")))
         model, shape = GPT(config.model, substrate.weight), {"model": config.as_dict()["model"]}
-    return model, {**shape, "train": dataclasses.asdict(config.train)}, config
+    return model, {**shape, "train": dataclasses.asdict(config.train)}, config, needed
 
 
 def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, world: World, progress) -> TokenData:
