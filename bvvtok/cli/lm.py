@@ -304,13 +304,14 @@ def eval_command(
     translation: Annotated[Optional[Path], typer.Option(metavar="FILE.tsv", help="source<TAB>reference per line: BLEU with sacrebleu.")] = None,
     src_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the source language's name in the prompt.")] = "en",
     tgt_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the target language (zh uses sacrebleu's zh tokenizer).")] = "zh",
+    cloze: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Passages, one per line (.txt, or .jsonl with text): last-word accuracy, LAMBADA's protocol.")] = None,
     # for every task
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N items of each file (documents, questions, pairs, ...).")] = None,
     device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
     out: Annotated[Optional[list[Path]], typer.Option("-o", "--out", metavar="FILE", help="Also write the figures to FILE.csv or FILE.json. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --out files.")] = False,
 ) -> None:
-    """Perplexity, multiple-choice accuracy and BLEU of one or several runs, on local files, as one table."""
+    """Perplexity, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
     from bvvtok.lm.distributed import pick_device
     from bvvtok.lm.evals import requested_tasks
     from bvvtok.lm.evals.report import evaluate_runs, write_results
