@@ -2,6 +2,7 @@
 
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from conftest import assert_user_error, invoke
 
 from bvvtok.errors import BvvtokError
-from bvvtok.lm.evals.choice import generative, loglik, prompt, read_questions
+from bvvtok.lm.evals.choice import ci95, generative, loglik, prompt, read_questions
 from bvvtok.lm.evals.perplexity import perplexity
 from bvvtok.lm.evals.translation import read_pairs, translate
 from bvvtok.lm.generate import Sampling
@@ -109,6 +110,15 @@ def test_generative_runs_and_confidence_interval(loaded, tmp_path):
     sampled = generative(model, tokenizer, questions, Sampling(temperature=2.0, seed=1), runs=3)
     assert sampled.runs == 3 and sampled.ci95 >= 0
     assert sampled == generative(model, tokenizer, questions, Sampling(temperature=2.0, seed=1), runs=3)  # seeded
+
+
+@pytest.mark.parametrize("n, t", [(2, 12.706), (10, 2.262), (11, 2.228), (20, 2.093), (100, 1.984)])
+def test_confidence_interval_uses_students_t_for_any_number_of_runs(n, t):
+    """Beyond 10 runs the interval was 1.96 standard errors, too narrow; the table's quantiles, to 3 decimals."""
+    per_run = [float(i % 4) for i in range(n)]
+    se = statistics.stdev(per_run) / math.sqrt(n)
+    assert ci95(per_run) / se == pytest.approx(t, abs=5e-4)
+    assert ci95([42.0]) == 0.0
 
 
 def test_translation_bleu(loaded, tmp_path):

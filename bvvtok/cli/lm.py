@@ -298,32 +298,35 @@ def grow_command(
 
 @app.command("eval")
 def eval_command(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run, mixture or grown folders.")],
+    ctx: typer.Context,
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run, mixture or grown folders.")],
+    # the tasks: each option of a file is the task of that name in bvvtok/lm/evals/, the options after it its settings
     perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Held-out text (.txt, blank-line separated documents, or .jsonl): loss, perplexity, bits per character.")] = None,
     multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
     protocol: Annotated[str, typer.Option(metavar="NAME", help="Multiple choice: generative (the papers'), loglik (lm-eval-harness's) or both.")] = "both",
-    runs_count: Annotated[int, typer.Option("--runs", metavar="N", help="Generative protocol: sampled runs, reported as mean +- 95% CI.")] = 10,
+    runs: Annotated[int, typer.Option("--runs", metavar="N", help="Generative protocol: sampled runs, reported as mean +- 95% CI.")] = 10,
     temperature: Annotated[float, typer.Option(metavar="T", help="Generative protocol: sampling temperature.")] = 1.0,
     greedy: Annotated[bool, typer.Option("--greedy", help="Generative protocol: greedy answers (one run).")] = False,
     seed: Annotated[int, typer.Option(metavar="S", help="Seed of the first sampled run.")] = 0,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at a malformed question line instead of skipping it.")] = False,
     translation: Annotated[Optional[Path], typer.Option(metavar="FILE.tsv", help="source<TAB>reference per line: BLEU with sacrebleu.")] = None,
     src_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the source language's name in the prompt.")] = "en",
     tgt_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the target language (zh uses sacrebleu's zh tokenizer).")] = "zh",
-    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N documents, questions or pairs.")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at a malformed question line instead of skipping it.")] = False,
+    cloze: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Passages, one per line (.txt, or .jsonl with text): last-word accuracy, LAMBADA's protocol.")] = None,
+    # for every task
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N items of each file (documents, questions, pairs, ...).")] = None,
     device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
     out: Annotated[Optional[list[Path]], typer.Option("-o", "--out", metavar="FILE", help="Also write the figures to FILE.csv or FILE.json. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --out files.")] = False,
 ) -> None:
-    """Perplexity, multiple-choice accuracy and BLEU of one or several runs, on local files, as one table."""
+    """Perplexity, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
     from bvvtok.lm.distributed import pick_device
-    from bvvtok.lm.evals.report import EvalRequest, evaluate_runs, write_results
-    from bvvtok.lm.generate import Sampling
+    from bvvtok.lm.evals import requested_tasks
+    from bvvtok.lm.evals.report import evaluate_runs, write_results
 
+    tasks = requested_tasks({p.name: ctx.params[p.name] for p in ctx.command.params})  # in this table's order
     for path in out or []:
-        check_output_file(path, force, [*runs, *(p for p in (perplexity, multiple_choice, translation) if p)])
-    request = EvalRequest(perplexity, multiple_choice, protocol, runs_count, Sampling(greedy, temperature, seed=seed),
-                          translation, src_lang, tgt_lang, limit, strict)  # fmt: skip
+        check_output_file(path, force, [*run_dirs, *(task.path for task in tasks)])
     chosen = pick_device(device)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
@@ -335,8 +338,9 @@ def eval_command(
             else:
                 bar.advance(current[0])
 
-        rows = evaluate_runs(runs, request, chosen, progress, lambda message: bar.console.print(f"skipped {message}", highlight=False))
-    console.print(_eval_table(rows))
+        on_skip = lambda message: bar.console.print(f"skipped {message}", highlight=False)  # noqa: E731
+        rows = evaluate_runs(run_dirs, tasks, limit, chosen, progress, on_skip)
+    console.print(_eval_table(rows, [column for task in tasks for column in task.columns]))
     if perplexity and len({r["tokenizer_sha256"] for r in rows}) > 1:
         console.print("note: the runs have different tokenizers; compare bits per character (loss and perplexity are per token)")
     for path in out or []:
@@ -344,20 +348,11 @@ def eval_command(
         console.print(f"wrote {path}")
 
 
-def _eval_table(rows: list[dict]) -> Table:
-    shown = {"loss": "loss/token", "perplexity": "perplexity", "bits_per_char": "bits/char", "mc_generative": "MC generative %",
-             "mc_loglik": "MC loglik %", "chance": "chance %"}  # fmt: skip
-    keys = [k for k in shown if any(k in r for r in rows)] + [k for k in rows[0] if k.startswith("bleu_") and k != "bleu_signature"]
-    table = Table("run", *[shown.get(k, k.replace("bleu_", "BLEU ").replace("_", "-")) for k in keys])
+def _eval_table(rows: list[dict], columns: list) -> Table:
+    """A row per run, a column per figure the tasks show."""
+    table = Table("run", *[c.title for c in columns])
     for r in rows:
-        cells = []
-        for k in keys:
-            value = r.get(k)
-            text = "-" if value is None else f"{value:.2f}" if k != "loss" else f"{value:.4f}"
-            if k == "mc_generative" and value is not None and r.get("mc_runs", 1) > 1:
-                text += f" ± {r['mc_generative_ci95']:.2f}"
-            cells.append(text)
-        table.add_row(r["run"], *cells)
+        table.add_row(r["run"], *["-" if r.get(c.key) is None else c.text(r[c.key], r) for c in columns])
     return table
 
 

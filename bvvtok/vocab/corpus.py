@@ -49,14 +49,15 @@ def iter_texts(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ite
                 if not is_jsonl:
                     yield line
                 elif line.strip():
-                    yield _jsonl_text(line, path, number)
+                    yield jsonl_text(line, path, number)
     except UnicodeDecodeError as e:
         raise BvvtokError(f"{path} is not valid UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8") from None
     except (OSError, EOFError) as e:
         raise BvvtokError(f"cannot read {path}: {e}") from None
 
 
-def _jsonl_text(line: str, path: Path, number: int) -> str:
+def jsonl_text(line: str, path: Path, number: int) -> str:
+    """The `text` of line `number` of a .jsonl file; anything else there is a one-line error naming the line."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
+
+from bvvtok.lm.evals import Column, Start, Task, register
+from bvvtok.vocab.corpus import read_documents
 
 SEPARATOR = "</s>"
 
@@ -50,3 +54,20 @@ def perplexity(model: torch.nn.Module, tokenizer: Tokenizer, documents: Sequence
             on_document()
     loss = total / max(tokens, 1)
     return Perplexity(len(documents), tokens, characters, loss, math.exp(loss), total / math.log(2) / max(characters, 1))
+
+
+@register
+@dataclass
+class PerplexityTask(Task):
+    """--perplexity FILE: documents of a .txt (blank-line separated) or .jsonl file."""
+
+    name = "perplexity"
+    columns = (Column("loss", "loss/token", lambda value, row: f"{value:.4f}"), Column("perplexity", "perplexity"),
+               Column("bits_per_char", "bits/char"))  # fmt: skip
+
+    def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
+        return read_documents(self.path)
+
+    def score(self, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str], start: Start) -> dict[str, Any]:
+        p = perplexity(model, tokenizer, documents, start("perplexity", len(documents)))
+        return {"tokens": p.tokens, "loss": p.loss, "perplexity": p.perplexity, "bits_per_char": p.bits_per_char}

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sacrebleu
 import torch
 from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError
-from bvvtok.lm.evals import numbered_lines
+from bvvtok.lm.evals import Column, Start, Task, numbered_lines, register
 from bvvtok.lm.generate import Sampling, generate
 
 
@@ -53,3 +54,26 @@ def translate(model: torch.nn.Module, tokenizer: Tokenizer, pairs: list[tuple[st
     bleu = sacrebleu.BLEU(tokenize="zh" if tgt.startswith("zh") else "13a")
     score = bleu.corpus_score(hypotheses, [[reference for _, reference in pairs]])
     return Translation(len(pairs), score.score, str(bleu.get_signature()))
+
+
+@register
+@dataclass
+class TranslationTask(Task):
+    """--translation FILE.tsv: BLEU of the greedy translations from src_lang to tgt_lang."""
+
+    name = "translation"
+    src_lang: str = "en"
+    tgt_lang: str = "zh"
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        title = f"BLEU {self.src_lang}-{self.tgt_lang}".replace("_", "-")
+        return (Column(f"bleu_{self.src_lang}_{self.tgt_lang}", title),)
+
+    def read(self, on_skip: Callable[[str], None] | None) -> list[tuple[str, str]]:
+        return read_pairs(self.path)
+
+    def score(self, model: torch.nn.Module, tokenizer: Tokenizer, pairs: list[tuple[str, str]],
+              start: Start) -> dict[str, Any]:  # fmt: skip
+        t = translate(model, tokenizer, pairs, self.src_lang, self.tgt_lang, start("translation", len(pairs)))
+        return {self.columns[0].key: t.bleu, "bleu_signature": t.signature, "pairs": t.pairs}
