@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import torch
 
 from bvvtok import output as output_rules
 from bvvtok.commit import Update, replace_folder
@@ -113,6 +112,8 @@ def _write_files(
     The large files are hashed beside the writing (torch.save releases the GIL),
     not read back afterwards.
     """
+    import torch  # here, not above: the method registry reads this module's names, and `info` must not wait for torch
+
     with ThreadPoolExecutor(2) as hasher:
         path = place(EMBEDDINGS)
         embeddings = _map_safetensors(path, "weight", shape)
