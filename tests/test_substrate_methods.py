@@ -103,8 +103,8 @@ def test_the_command_line_takes_a_registered_method(registered, source, tmp_path
     assert result.exit_code == 0, result.output
     assert "one-hot, offset 0" in result.stdout
     assert "one-hot: row i is the unit vector" in " ".join(invoke("embed", "--help").stdout.split())
-    assert_user_error(invoke("embed", source, "--method", "one-hot", "--seed", 1, "--out", tmp_path / "x"),
-                      "--seed goes with --method bits; --method one-hot takes --offset")  # fmt: skip
+    assert_user_error(invoke("embed", source, "--method", "one-hot", "--recipe", "bvv241-2-3", "--out", tmp_path / "x"),
+                      "--recipe goes with --method glyph", "--method one-hot takes --offset")  # fmt: skip
     assert_user_error(invoke("embed", source, "--method", "one-hot", "--dump-text", tmp_path / "t", "--out", tmp_path / "x"),
                       "--dump-text writes the codes, and a one-hot substrate has none")  # fmt: skip
     assert not (tmp_path / "x").exists()
