@@ -6,8 +6,9 @@ A killed command must leave the old state or the new one, never a mix that looks
   system lacks it, the old one is renamed aside first, and `recover` puts it back if the
   process died between the two renames.
 - `Update`: new files (and subfolders) are written into a hidden staging folder inside the
-  folder; then a journal naming them is written (one rename, so it exists whole or not at
-  all), they are moved into place, the journal removed. Whoever finds a journal later
+  folder; then a journal naming them (and the old files the update drops) is written (one
+  rename, so it exists whole or not at all), the dropped ones are moved into the staging
+  folder, the new ones into place, the journal removed. Whoever finds a journal later
   finishes the moves (`recover`): everything it names was complete before it was written.
 Both run under the output's writer lock (bvvtok.lock), which is also when `recover`
 removes what dead writers left.
@@ -84,6 +85,7 @@ class Update:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.staging: Path | None = None
+        self.dropped: list[str] = []
 
     def _staging(self) -> Path:
         if self.staging is None:
@@ -98,21 +100,26 @@ class Update:
             path.mkdir()
         return path
 
+    def drop(self, name: str) -> None:
+        """Have the folder's `name` gone at commit (a file the new state does not have: a substrate without codes)."""
+        self.dropped.append(name)
+
     def commit(self, manifest: dict[str, Any] | None = None, known: dict[str, str] | None = None) -> dict[str, Any] | None:
         """Move everything staged into place, with a new manifest (hashing the top-level files) when given."""
         staging = self._staging()
         staged = sorted(p.name for p in staging.iterdir() if p.name != MANIFEST_NAME)
         written = None
         if manifest is not None:
-            files = {p.name: p for p in self.folder.iterdir() if p.is_file() and _is_kept(p.name)}
+            kept = (p for p in self.folder.iterdir() if p.is_file() and _is_kept(p.name) and p.name not in self.dropped)
+            files = {p.name: p for p in kept}
             files.update({name: staging / name for name in staged if (staging / name).is_file()})
             written = manifest_of(files, manifest, known)
             dump_json(staging / MANIFEST_NAME, written)
             staged.append(MANIFEST_NAME)  # last: it vouches for the rest
         with write_errors(self.folder, unwritable=False):
-            write_json(self.folder / JOURNAL, {"staging": staging.name, "names": staged})
+            write_json(self.folder / JOURNAL, {"staging": staging.name, "names": staged, "dropped": self.dropped})
         _finish(self.folder)
-        self.staging = None
+        self.staging, self.dropped = None, []
         return written
 
     def discard(self) -> None:
@@ -129,6 +136,10 @@ def _finish(folder: Path) -> None:
     """Do the renames a journal lists (again, if a process died halfway: each step can be repeated), then drop it."""
     journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
     staging = folder / journal["staging"]
+    for name in journal.get("dropped", []):  # first: the new manifest never sits beside a file it does not list
+        if (folder / name).exists():
+            (staging / REPLACED).mkdir(exist_ok=True)
+            os.rename(folder / name, staging / REPLACED / name)
     for name in journal["names"]:
         source, target = staging / name, folder / name
         if not source.exists():

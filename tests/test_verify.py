@@ -519,17 +519,17 @@ def test_rebuild_catches_a_changed_seed(bits64, copy):
 def test_rebuild_with_embeddings_one_rounding_apart_says_how_close(bits_float, monkeypatch):
     """Same codes, embedding bytes that differ by float rounding (another bvvtok version's arithmetic):
     the rebuild check fails, as its bytes differ, and says the codes agree and how close the rows are."""
-    real = verify_module.embed_bits
+    real = verify_module.embed
 
     def rounded_differently(*args, **kwargs):
         result = real(*args, **kwargs)
-        out = args[6]
+        out = kwargs["out"]
         weight = load_file(out / EMBEDDINGS)["weight"]
         weight[0, 0] = np.nextafter(weight[0, 0], np.float32(2))  # one ulp
         save_file({"weight": weight}, out / EMBEDDINGS)
         return result
 
-    monkeypatch.setattr(verify_module, "embed_bits", rounded_differently)
+    monkeypatch.setattr(verify_module, "embed", rounded_differently)
     checks = expect_failures(bits_float, {"rebuild": ("differs in", EMBEDDINGS, "codes identical", "min row cosine of 1.0000000")}, rebuild=True)
     assert PT not in checks["rebuild"].detail and CODES not in checks["rebuild"].detail
 

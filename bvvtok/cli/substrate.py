@@ -4,55 +4,58 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand
 
 from bvvtok.cli.app import app, console, err_console
 from bvvtok.errors import BvvtokError
 
 
-@app.command("embed")
+class _EmbedCommand(TyperCommand):
+    """`embed --help` lists the methods, and says what each method flag means to each method that takes it:
+    both come from the method modules (bvvtok.substrate.methods), imported for the help alone."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # click's, as typer brings it (it may vendor its own)
+        from bvvtok.substrate.methods import METHODS, flag_help
+
+        for param in self.params:
+            if param.name == "method":
+                param.help = "; ".join(f"{name}: {method.about}" for name, method in METHODS.items()) + "."
+            elif param.param_type_name == "option" and (text := flag_help(param.opts[0][2:].replace("-", "_"))):
+                param.help = text
+        super().format_help(ctx, formatter)
+
+
+@app.command("embed", cls=_EmbedCommand)
 def embed_command(
     vocab_dir: Annotated[Path, typer.Argument(metavar="VOCAB_DIR", help="A tokenizer folder (with tokenizer.json).")],
-    method: Annotated[str, typer.Option(metavar="NAME", help="glyph (pictures of the token text) or bits (a binary codebook).")] = "glyph",
-    recipe: Annotated[
-        Optional[str], typer.Option(metavar="NAME", help="bvv241-2-3 or bvv241-max. Default: the vocabulary's preset (65k / 131k).")
-    ] = None,
-    glyph_size: Annotated[int, typer.Option(metavar="PX", help="32 (1,024 bits) or 64 (4,096 bits, the 'abs' variant).")] = 32,
-    dim: Annotated[Optional[int], typer.Option(metavar="N", help="PCA output size. Default: the number of bits (a rotation, as published).")] = None,
-    font: Annotated[
-        Optional[list[Path]], typer.Option(metavar="PATH", help="Font file; repeat for a fallback chain. Default: $BVVTOK_FONT, fonts/, the system's Unifont.")
-    ] = None,
+    method: Annotated[str, typer.Option(metavar="NAME")] = "glyph",
+    # the method flags (their help comes from the methods that take them): a flag left out is None
+    recipe: Annotated[Optional[str], typer.Option(metavar="NAME")] = None,
+    glyph_size: Annotated[Optional[int], typer.Option(metavar="PX")] = None,
+    dim: Annotated[Optional[int], typer.Option(metavar="N")] = None,
+    font: Annotated[Optional[list[Path]], typer.Option(metavar="PATH")] = None,
+    workers: Annotated[Optional[int], typer.Option(metavar="N")] = None,
+    bits: Annotated[Optional[int], typer.Option(metavar="N")] = None,
+    seed: Annotated[Optional[int], typer.Option(metavar="S")] = None,
+    as_float: Annotated[bool, typer.Option("--float")] = False,
+    d_model: Annotated[Optional[int], typer.Option(metavar="N")] = None,
     out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: VOCAB_DIR itself.")] = None,
-    workers: Annotated[Optional[int], typer.Option(metavar="N", help="Processes that render glyphs. Default: one per CPU.")] = None,
-    bits: Annotated[Optional[int], typer.Option(metavar="N", help="bits: code length; 16 = the token id itself, else random unique codes.")] = None,
-    seed: Annotated[int, typer.Option(metavar="S", help="bits: the seed of the random codebook.")] = 0,
-    as_float: Annotated[bool, typer.Option("--float", help="bits: the FLOAT ablation (PCA to --dim, L2-normalised rows).")] = False,
-    d_model: Annotated[int, typer.Option(metavar="N", help="bits: the model width the manifest's repeat_interleave scale is for.")] = 1024,
-    dump_text: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the codes as text: id, token, bits per line.")] = None,
+    dump_text: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the codes as text: id, token, bits per line (methods with codes).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a different substrate in --out.")] = False,
 ) -> None:
-    """Build a frozen embedding substrate for a tokenizer: glyph codes -> PCA -> L2-normalised rows, or a binary codebook."""
-    from bvvtok.substrate.embed import embed_bits, embed_glyph
+    """Build a frozen embedding substrate for a tokenizer, by one of bvvtok's methods (--method)."""
+    from bvvtok.substrate.embed import embed
+    from bvvtok.substrate.methods import get_method
 
-    if method not in ("glyph", "bits"):
-        raise BvvtokError(f"unknown --method {method!r}; choose glyph or bits")
+    options = dict(recipe=recipe, glyph_size=glyph_size, dim=dim, font=font, workers=workers, bits=bits, seed=seed,
+                   float=as_float or None, d_model=d_model)  # fmt: skip
     started = time.perf_counter()
-    if method == "bits":
-        if bits is None:
-            raise BvvtokError("--method bits needs --bits N (e.g. 16, 64, 256, 1024)")
-        if recipe is not None or font or glyph_size != 32:
-            raise BvvtokError("--recipe, --font and --glyph-size go with --method glyph")
-        with console.status("drawing the codebook"):
-            result = embed_bits(vocab_dir, bits, seed, as_float, dim, d_model, out, force, dump_text)
-        console.print(_bits_table(result.out, result.manifest["substrate"], time.perf_counter() - started))
-        return
-    if bits is not None or as_float:
-        raise BvvtokError("--bits and --float go with --method bits")
     columns = (TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -62,35 +65,13 @@ def embed_command(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        result = embed_glyph(vocab_dir, out, recipe, glyph_size, dim, font or (), workers, force, dump_text, progress)
-    console.print(_glyph_table(result.out, result.manifest["substrate"], time.perf_counter() - started))
-
-
-def _bits_table(out: Path, info: dict, seconds: float) -> Table:
-    table = Table(title=str(out), show_header=False, title_justify="left")
-    kind = f"FLOAT: PCA to {info['dim']:,}, L2-normalised" if info["float"] else "0/1 values"
-    table.add_row("substrate", f"bits, {info['bits']} per token ({info['codebook']}), {kind}")
-    table.add_row("tokens", f"{info['tokens']:,}, all codes distinct ({info['redraws']:,} redrawn)")
-    hamming = info["min_hamming"]
-    table.add_row("min Hamming", f"{hamming['value']} ({'exact' if hamming['exact'] else 'estimated on 2,000,000 random pairs'})")
-    table.add_row("model", f"n_embed {info['n_embed']}, d_model {info['d_model']}, repeat_interleave scale {info['scale']}")
-    table.add_row("time", f"{seconds:.1f} s")
-    return table
-
-
-def _glyph_table(out: Path, info: dict, seconds: float) -> Table:
-    table = Table(title=str(out), show_header=False, title_justify="left")
-    table.add_row("substrate", f"glyph, recipe {info['recipe']}, {info['glyph_size']}px = {info['bits']:,} bits, PCA to {info['dim']:,}")
-    byte_level = f" (byte-level; {info['escaped_tokens']:,} drawn as escaped bytes)" if info["byte_level"] else ""
-    table.add_row("tokens", f"{info['tokens']:,}{byte_level}")
-    table.add_row("fonts", ", ".join(f"{f['file']} {f.get('version', '')}".strip() for f in info["fonts"]))
-    table.add_row("blank glyphs", f"{info['blank_glyphs']:,} tokens with no ink")
-    for key, label in (("missing_chars", "no glyph"), ("unrenderable_chars", "not renderable")):
-        if info[key]["count"]:
-            first = " ".join(f"U+{ord(c):04X}" for c in info[key]["first"][:8])
-            table.add_row(label, f"{info[key]['count']:,} characters, left blank: {first}")
-    table.add_row("time", f"{seconds:.1f} s")
-    return table
+        result = embed(vocab_dir, method, out, force, dump_text, progress, **options)
+    section = result.manifest["substrate"]
+    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    for label, text in get_method(section["method"]).report(section):
+        table.add_row(label, text)
+    table.add_row("time", f"{time.perf_counter() - started:.1f} s")
+    console.print(table)
 
 
 @app.command("fonts")
@@ -185,17 +166,14 @@ def info_command(
 
 def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
     """The summary; `problems`: how the files differ from the manifest (the table flags it, the caller lists them)."""
+    from bvvtok.substrate.methods import get_method
+
     table = Table(title=str(folder), show_header=False, title_justify="left")
     vocab, sub = manifest.get("vocab"), manifest.get("substrate")
     if vocab:
         table.add_row("vocabulary", f"{vocab['preset']} ({vocab['alias']}), {vocab['vocab_size']:,} ids, {len(vocab['languages'])} languages")
     if sub:
-        if sub["method"] == "glyph":
-            fonts = ", ".join(f"{f['file']} {f.get('version', '')}".strip() for f in sub["fonts"])
-            what = f"glyph, recipe {sub['recipe']}, {sub['glyph_size']} px, fonts {fonts}"
-        else:
-            what = f"bits, {sub['bits']} per token, seed {sub['seed']}" + (", FLOAT" if sub.get("float") else "")
-        table.add_row("substrate", what)
+        table.add_row("substrate", get_method(sub["method"]).summary(sub))
         table.add_row("shape", f"[{sub['tokens']:,}, {sub['n_embed']}]" + (f", scale {sub['scale']} to d_model {sub['d_model']}" if sub.get("d_model") else ""))
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     listed = f"{len(manifest.get('files', {}))} listed, {size / 2**20:,.1f} MiB on disk"

@@ -4,7 +4,8 @@ Files added to the tokenizer's own:
 - `embeddings.safetensors`: tensor `weight`, float32 [V, dim];
 - `normalized_embeddings_weights.pt`: the same tensor as the published repositories saved it
   (a plain tensor), so their loading code works; read it with `torch.load(..., weights_only=True)`;
-- `codes.npy`: the raw codes, `numpy.packbits(bits, axis=1)`, uint8 [V, bits/8];
+- `codes.npy`, for methods whose embedding is made from 0/1 codes (glyph, bits): the raw codes,
+  `numpy.packbits(bits, axis=1)`, uint8 [V, bits/8];
 - `bvvtok.json`: the manifest, with a `substrate` section and the sha256 of every file.
 
 A killed or failed build leaves the folder as it was (see `write_substrate`).
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import torch
 
 from bvvtok import output as output_rules
 from bvvtok.commit import Update, replace_folder
@@ -58,7 +58,7 @@ def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: b
 def write_substrate(
     vocab_dir: Path,
     out: Path,
-    bits: np.ndarray,
+    bits: np.ndarray | None,
     dim: int,
     fill: Fill,
     substrate: dict[str, Any],
@@ -67,12 +67,14 @@ def write_substrate(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Write the substrate files and the manifest into `out`: (the manifest, the embedding, read-only).
 
+    `bits`: the codes, or None for a method without codes (no codes.npy).
     `fill` computes the embedding straight into `embeddings.safetensors`, mapped
     into memory: no [V, dim] buffer to allocate and copy out again.
     Into the vocabulary folder itself, the files are written under temporary
     names and moved in together with the new manifest (bvvtok.commit.Update: a
     killed build leaves the old substrate or the new one); nothing else in the
-    folder is touched. Elsewhere, a new folder is assembled from the vocabulary's
+    folder is touched, except the codes of an old substrate when the new one has
+    none. Elsewhere, a new folder is assembled from the vocabulary's
     files and swapped in whole. The caller holds `out` (bvvtok.output.claim).
     """
     manifest = read_manifest(vocab_dir)
@@ -84,7 +86,9 @@ def write_substrate(
         if real(out) == real(vocab_dir):
             update = Update(out)
             try:
-                embeddings, digests = _write_files(update.new, bits, dim, fill)
+                embeddings, digests = _write_files(update.new, bits, (substrate["tokens"], dim), fill)
+                if bits is None and (out / CODES).exists():
+                    update.drop(CODES)
                 manifest = update.commit(manifest, digests)
             finally:
                 update.discard()  # what a failure left staged; nothing after a commit
@@ -93,30 +97,35 @@ def write_substrate(
                 for name in TOKENIZER_FILES:  # only these: a substrate folder holds nothing else (verify checks)
                     if (vocab_dir / name).is_file():
                         shutil.copy2(vocab_dir / name, tmp / name)
-                embeddings, digests = _write_files(lambda name: tmp / name, bits, dim, fill)
+                embeddings, digests = _write_files(lambda name: tmp / name, bits, (substrate["tokens"], dim), fill)
                 manifest = write_manifest(tmp, manifest, digests)
     if dump_text is not None:
         write_codes_text(dump_text[0], dump_text[1], bits, force, inputs=[vocab_dir])
     return manifest, embeddings
 
 
-def _write_files(place: Callable[[str], Path], bits: np.ndarray, dim: int, fill: Fill) -> tuple[np.ndarray, dict[str, str]]:
-    """Write the three files where `place(name)` says: (the embedding, read-only; the sha256 of the two large files).
+def _write_files(
+    place: Callable[[str], Path], bits: np.ndarray | None, shape: tuple[int, int], fill: Fill
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Write the files where `place(name)` says: (the embedding, read-only; the sha256 of the two large files).
 
     The large files are hashed beside the writing (torch.save releases the GIL),
     not read back afterwards.
     """
+    import torch  # here, not above: the method registry reads this module's names, and `info` must not wait for torch
+
     with ThreadPoolExecutor(2) as hasher:
         path = place(EMBEDDINGS)
-        embeddings = _map_safetensors(path, "weight", (len(bits), dim))
+        embeddings = _map_safetensors(path, "weight", shape)
         fill(embeddings)
         embeddings_digest = hasher.submit(sha256_file, path)
         with open(place(PUBLISHED_WEIGHTS), "w+b") as f:  # w+: mappable
             weights = _HashingWriter(f, hasher)
             torch.save(torch.from_numpy(embeddings), weights)
         digests = {EMBEDDINGS: embeddings_digest.result(), PUBLISHED_WEIGHTS: weights.hexdigest()}
-    with open(place(CODES), "wb") as f:
-        np.save(f, np.packbits(bits, axis=1))
+    if bits is not None:
+        with open(place(CODES), "wb") as f:
+            np.save(f, np.packbits(bits, axis=1))
     embeddings.flags.writeable = False
     return embeddings, digests
 

@@ -3,30 +3,31 @@
 Every check returns a result instead of raising: a damaged folder (missing,
 truncated or foreign files) gives failed checks, never a traceback. Tensors are
 read with safetensors and `torch.load(weights_only=True)`, never through pickle.
+The folder is read once (bvvtok.substrate.view); the checks are functions of what
+was read. Three of them follow the substrate's method (`Method.checks`): distinct
+rows, values and codes.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from safetensors.numpy import load_file
-from tokenizers import Tokenizer
 
 from bvvtok.commit import JOURNAL, recover_for_reading
 from bvvtok.difference import first_difference, listing, plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, TEMP, sha256_file
-from bvvtok.manifest import MANIFEST_VERSION, read_manifest
-from bvvtok.substrate.embed import DEFAULT_D_MODEL, embed_bits, embed_glyph
+from bvvtok.manifest import MANIFEST_VERSION
+from bvvtok.substrate.embed import embed
 from bvvtok.substrate.folder import CODES, EMBEDDINGS, PUBLISHED_WEIGHTS, SUBSTRATE_FILES
-from bvvtok.substrate.projection import frozen_embeddings
+from bvvtok.substrate.methods import METHODS, Checker, Method
+from bvvtok.substrate.view import Failed, TokenizerFile, View, ids
 from bvvtok.vocab.compare import PROBE, probe_difference, tokenizer_file_differences
 from bvvtok.vocab.layout import (
     FILLER_SPECIALS,
@@ -39,14 +40,7 @@ from bvvtok.vocab.layout import (
 )
 from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, tokenizer_for_ids, write_tokenizer_files
 
-NORM_TOLERANCE = 1e-4
-COSINE_FLOOR = 0.9999
 KNOWN_FILES = (*TOKENIZER_FILES, *SUBSTRATE_FILES)  # besides the manifest, all a substrate folder holds
-# The fields of the substrate section that `settings` repeats (check_replace compares settings alone).
-SETTINGS_FIELDS = {
-    "glyph": ("method", "recipe", "glyph_size", "dim"),  # and fonts: the sha256 of each entry of `fonts`
-    "bits": ("method", "bits", "seed", "float", "dim"),
-}
 
 
 @dataclass
@@ -56,50 +50,45 @@ class Check:
     detail: str
 
 
-class _Folder:
-    """What the checks share, loaded once; a part that cannot be loaded is None (and its check fails)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder
-        self.manifest: dict[str, Any] = {}
-        self.substrate: dict[str, Any] = {}
-        self.vocab: dict[str, int] | None = None
-        self.tokenizer: Tokenizer | None = None  # set once tokenizer.json passed its check
-        self.weight: np.ndarray | None = None
+def _known(view: View) -> type[Method] | None:
+    """The substrate's method, if bvvtok has it."""
+    name = view.substrate.get("method")
+    return METHODS.get(name) if isinstance(name, str) else None
 
 
-def _ids(ids: np.ndarray | list[int]) -> str:
-    return listing(int(i) for i in ids)
+def _method(view: View) -> type[Method]:
+    method = _known(view)
+    if method is None:
+        raise ValueError(f"unknown method {view.substrate.get('method')!r}; rebuild the substrate with bvvtok embed")
+    return method
 
 
-def check_manifest(f: _Folder) -> str:
-    f.manifest = read_manifest(f.path)
-    if not f.manifest:
+def check_manifest(view: View) -> str:
+    manifest = view.manifest
+    if isinstance(manifest, Failed):
+        raise ValueError(manifest.reason)
+    if not manifest:
         raise ValueError(f"no {MANIFEST_NAME}: not a bvvtok folder")
-    version = f.manifest.get("manifest_version", 1)
+    version = manifest.get("manifest_version", 1)
     if not isinstance(version, int) or version > MANIFEST_VERSION:
         raise ValueError(f"manifest version {version!r} is from a newer bvvtok (this one reads {MANIFEST_VERSION}); upgrade bvvtok")
-    f.substrate = f.manifest.get("substrate") or {}
-    if not f.substrate:
+    s = view.substrate
+    if not s:
         raise ValueError("the manifest describes no substrate (run bvvtok embed)")
-    recorded = {"glyph": ("recipe", "fonts"), "bits": ("seed", "generator")}.get(f.substrate.get("method"), ())
-    missing = [k for k in ("method", "n_embed", "tokens", *recorded) if k not in f.substrate]
+    method = _known(view)
+    missing = [k for k in ("method", "n_embed", "tokens", *(method.required if method else ())) if k not in s]
     if missing:
         raise ValueError(f"the manifest lacks {', '.join(missing)}")
-    return f"{f.substrate['method']} substrate, {f.substrate['tokens']:,} tokens, n_embed {f.substrate['n_embed']}"
+    return f"{s['method']} substrate, {s['tokens']:,} tokens, n_embed {s['n_embed']}"
 
 
-def check_settings(f: _Folder) -> str:
+def check_settings(view: View) -> str:
     """`settings` (what embed compares before replacing a substrate) must say what the section records."""
-    method = f.substrate["method"]
-    if method not in SETTINGS_FIELDS:
-        raise ValueError(f"unknown method {method!r}; rebuild the substrate with bvvtok embed")
-    settings = f.substrate.get("settings")
+    method = _method(view)
+    settings = view.substrate.get("settings")
     if not isinstance(settings, dict):
         raise ValueError("the manifest records no settings; rebuild the substrate with bvvtok embed")
-    recorded = {k: f.substrate.get(k) for k in SETTINGS_FIELDS[method]}
-    if method == "glyph":
-        recorded["fonts"] = [font.get("sha256") for font in f.substrate["fonts"]]
+    recorded = method.recorded_settings(view.substrate)
     stated = {k: settings.get(k) for k in recorded}
     difference = first_difference(stated, recorded, "settings", "the substrate section records")
     if difference:
@@ -107,27 +96,27 @@ def check_settings(f: _Folder) -> str:
     return f"settings agree with the recorded {', '.join(recorded)}"
 
 
-def check_files(f: _Folder) -> str:
-    files = f.manifest.get("files") or {}
+def check_files(view: View) -> str:
+    files = view.manifest.get("files") or {}
     if not files:
         raise ValueError("the manifest lists no files")
-    missing = [name for name in files if not (f.path / name).is_file()]
-    changed = [name for name, digest in files.items() if name not in missing and sha256_file(f.path / name) != digest]
+    missing = [name for name in files if not (view.path / name).is_file()]
+    changed = [name for name, digest in files.items() if name not in missing and sha256_file(view.path / name) != digest]
     if missing or changed:
         raise ValueError("; ".join(part for part in (f"missing: {', '.join(missing)}" * bool(missing), f"changed: {', '.join(changed)}" * bool(changed)) if part))
     return f"{len(files)} files match their sha256"
 
 
-def check_contents(f: _Folder) -> str:
+def check_contents(view: View) -> str:
     """Every entry is the manifest or a substrate file the manifest lists: nothing unaccounted for.
 
     A folder that is not a bvvtok vocabulary (a Hugging Face tokenizer folder given to `embed` as it is) may
     hold other files of its own: they pass when the manifest lists them (they were there when embed ran).
     """
-    listed = f.manifest.get("files") or {}
-    foreign_folder = not f.manifest.get("vocab")
+    listed = view.manifest.get("files") or {}
+    foreign_folder = not view.manifest.get("vocab")
     unknown, unlisted, leftovers, kept = [], [], [], []
-    for entry in sorted(f.path.iterdir()):
+    for entry in sorted(view.path.iterdir()):
         if entry.name == MANIFEST_NAME:
             continue
         if entry.name == JOURNAL or TEMP.fullmatch(entry.name):
@@ -138,7 +127,7 @@ def check_contents(f: _Folder) -> str:
             unknown.append(entry.name + "/" * entry.is_dir())
         elif entry.name not in listed:
             unlisted.append(entry.name)
-    unknown += [name for name in listed if name not in KNOWN_FILES and not (f.path / name).exists()]
+    unknown += [name for name in listed if name not in KNOWN_FILES and not (view.path / name).exists()]
     problems = [f"not part of a substrate folder: {listing(unknown)} (move them out of the folder)"] * bool(unknown)
     problems += [f"not in the manifest: {listing(unlisted)} (rebuild the substrate with bvvtok embed)"] * bool(unlisted)
     if problems:
@@ -149,45 +138,40 @@ def check_contents(f: _Folder) -> str:
     return f"the manifest and the {len(listed)} files it lists, nothing else" + "".join(f"; {n}" for n in notes)
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"tokenizer.json lists {key!r} twice")
-        seen[key] = value
-    return seen
-
-
-def check_tokenizer(f: _Folder) -> str:
-    path = f.path / "tokenizer.json"
-    config = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
-    tokenizer = Tokenizer.from_file(str(path))
-    f.vocab = tokenizer.get_vocab(with_added_tokens=True)
-    ids = np.array(sorted(f.vocab.values()))
-    size = len(ids)
-    if not np.array_equal(ids, np.arange(size)):
-        gaps = np.setdiff1d(np.arange(ids.max() + 1), ids)
-        raise ValueError(f"ids are not exactly 0..V-1: missing {_ids(gaps)}")
-    if size != f.substrate.get("tokens"):
-        raise ValueError(f"{size:,} tokens, the manifest says {f.substrate.get('tokens')}")
+def _checked_tokenizer(view: View) -> tuple[TokenizerFile, str]:
+    """The tokenizer and what its check found; raises what is wrong with it."""
+    loaded = view.tokenizer
+    if isinstance(loaded, Failed):
+        raise ValueError(loaded.reason)
+    config, _, vocab = loaded
+    numbers = np.array(sorted(vocab.values()))
+    size = len(numbers)
+    if not np.array_equal(numbers, np.arange(size)):
+        gaps = np.setdiff1d(np.arange(numbers.max() + 1), numbers)
+        raise ValueError(f"ids are not exactly 0..V-1: missing {ids(gaps)}")
+    if size != view.substrate.get("tokens"):
+        raise ValueError(f"{size:,} tokens, the manifest says {view.substrate.get('tokens')}")
     merges = config.get("model", {}).get("merges") or []
     pairs = [m.split(" ", 1) if isinstance(m, str) else m for m in merges]
-    broken = [f"{a}+{b}" for a, b in pairs if a not in f.vocab or b not in f.vocab or a + b not in f.vocab]
+    broken = [f"{a}+{b}" for a, b in pairs if a not in vocab or b not in vocab or a + b not in vocab]
     if broken:
         raise ValueError(f"merges join non-tokens: {listing(broken)}")
-    f.tokenizer = tokenizer
-    return f"{size:,} ids 0..{size - 1}, {len(pairs):,} merges between tokens"
+    return loaded, f"{size:,} ids 0..{size - 1}, {len(pairs):,} merges between tokens"
 
 
-def check_layout(f: _Folder) -> str:
+def check_tokenizer(view: View) -> str:
+    return _checked_tokenizer(view)[1]
+
+
+def check_layout(view: View) -> str:
     """For vocabularies bvvtok built: the code-space layout of the recipe."""
-    info = f.manifest.get("vocab")
+    info = view.manifest.get("vocab")
     if not info:
         return "not a bvvtok vocabulary: layout rules not applicable"
     preset = get_preset(info["preset"])
-    if f.vocab is None:
+    if isinstance(view.tokenizer, Failed):
         raise ValueError("tokenizer.json could not be read (see above)")
-    vocab = f.vocab
+    vocab = view.tokenizer.vocab
     if len(vocab) != preset.vocab_size:
         raise ValueError(f"{len(vocab):,} tokens, preset {preset.name} has {preset.vocab_size:,}")
     wrong = [cp for r in MONOGRAM_RANGES for cp in r if vocab.get(chr(cp)) != cp]
@@ -201,33 +185,35 @@ def check_layout(f: _Folder) -> str:
         elif len(token) > 1 and not unused and token not in reserved and i not in preset.slot_ids:
             wrong.append(i)  # an n-gram outside the n-gram slots
     if wrong:
-        raise ValueError(f"ids out of place: {_ids(sorted(set(wrong)))}")
+        raise ValueError(f"ids out of place: {ids(sorted(set(wrong)))}")
     placed = placed_ngrams(preset, vocab)
     keys = [(-len(t), t) for t in placed]
     unordered = [vocab[placed[k]] for k in range(1, len(keys)) if keys[k] < keys[k - 1]]
     if unordered:
-        raise ValueError(f"n-grams not in (longest first, code point) order at ids {_ids(unordered)}")
+        raise ValueError(f"n-grams not in (longest first, code point) order at ids {ids(unordered)}")
     return (
         f"preset {preset.name}: code points, specials, and {len(placed):,} n-grams in order in their slots "
         f"('A' -> {vocab['A']}, '中' -> {vocab['中']})"
     )
 
 
-def check_behaviour(f: _Folder) -> str:
+def check_behaviour(view: View) -> str:
     """For vocabularies bvvtok built: the five files are what bvvtok writes for the n-grams of the id table."""
-    info = f.manifest.get("vocab")
+    info = view.manifest.get("vocab")
     if not info:
         return (
             "not a bvvtok vocabulary: its behaviour cannot be derived from its ids; "
             "the sha256 in the manifest covers its files"
         )
-    if f.tokenizer is None or f.vocab is None:
-        raise ValueError("not checked: tokenizer.json failed its check (see above)")
-    reference = tokenizer_for_ids(get_preset(info["preset"]), f.vocab)
+    try:
+        loaded, _ = _checked_tokenizer(view)
+    except Exception:
+        raise ValueError("not checked: tokenizer.json failed its check (see above)") from None
+    reference = tokenizer_for_ids(get_preset(info["preset"]), loaded.vocab)
     with tempfile.TemporaryDirectory() as tmp:
         write_tokenizer_files(reference, Path(tmp))
-        differences = tokenizer_file_differences(f.path, Path(tmp))
-    tokens, probe = probe_difference(f.tokenizer, reference)
+        differences = tokenizer_file_differences(view.path, Path(tmp))
+    tokens, probe = probe_difference(loaded.tokenizer, reference)
     if differences or probe:
         raise ValueError("; ".join([*differences, probe or "the probe text still encodes identically"]))
     return (
@@ -236,141 +222,67 @@ def check_behaviour(f: _Folder) -> str:
     )
 
 
-def check_embeddings(f: _Folder) -> str:
-    tensors = load_file(str(f.path / EMBEDDINGS))
-    if "weight" not in tensors:
-        raise ValueError(f"{EMBEDDINGS} has no tensor 'weight'")
-    weight = tensors["weight"]
-    expected = (f.substrate["tokens"], f.substrate["n_embed"])
-    if weight.dtype != np.float32 or weight.shape != expected:
-        raise ValueError(f"{weight.dtype} {list(weight.shape)}, expected float32 {list(expected)}")
-    f.weight = weight
+def check_embeddings(view: View) -> str:
+    weight = view.weight
+    if isinstance(weight, Failed):
+        raise ValueError(weight.reason)
     bad = np.flatnonzero(~np.isfinite(weight).all(axis=1))
     if len(bad):
-        raise ValueError(f"non-finite values in rows {_ids(bad)}")
+        raise ValueError(f"non-finite values in rows {ids(bad)}")
     return f"float32 {list(weight.shape)}, all finite"
 
 
-def check_distinct(f: _Folder) -> str:
-    weight = _loaded(f)
-    rows = np.ascontiguousarray(weight).view(np.dtype((np.void, weight.shape[1] * 4))).ravel()
-    _, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
-    repeated = np.flatnonzero(counts[inverse] > 1)
-    if f.substrate["method"] == "glyph":  # identical pictures (homoglyphs, blank glyphs) give identical rows
-        return f"{len(repeated):,} rows share their picture with another (expected for glyphs: homoglyphs, blank glyphs)"
-    if len(repeated):
-        raise ValueError(f"{len(repeated):,} rows collide, ids {_ids(repeated)}")
-    return f"all {len(rows):,} rows distinct"
-
-
-def check_values(f: _Folder) -> str:
-    weight = _loaded(f)
-    if f.substrate["method"] == "bits" and not f.substrate.get("float"):
-        wrong = int(((weight != 0) & (weight != 1)).sum())
-        if wrong:
-            raise ValueError(f"{wrong:,} entries are not 0 or 1")
-        return "strictly 0/1"
-    norms = np.sqrt(np.einsum("ij,ij->i", weight.astype(np.float64), weight.astype(np.float64)))
-    off = np.flatnonzero(np.abs(norms - 1) > NORM_TOLERANCE)
-    if len(off):
-        raise ValueError(f"{len(off):,} rows are not unit length, ids {_ids(off)}")
-    return f"every row has unit L2 norm (within {NORM_TOLERANCE:g})"
-
-
-def check_published_copy(f: _Folder) -> str:
-    tensor = torch.load(f.path / PUBLISHED_WEIGHTS, weights_only=True, map_location="cpu", mmap=True)  # no second copy in memory
-    same = isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32 and np.array_equal(tensor.numpy(), _loaded(f))
+def check_published_copy(view: View) -> str:
+    tensor = torch.load(view.path / PUBLISHED_WEIGHTS, weights_only=True, map_location="cpu", mmap=True)  # no second copy in memory
+    same = isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32 and np.array_equal(tensor.numpy(), view.need_weight())
     if not same:
         raise ValueError(f"{PUBLISHED_WEIGHTS} does not hold the same tensor as {EMBEDDINGS}")
     return f"{PUBLISHED_WEIGHTS} equals {EMBEDDINGS}"
 
 
-def check_codes(f: _Folder) -> str:
-    weight = _loaded(f)
-    n_bits = f.substrate["bits"]
-    packed = np.load(f.path / CODES, allow_pickle=False)
-    if packed.dtype != np.uint8 or packed.shape != (weight.shape[0], (n_bits + 7) // 8):
-        raise ValueError(f"{CODES} is {packed.dtype} {list(packed.shape)}, expected uint8 [{weight.shape[0]}, {(n_bits + 7) // 8}]")
-    bits = np.unpackbits(packed, axis=1)[:, :n_bits]
-    if f.substrate["method"] == "bits" and not f.substrate.get("float"):
-        differ = np.flatnonzero((bits != weight).any(axis=1))
-        if len(differ):
-            raise ValueError(f"codes and embedding differ in rows {_ids(differ)}")
-        return "the embedding is the codes"
-    projected = frozen_embeddings(bits, weight.shape[1])
-    cosine = np.einsum("ij,ij->i", projected, weight)
-    low = np.flatnonzero(cosine < COSINE_FLOOR)
-    if len(low):
-        raise ValueError(f"PCA of the codes disagrees with the embedding in rows {_ids(low)} (cosine < {COSINE_FLOOR})")
-    return f"PCA of the codes gives the embedding (min cosine {cosine.min():.6f})"
+def _sha256(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
 
 
-def check_rebuild(f: _Folder) -> str:
-    s = f.substrate
+def check_rebuild(view: View) -> str:
+    s, method = view.substrate, _method(view)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rebuild"
-        rebuilt = _rebuild(f.path, s, out)
-        differ = [name for name in SUBSTRATE_FILES if sha256_file(out / name) != sha256_file(f.path / name)]
-        note = _float_note(load_file(out / EMBEDDINGS)["weight"], _loaded(f)) if differ and CODES not in differ else ""
-    section = first_difference(_comparable(s), _comparable(rebuilt), "manifest", "the rebuild gives", {"fonts": _fonts})
+        rebuilt = embed(view.path, method.name, out=out, **method.rebuild_options(s)).manifest["substrate"]
+        differ = [name for name in SUBSTRATE_FILES if _sha256(out / name) != _sha256(view.path / name)]
+        note = ""
+        if differ and CODES not in differ:  # the codes, if any, agree: how far apart the embeddings are
+            note = _float_note(load_file(out / EMBEDDINGS)["weight"], view.need_weight(), method.has_codes)
+    section = first_difference(method.comparable(s), method.comparable(rebuilt), "manifest", "the rebuild gives", method.described)
     problems = [f"a rebuild from the manifest differs in {', '.join(differ)}{note}"] * bool(differ)
     if problems or section:
         raise ValueError("; ".join(problems + [section] * bool(section)))
-    return "rebuilt from the manifest: codes and embeddings identical, byte for byte; its substrate section agrees"
+    files = "codes and embeddings" if method.has_codes else "embeddings"
+    return f"rebuilt from the manifest: {files} identical, byte for byte; its substrate section agrees"
 
 
-def _rebuild(folder: Path, s: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Embed `folder` again into `out` with the recorded settings: the substrate section it writes."""
-    if s["method"] == "glyph":
-        result = embed_glyph(folder, out, s["recipe"], s["glyph_size"], s["dim"])
-    else:
-        as_float = s.get("float", False)
-        dim = s["dim"] if as_float else None
-        result = embed_bits(folder, s["bits"], s["seed"], as_float, dim, s.get("d_model", DEFAULT_D_MODEL), out)
-    return result.manifest["substrate"]
-
-
-def _comparable(section: dict[str, Any]) -> dict[str, Any]:
-    """The substrate section less what may differ between machines or is compared elsewhere:
-    `renderer` (library versions here: the codes compared byte for byte prove the pixels),
-    each font's `file` (its name on this machine: the sha256 identifies the font),
-    `settings` (repeats the section's fields: the settings check compares them)."""
-    comparable = {k: v for k, v in section.items() if k not in ("renderer", "settings")}
-    if "fonts" in section:
-        comparable["fonts"] = [{k: v for k, v in font.items() if k != "file"} for font in section["fonts"]]
-    return comparable
-
-
-def _fonts(stored: list[dict[str, Any]], rebuilt: list[dict[str, Any]]) -> str:
-    if len(stored) != len(rebuilt):
-        return f"the manifest records {plural(len(stored), 'font')}, the rebuild found {len(rebuilt)}"
-    i = next(i for i, (a, b) in enumerate(zip(stored, rebuilt)) if a != b)
-    name = f" ({stored[i]['name']})" if "name" in stored[i] else ""
-    return f"font {i + 1} of the chain{name}: {first_difference(stored[i], rebuilt[i], source='the rebuild found')}"
-
-
-def _float_note(rebuilt: np.ndarray, stored: np.ndarray) -> str:
-    """How far apart two embeddings of the same codes are: rounding (another bvvtok version's
-    floating-point path) or more."""
+def _float_note(rebuilt: np.ndarray, stored: np.ndarray, has_codes: bool) -> str:
+    """How far apart two embeddings of the same codes (or settings) are: rounding (another bvvtok
+    version's floating-point path) or more."""
+    same = "codes identical; " if has_codes else ""
     if rebuilt.shape != stored.shape:
-        return f" (codes identical; the embedding is {list(rebuilt.shape)} rebuilt, {list(stored.shape)} stored)"
+        return f" ({same}the embedding is {list(rebuilt.shape)} rebuilt, {list(stored.shape)} stored)"
     a, b = rebuilt.astype(np.float64), stored.astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cosine = np.einsum("ij,ij->i", a, b)[norms > 0] / norms[norms > 0]
     low = f"{cosine.min():.7f}" if len(cosine) else "n/a"
     return (
-        f" (codes identical; the embeddings agree to a min row cosine of {low}:"
+        f" ({same}the embeddings agree to a min row cosine of {low}:"
         " floating-point rounding, e.g. from another bvvtok version, if that is close to 1)"
     )
 
 
-def _loaded(f: _Folder) -> np.ndarray:
-    if f.weight is None:
-        raise ValueError(f"{EMBEDDINGS} could not be read (see above)")
-    return f.weight
+def _by_method(name: str) -> tuple[str, Checker]:
+    """The check `name` as the substrate's method rules it (Method.checks)."""
+    return name, lambda view: _method(view).checks[name](view)
 
 
-CHECKS: list[tuple[str, Callable[[_Folder], str]]] = [
+CHECKS: list[tuple[str, Checker]] = [
     ("manifest", check_manifest),
     ("settings", check_settings),
     ("file hashes", check_files),
@@ -379,15 +291,24 @@ CHECKS: list[tuple[str, Callable[[_Folder], str]]] = [
     ("layout", check_layout),
     ("tokenizer behaviour", check_behaviour),
     ("embeddings", check_embeddings),
-    ("distinct rows", check_distinct),
-    ("values", check_values),
+    _by_method("distinct rows"),
+    _by_method("values"),
     (".pt copy", check_published_copy),
-    ("codes", check_codes),
+    _by_method("codes"),
 ]
 
 
 # What a consumer (the trainer) checks before every use: seconds, not the full proof.
 QUICK = ("manifest", "file hashes", "tokenizer", "tokenizer behaviour", "embeddings", "values", ".pt copy")
+
+
+def _checks(view: View, rebuild: bool, quick: bool) -> list[tuple[str, Checker]]:
+    """CHECKS, then the method's own checks that have no place there, then the rebuild (`quick`: QUICK alone)."""
+    method = _known(view)
+    named = {name for name, _ in CHECKS}
+    own = [(name, check) for name, check in (method.checks.items() if method else ()) if name not in named]
+    checks = CHECKS + own + [("rebuild", check_rebuild)] * rebuild
+    return [c for c in checks if c[0] in QUICK] if quick else checks
 
 
 def verify(folder: Path, rebuild: bool = False, quick: bool = False) -> list[Check]:
@@ -396,18 +317,19 @@ def verify(folder: Path, rebuild: bool = False, quick: bool = False) -> list[Che
     if not folder.is_dir():
         raise BvvtokError(f"{folder} is not a folder; pass a substrate folder (bvvtok embed writes one)")
     recover_for_reading(folder)  # a commit that a killed `embed` left half done is finished first
-    state = _Folder(folder)
-    results = []
-    checks = [c for c in CHECKS if c[0] in QUICK] if quick else CHECKS + ([("rebuild", check_rebuild)] if rebuild else [])
-    for name, check in checks:
-        if results and not results[0].ok:  # everything else reads what the manifest says
-            results.append(Check(name, False, "not checked: the manifest is unusable"))
-            continue
-        try:
-            results.append(Check(name, True, check(state)))
-        except Exception as e:  # a damaged folder is a failed check, whatever the library raised
-            results.append(Check(name, False, str(e) or type(e).__name__))
-    return results
+    view = View(folder)
+    (first, check_first), *others = _checks(view, rebuild, quick)
+    results = [_run(first, check_first, view)]
+    if not results[0].ok:  # everything else reads what the manifest says
+        return results + [Check(name, False, "not checked: the manifest is unusable") for name, _ in others]
+    return results + [_run(name, check, view) for name, check in others]
+
+
+def _run(name: str, check: Checker, view: View) -> Check:
+    try:
+        return Check(name, True, check(view))
+    except Exception as e:  # a damaged folder is a failed check, whatever the library raised
+        return Check(name, False, str(e) or type(e).__name__)
 
 
 def as_json(results: list[Check]) -> str:
