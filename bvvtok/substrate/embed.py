@@ -21,8 +21,14 @@ from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
 from bvvtok.output import claim, real
 from bvvtok.substrate.folder import Fill, check_replace, write_substrate
-from bvvtok.substrate.methods import DEFAULT_D_MODEL, Method, Pca, Progress, configure
-from bvvtok.substrate.methods import scale_for  # noqa: F401  (the library's name for it since embed_bits)
+from bvvtok.substrate.methods import (
+    DEFAULT_D_MODEL,
+    Method,
+    Pca,
+    Progress,
+    configure,
+    scale_for,  # noqa: F401  (the library's name for it since embed_bits)
+)
 from bvvtok.substrate.methods.glyph import default_recipe  # noqa: F401  (the library's name for it since embed_glyph)
 from bvvtok.substrate.projection import principal_axes, project
 from bvvtok.substrate.token_text import TokenTexts, token_texts
