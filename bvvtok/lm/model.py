@@ -121,12 +121,17 @@ def attention_mask(padding: Tensor, start: int, t: int) -> Tensor:
     return (((keys < query) & ~padding[:, None, :]) | (keys == query)).unsqueeze(1)
 
 
+class ResidualProjection(nn.Linear):
+    """A linear layer whose output is added to the residual stream (attention's and the MLP's last): its role, not
+    its name, is what GPT-2's initialisation scales by 1/sqrt(2 n_layer) and what `bvvtok grow` zeroes."""
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelShape) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
-        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.proj = ResidualProjection(config.d_model, config.d_model)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:  # fmt: skip
@@ -147,7 +152,7 @@ class MLP(nn.Module):
     def __init__(self, config: ModelShape) -> None:
         super().__init__()
         self.fc = nn.Linear(config.d_model, MLP_RATIO * config.d_model)
-        self.proj = nn.Linear(MLP_RATIO * config.d_model, config.d_model)
+        self.proj = ResidualProjection(MLP_RATIO * config.d_model, config.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(F.gelu(self.fc(x)))
@@ -181,16 +186,18 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """GPT-2's: normal(0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer)."""
-        for name, p in self.named_parameters():
-            if name.startswith("token_embeddings"):
+        """GPT-2's, by each module's role: linear layers normal(0.02) with zero biases, the projections into the
+        residual stream (ResidualProjection) scaled by 1/sqrt(2 n_layer); a trainable embedding keeps the substrate's
+        values or, `init` random, gets rows of about unit length. Norms keep the identity they are built as."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                residual = isinstance(module, ResidualProjection)
+                nn.init.normal_(module.weight, std=INIT_STD / math.sqrt(2 * self.config.n_layer) if residual else INIT_STD)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, SubstrateEmbedding) and isinstance(module.weight, nn.Parameter):
                 if self.config.init == "random":  # rows of about unit length, like the substrate's
-                    nn.init.normal_(p, std=1 / math.sqrt(self.config.n_embed))
-            elif p.dim() == 1:
-                nn.init.zeros_(p) if name.endswith("bias") else nn.init.ones_(p)
-            else:
-                residual = name.endswith("proj.weight")
-                nn.init.normal_(p, std=INIT_STD / math.sqrt(2 * self.config.n_layer) if residual else INIT_STD)
+                    nn.init.normal_(module.weight, std=1 / math.sqrt(self.config.n_embed))
 
     def forward(self, ids: Tensor, targets: Tensor | None = None, cache: KVCache | None = None,
                 last_only: bool = False, positions: Tensor | None = None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
