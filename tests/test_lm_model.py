@@ -223,3 +223,31 @@ def test_initialisation_by_role_is_the_one_by_name(config, monkeypatch):
     by_name = GPT(config, substrate()).state_dict()
     assert by_role.keys() == by_name.keys()
     assert all(torch.equal(by_role[k], by_name[k]) for k in by_role)
+
+
+def test_model_config_is_the_one_list_of_fields(tmp_path):
+    """The flags of `bvvtok train`, a run folder's config.json and the hf-remote export's members are all made from
+    ModelConfig's fields; a config.json written before a field existed reads as its default."""
+    import json
+
+    import typer
+
+    from bvvtok.cli import app
+    from bvvtok.lm.config import model_flag_fields, with_defaults
+    from bvvtok.lm.export import remote_config
+    from bvvtok.lm.run_folder import read_raw_config
+
+    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    train = typer.main.get_command(app).commands["train"]
+    params = {p.name for p in train.params}
+    assert {name for name, *_ in model_flag_fields()} == set(fields) - {"vocab_size", "n_embed", "frozen"} <= params
+    assert "unfrozen" in params  # frozen's flag, the inverse
+    config = with_substrate(resolve_config("tiny", None, {}, {}), 100, 16)
+    assert list(config.as_dict()["model"]) == [*fields, "scale"]
+    member = remote_config([config.model], [1.0], {})["members"][0]
+    assert ModelConfig(**member) == config.model
+    old = {k: v for k, v in config.as_dict()["model"].items() if k != "init"}  # as if written before `init` existed
+    (tmp_path / "config.json").write_text(json.dumps({"model": old, "train": config.as_dict()["train"]}))
+    raw = read_raw_config(tmp_path)
+    assert raw["model"]["init"] == "substrate" and with_defaults(raw["model"]) == raw["model"]
+    assert differences(raw, config.as_dict()) == []  # so --resume takes it

@@ -16,30 +16,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+if TYPE_CHECKING:  # for readers and type checkers only: at run time this file imports torch alone (see GPT)
+    from bvvtok.lm.config import ModelConfig
+
 INIT_STD = 0.02
 ROPE_BASE = 10_000.0
 MLP_RATIO = 4  # the MLP's width, in multiples of d_model
 LAYER_NORM_EPS = 1e-5
-
-
-class ModelShape(Protocol):
-    """The fields the model reads: bvvtok.lm.config.ModelConfig has them. This file imports nothing from
-    bvvtok, so that an exported Hugging Face folder runs it as it is."""
-
-    vocab_size: int
-    n_embed: int
-    d_model: int
-    n_layer: int
-    n_head: int
-    context: int
-    frozen: bool
-    init: str
 
 
 class SubstrateEmbedding(nn.Module):
@@ -127,7 +116,7 @@ class ResidualProjection(nn.Linear):
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelShape) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
@@ -149,7 +138,7 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config: ModelShape) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.fc = nn.Linear(config.d_model, MLP_RATIO * config.d_model)
         self.proj = ResidualProjection(MLP_RATIO * config.d_model, config.d_model)
@@ -159,7 +148,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelShape) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
         self.attn = Attention(config)
@@ -173,8 +162,12 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: ModelShape, substrate: Tensor) -> None:
-        """`substrate` [vocab_size, n_embed]: the frozen embedding, or the trainable one's start (`init`)."""
+    def __init__(self, config: ModelConfig, substrate: Tensor) -> None:
+        """`substrate` [vocab_size, n_embed]: the frozen embedding, or the trainable one's start (`init`).
+
+        `config`: bvvtok.lm.config.ModelConfig, the one list of the fields read here, or any object with them (an
+        exported Hugging Face folder runs this file as it is, on its config.json's members, which are those fields).
+        """
         super().__init__()
         self.config = config
         if tuple(substrate.shape) != (config.vocab_size, config.n_embed):
