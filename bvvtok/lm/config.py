@@ -46,6 +46,11 @@ class ModelConfig:
     frozen: bool = True  # the embedding is the substrate, a buffer; False (--unfrozen): it trains too
     init: str = flag("substrate", "With --unfrozen: start the embedding from the substrate (default) or random.",
                      choices=("substrate", "random"), metavar="FROM")  # fmt: skip
+    # options: parts of the model chosen by name (bvvtok/lm/model.py's NORMS and MLPS), the first the papers' model
+    norm: str = flag("layernorm", "The norms: layernorm (with biases) or rmsnorm.",
+                     choices=("layernorm", "rmsnorm"), option=True)  # fmt: skip
+    mlp: str = flag("gelu", "The MLP: gelu (4 x d_model wide) or swiglu (gated, 8/3 x d_model: about as many parameters).",
+                    choices=("gelu", "swiglu"), option=True)  # fmt: skip
 
     @property
     def scale(self) -> int:

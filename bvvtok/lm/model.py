@@ -5,6 +5,9 @@ not tied to the input embedding, and an input embedding that is the substrate
 itself. bvvtok's own choices where the papers are silent: pre-norm LayerNorm,
 an MLP of width 4 x d_model, biases in the linear layers, no dropout.
 
+Options (ModelConfig fields, each a table below: a new one is an entry and its class):
+`norm` layernorm (default) or rmsnorm; `mlp` gelu (default) or swiglu.
+
 The embedding is `token_embeddings.weight` [vocab_size, n_embed] whether frozen
 (a buffer: no gradient, no optimizer state, never changes) or trainable (a
 Parameter). A substrate narrower than the model is widened by repeating each
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -28,7 +32,8 @@ if TYPE_CHECKING:  # for readers and type checkers only: at run time this file i
 INIT_STD = 0.02
 ROPE_BASE = 10_000.0
 MLP_RATIO = 4  # the MLP's width, in multiples of d_model
-LAYER_NORM_EPS = 1e-5
+LAYER_NORM_EPS = 1e-5  # both norms' (LayerNorm's and RMSNorm's)
+SWIGLU_MULTIPLE = 8  # SwiGLU's width is rounded up to a multiple of this
 
 
 class SubstrateEmbedding(nn.Module):
@@ -147,13 +152,35 @@ class MLP(nn.Module):
         return self.proj(F.gelu(self.fc(x)))
 
 
+class SwiGLU(nn.Module):
+    """LLaMA's gated MLP, proj(silu(gate(x)) * up(x)). Three matrices instead of two, so its width is 2/3 of the
+    GELU MLP's, rounded up to a multiple of SWIGLU_MULTIPLE: about the same parameters (688 for d_model 256,
+    2,736 for 1024). Biased, like every linear layer here."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        width = 2 * MLP_RATIO * config.d_model // 3  # rounded as LLaMA does
+        width = SWIGLU_MULTIPLE * ((width + SWIGLU_MULTIPLE - 1) // SWIGLU_MULTIPLE)
+        self.gate = nn.Linear(config.d_model, width)
+        self.up = nn.Linear(config.d_model, width)
+        self.proj = ResidualProjection(width, config.d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.silu(self.gate(x)) * self.up(x))
+
+
+# The options: each ModelConfig option's values (config.py lists the same names, a test checks) and what they build
+NORMS = {"layernorm": partial(nn.LayerNorm, eps=LAYER_NORM_EPS), "rmsnorm": partial(nn.RMSNorm, eps=LAYER_NORM_EPS)}
+MLPS = {"gelu": MLP, "swiglu": SwiGLU}
+
+
 class Block(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
+        self.ln_1 = NORMS[config.norm](config.d_model)
         self.attn = Attention(config)
-        self.ln_2 = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
-        self.mlp = MLP(config)
+        self.ln_2 = NORMS[config.norm](config.d_model)
+        self.mlp = MLPS[config.mlp](config)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:  # fmt: skip
@@ -174,7 +201,7 @@ class GPT(nn.Module):
             raise ValueError(f"substrate {list(substrate.shape)} != [{config.vocab_size}, {config.n_embed}]")
         self.token_embeddings = SubstrateEmbedding(substrate, config.d_model, trainable=not config.frozen)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
+        self.ln_f = NORMS[config.norm](config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self._init_weights()
 
