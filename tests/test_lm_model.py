@@ -195,3 +195,59 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert factor(55) == pytest.approx(0.55)
     assert factor(100) == pytest.approx(0.1)
     assert all(factor(s) >= factor(s + 1) for s in range(10, 100))
+
+
+def _init_by_name_suffix(model: GPT) -> None:
+    """The initialisation as it was written before it went by module role (frozen here, to prove nothing moved)."""
+    import math
+
+    for name, p in model.named_parameters():
+        if name.startswith("token_embeddings"):
+            if model.config.init == "random":
+                torch.nn.init.normal_(p, std=1 / math.sqrt(model.config.n_embed))
+        elif p.dim() == 1:
+            torch.nn.init.zeros_(p) if name.endswith("bias") else torch.nn.init.ones_(p)
+        else:
+            residual = name.endswith("proj.weight")
+            torch.nn.init.normal_(p, std=0.02 / math.sqrt(2 * model.config.n_layer) if residual else 0.02)
+
+
+@pytest.mark.parametrize("config", [small(), small(frozen=False), small(frozen=False, init="random"),
+                                    dataclasses.replace(small(d_model=64), n_layer=3, n_head=8)])  # fmt: skip
+def test_initialisation_by_role_is_the_one_by_name(config, monkeypatch):
+    """The same seed gives the same weights, bit for bit, as the rule that read the names' suffix `proj.weight`."""
+    torch.manual_seed(3)
+    by_role = GPT(config, substrate()).state_dict()
+    monkeypatch.setattr(GPT, "_init_weights", _init_by_name_suffix)
+    torch.manual_seed(3)
+    by_name = GPT(config, substrate()).state_dict()
+    assert by_role.keys() == by_name.keys()
+    assert all(torch.equal(by_role[k], by_name[k]) for k in by_role)
+
+
+def test_model_config_is_the_one_list_of_fields(tmp_path):
+    """The flags of `bvvtok train`, a run folder's config.json and the hf-remote export's members are all made from
+    ModelConfig's fields; a config.json written before a field existed reads as its default."""
+    import json
+
+    import typer
+
+    from bvvtok.cli import app
+    from bvvtok.lm.config import model_flag_fields, with_defaults
+    from bvvtok.lm.export import remote_config
+    from bvvtok.lm.run_folder import read_raw_config
+
+    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    train = typer.main.get_command(app).commands["train"]
+    params = {p.name for p in train.params}
+    assert {name for name, *_ in model_flag_fields()} == set(fields) - {"vocab_size", "n_embed", "frozen"} <= params
+    assert "unfrozen" in params  # frozen's flag, the inverse
+    config = with_substrate(resolve_config("tiny", None, {}, {}), 100, 16)
+    assert list(config.as_dict()["model"]) == [*fields, "scale"]
+    member = remote_config([config.model], [1.0], {})["members"][0]
+    assert ModelConfig(**member) == config.model
+    old = {k: v for k, v in config.as_dict()["model"].items() if k != "init"}  # as if written before `init` existed
+    (tmp_path / "config.json").write_text(json.dumps({"model": old, "train": config.as_dict()["train"]}))
+    raw = read_raw_config(tmp_path)
+    assert raw["model"]["init"] == "substrate" and with_defaults(raw["model"]) == raw["model"]
+    assert differences(raw, config.as_dict()) == []  # so --resume takes it

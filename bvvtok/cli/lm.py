@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -16,6 +18,7 @@ from rich.text import Text
 from bvvtok.cli.app import app, console, err_console
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
+from bvvtok.lm.config import changed_options, model_flag_fields
 from bvvtok.vocab.layout import EOS, PAD
 
 Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
@@ -50,19 +53,31 @@ def prepare_command(
                   f"{info['documents']:,} documents; {took}")  # fmt: skip
 
 
+def _with_model_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with a flag for each ModelConfig field that has a help text (bvvtok.lm.config.model_flag_fields), placed
+    before --unfrozen and passed as keyword arguments: a field added to ModelConfig is a flag with no line here."""
+    signature = inspect.signature(command, eval_str=True)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [p.replace(kind=keyword) for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+    flags = [
+        inspect.Parameter(name, keyword, default=None, annotation=Annotated[
+            Optional[kind], typer.Option(f"--{name.replace('_', '-')}", metavar=metavar, help=help)])
+        for name, kind, metavar, help in model_flag_fields()
+    ]  # fmt: skip
+    at = [p.name for p in params].index("unfrozen")
+    command.__signature__ = signature.replace(parameters=[*params[:at], *flags, *params[at:]])  # type: ignore
+    return command
+
+
 @app.command("train")
+@_with_model_flags
 def train_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
     out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
     corpus: Repeat = None,
     preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores), paper (the published 1024 x 16 model) or paper-grow (the growth experiment's 4096-wide model). Default: tiny.")] = None,
     config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A TOML file: preset, [model] and [train] tables (see docs/train.md).")] = None,
-    d_model: Annotated[Optional[int], typer.Option(metavar="N", help="Model width (a multiple of the substrate's n_embed).")] = None,
-    n_layer: Annotated[Optional[int], typer.Option(metavar="N", help="Transformer blocks.")] = None,
-    n_head: Annotated[Optional[int], typer.Option(metavar="N", help="Attention heads.")] = None,
-    context: Annotated[Optional[int], typer.Option(metavar="N", help="Context length in tokens.")] = None,
     unfrozen: Annotated[bool, typer.Option("--unfrozen", help="Train the embedding too (the papers' baseline).")] = False,
-    init: Annotated[Optional[str], typer.Option(metavar="FROM", help="With --unfrozen: start the embedding from the substrate (default) or random.")] = None,
     steps: Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(metavar="B", help="Sequences per micro-batch and process.")] = None,
     grad_accum: Annotated[Optional[int], typer.Option(metavar="K", help="Micro-batches per optimizer step.")] = None,
@@ -85,6 +100,7 @@ def train_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Start from a run, grown run or mixture (its architecture and weights).")] = None,
     train_only: Annotated[Optional[list[str]], typer.Option(metavar="PATTERN", help="With --init-from: train only parameters whose names match (fnmatch, e.g. 'members.*.head.*'). Repeatable.")] = None,
+    **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_model_flags)
 ) -> None:
     """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
     from bvvtok.lm.config import resolve_config
@@ -92,7 +108,7 @@ def train_command(
 
     if not corpus:
         raise BvvtokError("give the training text with --corpus PATH (repeatable)")
-    model_flags = dict(d_model=d_model, n_layer=n_layer, n_head=n_head, context=context, frozen=False if unfrozen else None, init=init)
+    model_flags = {**model_values, "frozen": False if unfrozen else None}
     train_flags = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr_ratio=min_lr_ratio, warmup=warmup,
                        weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every, eval_windows=eval_windows,
                        checkpoint_every=checkpoint_every, val_fraction=val_fraction, seed=seed)  # fmt: skip
@@ -134,7 +150,8 @@ def train_command(
 def _run_start(event: dict) -> str:
     raw, p = event["raw"], event["parameters"]
     models = raw["members"] if "members" in raw else [raw["model"]]
-    shapes = "; ".join(f"d_model {m['d_model']}, {m['n_layer']} layers, {m['n_head']} heads, context {m['context']}" for m in models)
+    shapes = "; ".join(f"d_model {m['d_model']}, {m['n_layer']} layers, {m['n_head']} heads, context {m['context']}"
+                       + "".join(f", {k} {v}" for k, v in changed_options(m).items()) for m in models)  # fmt: skip
     kind = "frozen" if event["frozen"] else "trainable"
     what = f"mixture of {len(models)} ({shapes})" if "members" in raw else shapes
     lines = [

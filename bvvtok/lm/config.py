@@ -22,23 +22,59 @@ from bvvtok.errors import BvvtokError
 from bvvtok.inputs import read_text_file
 
 
+def flag(default: Any, help: str, choices: tuple[str, ...] = (), metavar: str = "", option: bool = False) -> Any:
+    """A ModelConfig field that is also a `bvvtok train` flag (`--d-model` for d_model) with this help text.
+    `choices`: the values `check` accepts. `option`: a part of the model chosen by name (bvvtok/lm/model.py has a
+    table of each), which transformers' stock GPT-NeoX has at the default only."""
+    metadata = {"help": help, "metavar": metavar or "|".join(choices) or "N", "choices": choices, "option": option}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The transformer; `vocab_size` and `n_embed` come from the substrate, the rest from the preset."""
+    """The transformer, and the one list of its fields: bvvtok/lm/model.py reads them; a run folder's config.json,
+    the exports' config.json and `bvvtok train`'s model flags are made from this list, never typed again.
+    `vocab_size` and `n_embed` come from the substrate, the rest from the preset, the file and the flags.
+    A config.json written before a field existed reads as that field's default."""
 
-    vocab_size: int = 0
-    n_embed: int = 0
-    d_model: int = 256
-    n_layer: int = 4
-    n_head: int = 8
-    context: int = 256
-    frozen: bool = True
-    init: str = "substrate"  # the embedding's start when it trains: the substrate's values, or random
+    vocab_size: int = 0  # the substrate's rows (tokens)
+    n_embed: int = 0  # the substrate's width
+    d_model: int = flag(256, "Model width (a multiple of the substrate's n_embed).")
+    n_layer: int = flag(4, "Transformer blocks.")
+    n_head: int = flag(8, "Attention heads.")
+    context: int = flag(256, "Context length in tokens.")
+    frozen: bool = True  # the embedding is the substrate, a buffer; False (--unfrozen): it trains too
+    init: str = flag("substrate", "With --unfrozen: start the embedding from the substrate (default) or random.",
+                     choices=("substrate", "random"), metavar="FROM")  # fmt: skip
+    # options: parts of the model chosen by name (bvvtok/lm/model.py's NORMS and MLPS), the first the papers' model
+    norm: str = flag("layernorm", "The norms: layernorm (with biases) or rmsnorm.",
+                     choices=("layernorm", "rmsnorm"), option=True)  # fmt: skip
+    mlp: str = flag("gelu", "The MLP: gelu (4 x d_model wide) or swiglu (gated, 8/3 x d_model: about as many parameters).",
+                    choices=("gelu", "swiglu"), option=True)  # fmt: skip
 
     @property
     def scale(self) -> int:
         """How many times each substrate value is repeated to fill d_model (1 when n_embed == d_model)."""
         return self.d_model // self.n_embed
+
+
+def model_flag_fields() -> list[tuple[str, type, str, str]]:
+    """`bvvtok train`'s model flags: (field, type, metavar, help) of each ModelConfig field that has a help text."""
+    return [(f.name, type(f.default), f.metadata["metavar"], f.metadata["help"])
+            for f in dataclasses.fields(ModelConfig) if "help" in f.metadata]  # fmt: skip
+
+
+def changed_options(model: dict[str, Any]) -> dict[str, Any]:
+    """The options (`flag(option=True)`) of a model section, as a dict, that differ from their defaults: none for
+    the model of the papers."""
+    return {f.name: model[f.name] for f in dataclasses.fields(ModelConfig)
+            if f.metadata.get("option") and model.get(f.name, f.default) != f.default}  # fmt: skip
+
+
+def with_defaults(model: dict[str, Any]) -> dict[str, Any]:
+    """A model section of config.json with the fields it predates at their defaults: a run written before an option
+    existed is a run with that option at its default (so that it loads, resumes, grows and combines as before)."""
+    return {**model, **{f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name not in model}}
 
 
 @dataclass(frozen=True)
@@ -158,8 +194,11 @@ def check(config: RunConfig) -> None:
             raise BvvtokError(f"{name} must be at least 1 (got {value})")
     if m.d_model % m.n_head or (m.d_model // m.n_head) % 2:
         raise BvvtokError(f"d_model {m.d_model} must split into {m.n_head} heads of even width (rotary embeddings)")
-    if m.init not in ("substrate", "random"):
-        raise BvvtokError(f"--init {m.init!r}: choose substrate or random")
+    for f in dataclasses.fields(m):  # the fields of a few named values: init, and the options
+        value, choices = getattr(m, f.name), f.metadata.get("choices")
+        if choices and value not in choices:
+            option, allowed = f"--{f.name.replace('_', '-')}", " or ".join(choices)
+            raise BvvtokError(f"{option} {value!r}: choose {allowed}")
     if m.frozen and m.init != "substrate":
         raise BvvtokError("--init random needs --unfrozen (a frozen embedding is the substrate itself)")
     if not t.lr > 0 or not 0 <= t.min_lr_ratio <= 1 or t.warmup < 0 or t.weight_decay < 0 or t.grad_clip < 0:

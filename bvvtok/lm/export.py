@@ -16,6 +16,7 @@ embedding frozen, and bvvtok's manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 from bvvtok.files import sha256_file, umask
 from bvvtok.lm.config import ModelConfig
-from bvvtok.lm.gpt_neox import neox_config, to_neox
+from bvvtok.lm.gpt_neox import check_stock, neox_config, to_neox
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 from bvvtok.lm.model_card import model_card
@@ -43,13 +44,12 @@ FORMATS = ("hf", "hf-remote")
 HF_CODE = Path(__file__).parent / "hf"
 CODE_FILES = ("configuration_bvvtok.py", "modeling_bvvtok.py")
 MODEL_CODE = "bvvtok_gpt.py"
-SHAPE = ("vocab_size", "n_embed", "d_model", "n_layer", "n_head", "context", "frozen")
 
 
 def remote_config(configs: Sequence[ModelConfig], weights: Sequence[float], token_ids: dict[str, int]) -> dict:
-    """config.json of the custom-code layout: the first member's shape at the top (what tools read), every
-    member's in `members`."""
-    shapes = [{k: getattr(c, k) for k in SHAPE} for c in configs]
+    """config.json of the custom-code layout: every member's ModelConfig in `members` (what the model is built from),
+    the first member's also at the top (what tools read)."""
+    shapes = [dataclasses.asdict(c) for c in configs]
     m = configs[0]
     return {
         "architectures": ["BvvtokForCausalLM"],
@@ -83,6 +83,8 @@ def export(run_dir: Path, out: Path, format: str = "hf", force: bool = False) ->
     with new_output(Path(out), force, [run_dir]):
         model, tokenizer = load_model(run_dir)
         written = "hf" if format == "hf" and isinstance(model, GPT) else "hf-remote"
+        if written == "hf":
+            check_stock(model.config)
         configs, weights = member_configs(read_raw_config(run_dir))
         token_ids = {f"{role}_id": i for role, t in ROLE_SPECIALS.items() if (i := tokenizer.token_to_id(t)) is not None}
         substrate = substrate_facts(run_dir, configs[0])

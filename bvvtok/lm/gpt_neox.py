@@ -2,7 +2,8 @@
 
 bvvtok's model is, layer for layer, a GPT-NeoX with a sequential residual (`use_parallel_residual`
 false), rotary positions on the whole head (GPT-NeoX's halves layout, theta 10,000), exact GELU, an
-MLP of 4 x d_model, LayerNorm (eps 1e-5) with biases, biased linear layers and an untied head. Two
+MLP of 4 x d_model, LayerNorm (eps 1e-5) with biases, biased linear layers and an untied head: with
+every option (config.ModelConfig) at its default; a model with another is refused (check_stock). Two
 things differ only in layout:
 - QKV: bvvtok's rows are all queries, then all keys, then all values (each head after head);
   GPT-NeoX's are head after head, each its query, key and value.
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 from bvvtok.errors import BvvtokError
-from bvvtok.lm.config import ModelConfig
+from bvvtok.lm.config import ModelConfig, changed_options
 from bvvtok.lm.model import INIT_STD, LAYER_NORM_EPS, MLP_RATIO, ROPE_BASE
 
 # bvvtok's block parts and GPT-NeoX's names for them (weight and bias each), QKV aside
@@ -48,6 +49,14 @@ FIXED = {
     "attention_dropout": 0.0,
     "hidden_dropout": 0.0,
 }
+
+
+def check_stock(config: ModelConfig) -> None:
+    """Refuse a model that transformers' GPT-NeoX cannot be: bvvtok's model is GPT-NeoX with every option
+    (config.flag(option=True)) at its default, so an option chosen otherwise is refused until this file maps it."""
+    shown = ", ".join(f"{k} = {v}" for k, v in changed_options(dataclasses.asdict(config)).items())
+    if shown:
+        raise BvvtokError(f"transformers' stock GPT-NeoX has no {shown}: export this model with --format hf-remote (bvvtok's own code)")
 
 
 def _heads_interleaved(t: Tensor, n_head: int) -> Tensor:
@@ -127,6 +136,9 @@ def model_config(neox: dict[str, Any]) -> ModelConfig:
         config = ModelConfig(**recorded)
     except TypeError as e:
         raise BvvtokError(f"config.json's bvvtok.model section does not describe a bvvtok model ({e})") from None
+    options = ", ".join(f"{k} = {v}" for k, v in changed_options(recorded).items())
+    if options:
+        raise BvvtokError(f"config.json's bvvtok.model section has {options}, which GPT-NeoX has not; bvvtok did not export this folder")
     expected = neox_config(config, {}, {})
     differ = [k for k in (*FIXED, "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                           "intermediate_size", "max_position_embeddings") if k in neox and neox[k] != expected[k]]  # fmt: skip

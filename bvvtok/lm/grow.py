@@ -19,7 +19,7 @@ from bvvtok.errors import BvvtokError
 from bvvtok.files import sha256_file
 from bvvtok.lm.config import check_seed
 from bvvtok.lm.memory import available_memory
-from bvvtok.lm.model import GPT, Block
+from bvvtok.lm.model import GPT, Block, ResidualProjection
 from bvvtok.lm.run_folder import WEIGHTS, load_model, read_raw_config, write_model_folder
 from bvvtok.output import new_output
 
@@ -47,9 +47,10 @@ def _grown(run: Path, add_layers: int, seed: int) -> tuple[dict, dict, dict]:
     grown = GPT(config, model.token_embeddings.weight)
     grown.load_state_dict(model.state_dict(), strict=False)  # the old blocks, embedding, final norm and head
     for block in grown.blocks[old.n_layer :]:
-        for proj in (block.attn.proj, block.mlp.proj):
+        for proj in (m for m in block.modules() if isinstance(m, ResidualProjection)):
             torch.nn.init.zeros_(proj.weight)
-            torch.nn.init.zeros_(proj.bias)
+            if proj.bias is not None:
+                torch.nn.init.zeros_(proj.bias)
     new = [f"blocks.{i}.*" for i in range(old.n_layer, config.n_layer)]
     raw = {"model": {**read_raw_config(run)["model"], "n_layer": config.n_layer}, "trainable": [*new, "ln_f.*", "head.*"]}
     section = {"grown": {"from": run.name, "weights_sha256": sha256_file(run / WEIGHTS), "added_layers": add_layers}}

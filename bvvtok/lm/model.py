@@ -5,6 +5,9 @@ not tied to the input embedding, and an input embedding that is the substrate
 itself. bvvtok's own choices where the papers are silent: pre-norm LayerNorm,
 an MLP of width 4 x d_model, biases in the linear layers, no dropout.
 
+Options (ModelConfig fields, each a table below: a new one is an entry and its class):
+`norm` layernorm (default) or rmsnorm; `mlp` gelu (default) or swiglu.
+
 The embedding is `token_embeddings.weight` [vocab_size, n_embed] whether frozen
 (a buffer: no gradient, no optimizer state, never changes) or trainable (a
 Parameter). A substrate narrower than the model is widened by repeating each
@@ -16,30 +19,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+if TYPE_CHECKING:  # for readers and type checkers only: at run time this file imports torch alone (see GPT)
+    from bvvtok.lm.config import ModelConfig
+
 INIT_STD = 0.02
 ROPE_BASE = 10_000.0
 MLP_RATIO = 4  # the MLP's width, in multiples of d_model
-LAYER_NORM_EPS = 1e-5
-
-
-class ModelShape(Protocol):
-    """The fields the model reads: bvvtok.lm.config.ModelConfig has them. This file imports nothing from
-    bvvtok, so that an exported Hugging Face folder runs it as it is."""
-
-    vocab_size: int
-    n_embed: int
-    d_model: int
-    n_layer: int
-    n_head: int
-    context: int
-    frozen: bool
-    init: str
+LAYER_NORM_EPS = 1e-5  # both norms' (LayerNorm's and RMSNorm's)
+SWIGLU_MULTIPLE = 8  # SwiGLU's width is rounded up to a multiple of this
 
 
 class SubstrateEmbedding(nn.Module):
@@ -121,12 +115,17 @@ def attention_mask(padding: Tensor, start: int, t: int) -> Tensor:
     return (((keys < query) & ~padding[:, None, :]) | (keys == query)).unsqueeze(1)
 
 
+class ResidualProjection(nn.Linear):
+    """A linear layer whose output is added to the residual stream (attention's and the MLP's last): its role, not
+    its name, is what GPT-2's initialisation scales by 1/sqrt(2 n_layer) and what `bvvtok grow` zeroes."""
+
+
 class Attention(nn.Module):
-    def __init__(self, config: ModelShape) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
-        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.proj = ResidualProjection(config.d_model, config.d_model)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:  # fmt: skip
@@ -144,22 +143,44 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config: ModelShape) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.fc = nn.Linear(config.d_model, MLP_RATIO * config.d_model)
-        self.proj = nn.Linear(MLP_RATIO * config.d_model, config.d_model)
+        self.proj = ResidualProjection(MLP_RATIO * config.d_model, config.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(F.gelu(self.fc(x)))
 
 
-class Block(nn.Module):
-    def __init__(self, config: ModelShape) -> None:
+class SwiGLU(nn.Module):
+    """LLaMA's gated MLP, proj(silu(gate(x)) * up(x)). Three matrices instead of two, so its width is 2/3 of the
+    GELU MLP's, rounded up to a multiple of SWIGLU_MULTIPLE: about the same parameters (688 for d_model 256,
+    2,736 for 1024). Biased, like every linear layer here."""
+
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
+        width = 2 * MLP_RATIO * config.d_model // 3  # rounded as LLaMA does
+        width = SWIGLU_MULTIPLE * ((width + SWIGLU_MULTIPLE - 1) // SWIGLU_MULTIPLE)
+        self.gate = nn.Linear(config.d_model, width)
+        self.up = nn.Linear(config.d_model, width)
+        self.proj = ResidualProjection(width, config.d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.silu(self.gate(x)) * self.up(x))
+
+
+# The options: each ModelConfig option's values (config.py lists the same names, a test checks) and what they build
+NORMS = {"layernorm": partial(nn.LayerNorm, eps=LAYER_NORM_EPS), "rmsnorm": partial(nn.RMSNorm, eps=LAYER_NORM_EPS)}
+MLPS = {"gelu": MLP, "swiglu": SwiGLU}
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = NORMS[config.norm](config.d_model)
         self.attn = Attention(config)
-        self.ln_2 = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
-        self.mlp = MLP(config)
+        self.ln_2 = NORMS[config.norm](config.d_model)
+        self.mlp = MLPS[config.mlp](config)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
                 cache: KVCache | None = None, layer: int = 0) -> Tensor:  # fmt: skip
@@ -168,29 +189,35 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: ModelShape, substrate: Tensor) -> None:
-        """`substrate` [vocab_size, n_embed]: the frozen embedding, or the trainable one's start (`init`)."""
+    def __init__(self, config: ModelConfig, substrate: Tensor) -> None:
+        """`substrate` [vocab_size, n_embed]: the frozen embedding, or the trainable one's start (`init`).
+
+        `config`: bvvtok.lm.config.ModelConfig, the one list of the fields read here, or any object with them (an
+        exported Hugging Face folder runs this file as it is, on its config.json's members, which are those fields).
+        """
         super().__init__()
         self.config = config
         if tuple(substrate.shape) != (config.vocab_size, config.n_embed):
             raise ValueError(f"substrate {list(substrate.shape)} != [{config.vocab_size}, {config.n_embed}]")
         self.token_embeddings = SubstrateEmbedding(substrate, config.d_model, trainable=not config.frozen)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS)
+        self.ln_f = NORMS[config.norm](config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """GPT-2's: normal(0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer)."""
-        for name, p in self.named_parameters():
-            if name.startswith("token_embeddings"):
+        """GPT-2's, by each module's role: linear layers normal(0.02) with zero biases, the projections into the
+        residual stream (ResidualProjection) scaled by 1/sqrt(2 n_layer); a trainable embedding keeps the substrate's
+        values or, `init` random, gets rows of about unit length. Norms keep the identity they are built as."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                residual = isinstance(module, ResidualProjection)
+                nn.init.normal_(module.weight, std=INIT_STD / math.sqrt(2 * self.config.n_layer) if residual else INIT_STD)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, SubstrateEmbedding) and isinstance(module.weight, nn.Parameter):
                 if self.config.init == "random":  # rows of about unit length, like the substrate's
-                    nn.init.normal_(p, std=1 / math.sqrt(self.config.n_embed))
-            elif p.dim() == 1:
-                nn.init.zeros_(p) if name.endswith("bias") else nn.init.ones_(p)
-            else:
-                residual = name.endswith("proj.weight")
-                nn.init.normal_(p, std=INIT_STD / math.sqrt(2 * self.config.n_layer) if residual else INIT_STD)
+                    nn.init.normal_(module.weight, std=1 / math.sqrt(self.config.n_embed))
 
     def forward(self, ids: Tensor, targets: Tensor | None = None, cache: KVCache | None = None,
                 last_only: bool = False, positions: Tensor | None = None) -> tuple[Tensor, Tensor | None]:  # fmt: skip

@@ -3,10 +3,11 @@ embedding frozen, for readers who never heard of bvvtok. Deterministic: no dates
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from bvvtok.lm.config import ModelConfig
+from bvvtok.lm.config import ModelConfig, changed_options
 
 FRONT = """---
 library_name: transformers
@@ -80,8 +81,7 @@ def model_card(format: str, configs: Sequence[ModelConfig], weights: Sequence[fl
         "## The frozen embedding\n",
         EMBEDDING[format].format(**facts),
         "## Shape\n",
-        "| d_model | layers | heads | context | vocabulary | substrate width |\n|---|---|---|---|---|---|",
-        *(f"| {c.d_model} | {c.n_layer} | {c.n_head} | {c.context} | {c.vocab_size:,} | {c.n_embed} |" for c in configs),
+        *_shape_table(configs),
         "",
         "## Back to bvvtok\n",
         f"`bvvtok import {name} --out RUN_DIR` makes a bvvtok run folder of it again (generate, eval, combine, grow, "
@@ -90,3 +90,16 @@ def model_card(format: str, configs: Sequence[ModelConfig], weights: Sequence[fl
         "",
     ]
     return "\n".join(parts)
+
+
+def _shape_table(configs: Sequence[ModelConfig]) -> list[str]:
+    """One row per member; an `options` column only when some member has an option off its default (so that the card
+    of a model without any is as it was)."""
+    options = [changed_options(dataclasses.asdict(c)) for c in configs]
+    extra = any(options)
+    rows = ["| d_model | layers | heads | context | vocabulary | substrate width |" + (" options |" if extra else ""),
+            "|---|---|---|---|---|---|" + ("---|" if extra else "")]  # fmt: skip
+    for c, o in zip(configs, options):
+        row = f"| {c.d_model} | {c.n_layer} | {c.n_head} | {c.context} | {c.vocab_size:,} | {c.n_embed} |"
+        rows.append(row + (f" {', '.join(f'{k} {v}' for k, v in o.items()) or '-'} |" if extra else ""))
+    return rows

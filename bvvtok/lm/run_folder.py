@@ -37,7 +37,7 @@ from bvvtok.commit import Update, recover_for_reading, replace_folder
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, sha256_file, umask
 from bvvtok.inputs import check_input_folder
-from bvvtok.lm.config import ModelConfig
+from bvvtok.lm.config import ModelConfig, with_defaults
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 from bvvtok.manifest import check_files, dump_json, read_manifest, write_json, write_manifest
@@ -59,13 +59,18 @@ def is_run(folder: Path) -> bool:
 
 
 def read_raw_config(folder: Path) -> dict[str, Any]:
-    """config.json as written: {"model": ...} for one model, {"members": [...], "mixture_weights": [...]} for a mixture."""
+    """config.json as written: {"model": ...} for one model, {"members": [...], "mixture_weights": [...]} for a mixture;
+    a model field it predates reads as its default (config.with_defaults)."""
     try:
         raw = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise BvvtokError(f"cannot read {folder / CONFIG} ({e}); is {folder} a run folder written by bvvtok train?") from None
     if not isinstance(raw, dict) or not ("model" in raw or "members" in raw):
         raise BvvtokError(f"{folder / CONFIG} describes no model; is {folder} a run folder written by bvvtok train?")
+    if isinstance(raw.get("model"), dict):  # the fields added since it was written, at their defaults
+        raw["model"] = with_defaults(raw["model"])
+    if isinstance(raw.get("members"), list):
+        raw["members"] = [with_defaults(m) if isinstance(m, dict) else m for m in raw["members"]]
     return raw
 
 

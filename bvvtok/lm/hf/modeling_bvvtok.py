@@ -51,9 +51,9 @@ class BvvtokForCausalLM(PreTrainedModel, GenerationMixin):
     def __init__(self, config: BvvtokConfig) -> None:
         super().__init__(config)
         self.members = nn.ModuleList(
-            GPT(SimpleNamespace(**shape, init="substrate"), torch.zeros(shape["vocab_size"], shape["n_embed"]))
+            GPT(SimpleNamespace(**{**shape, "init": "substrate"}), torch.zeros(shape["vocab_size"], shape["n_embed"]))
             for shape in config.members
-        )  # all-zero substrates: the real values are loaded from model.safetensors
+        )  # all-zero substrates (init "substrate": none drawn either), the real values loaded from model.safetensors
         self.offsets = [0, *accumulate(shape["n_layer"] for shape in config.members)][:-1]  # in the cache
         self.post_init()
 
