@@ -60,7 +60,7 @@ def test_metrics_round_trip(tmp_path):
     write_metrics(path, rows)
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == ",".join(FIELDS)
-    assert lines[3] == "3,4.700000,4.900000,0.000428571,1237.5"  # losses to 6 decimals, the rest 6 significant
+    assert lines[3] == "3,4.700000,4.900000,0.000428571,1237.5,"  # losses to 6 decimals, the rest 6 significant
     assert lines[1].split(",")[2] == ""  # no validation on step 1
     back = read_metrics(path)
     assert [r.step for r in back] == list(range(1, 8))
@@ -72,6 +72,15 @@ def test_metrics_round_trip(tmp_path):
     write_metrics(path, rows[:2])  # rewritten whole, as a run's log grows
     assert len(read_metrics(path)) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary left behind
+
+
+def test_bits_per_byte_round_trip_and_older_files_still_read(tmp_path):
+    path = tmp_path / "metrics.csv"
+    write_metrics(path, [Row(5, 3.0, 2.5, 1e-3, 100.0, 3.25), Row(6, 2.9, None, 1e-3, 100.0)])
+    assert [r.val_bpb for r in read_metrics(path)] == [3.25, None]
+    path.write_text("step,train_loss,val_loss,lr,tokens_per_s\n5,3.0,2.5,0.001,100\n", encoding="utf-8")  # bvvtok 0.1
+    (row,) = read_metrics(path)
+    assert (row.val_loss, row.val_bpb) == (2.5, None)
 
 
 def test_metrics_header_only_and_diverged_values(tmp_path):
@@ -86,16 +95,17 @@ def test_metrics_header_only_and_diverged_values(tmp_path):
 @pytest.mark.parametrize(
     "bad_line, fragments",
     [
-        ("4,4.6,,abc,1.0", ["line 4", "lr", "'abc'"]),
-        ("4,4.6,,0.001", ["line 4", "4 fields", "expected 5"]),
-        ("4.5,4.6,,0.001,1.0", ["line 4", "step", "'4.5'"]),
-        ("4,,,0.001,1.0", ["line 4", "train_loss"]),
+        ("4,4.6,,abc,1.0,", ["line 4", "lr", "'abc'"]),
+        ("4,4.6,,0.001", ["line 4", "4 fields", "expected 6"]),
+        ("4.5,4.6,,0.001,1.0,", ["line 4", "step", "'4.5'"]),
+        ("4,,,0.001,1.0,", ["line 4", "train_loss"]),
+        ("4,4.6,4.7,0.001,1.0,x", ["line 4", "val_bpb", "'x'"]),
     ],
 )
 def test_malformed_metrics_line_is_named(tmp_path, bad_line, fragments):
     path = tmp_path / "metrics.csv"
     write_metrics(path, make_rows(steps=2))
-    path.write_text(path.read_text(encoding="utf-8") + bad_line + "\n5,4.5,,0.001,1.0\n", encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8") + bad_line + "\n5,4.5,,0.001,1.0,\n", encoding="utf-8")
     with pytest.raises(BvvtokError) as e:
         read_metrics(path)
     message = str(e.value)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
@@ -138,7 +139,8 @@ def train_command(
                 row = event["row"]
                 bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{row.tokens_per_s:,.0f}")
                 if row.val_loss is not None:
-                    bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}")
+                    bits = f", {row.val_bpb:.4f} bits per byte" if row.val_bpb is not None else ""
+                    bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}{bits}")
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
                        lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
@@ -178,6 +180,8 @@ def _run_end(result, seconds: float) -> Table:
     table.add_row("steps", f"{rows[-1].step:,}" if rows else "0")
     table.add_row("train loss", f"{rows[-1].train_loss:.4f}" if rows else "-")
     table.add_row("validation loss", f"{val[-1]:.4f} (first {val[0]:.4f})" if val else "-")
+    bits = [r.val_bpb for r in rows if r.val_bpb is not None]
+    table.add_row("bits per byte", f"{bits[-1]:.4f} of validation text (comparable across tokenizers)" if bits else "-")
     table.add_row("unigram entropy", f"{result.unigram_entropy:.4f} nats/token (the loss of a model without context)")
     speeds = [r.tokens_per_s for r in rows[1:]] or [r.tokens_per_s for r in rows]
     table.add_row("tokens/s", f"{sum(speeds) / len(speeds):,.0f} (mean over steps)" if speeds else "-")
@@ -379,15 +383,17 @@ def compare_command(
     out: Annotated[Optional[Path], typer.Option("-o", "--out", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
-    """Validation-loss curves of several runs in one plot, and a table of their final losses."""
+    """Validation curves of several runs (loss and bits per byte) in one picture, and a table of their final figures."""
     from bvvtok.lm.plots import compare_runs
 
     summaries = compare_runs(runs, out, force)
-    table = Table("run", "embedding", "steps", "train loss", "val loss", "best val")
+    table = Table("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True  # the run's name identifies the row: never cut
     for s in summaries:
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         table.add_row(s.name, "frozen" if s.frozen else f"unfrozen ({s.init})", f"{s.steps_done:,}/{s.steps_planned:,}",
-                      fmt(s.final_train_loss), fmt(s.final_val_loss), fmt(s.best_val_loss))  # fmt: skip
+                      fmt(s.final_train_loss), fmt(s.final_val_loss), fmt(s.best_val_loss), fmt(s.final_val_bpb))  # fmt: skip
     console.print(table)
     if out is not None:
         console.print(f"wrote {out}")

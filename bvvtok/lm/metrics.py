@@ -17,7 +17,8 @@ from bvvtok.errors import BvvtokError
 from bvvtok.files import atomic_file
 
 METRICS = "metrics.csv"
-FIELDS = ("step", "train_loss", "val_loss", "lr", "tokens_per_s")
+FIELDS = ("step", "train_loss", "val_loss", "lr", "tokens_per_s", "val_bpb")
+FIELDS_0_1 = FIELDS[:5]  # bvvtok 0.1's files, before validation bits per byte: still read
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Row:
     val_loss: float | None
     lr: float
     tokens_per_s: float
+    val_bpb: float | None = None  # validation bits per byte of text (bvvtok.lm.text_bytes)
 
 
 def write_metrics(path: Path, rows: Sequence[Row]) -> None:
@@ -37,7 +39,8 @@ def write_metrics(path: Path, rows: Sequence[Row]) -> None:
             writer.writerow(FIELDS)
             for r in rows:
                 val = "" if r.val_loss is None else f"{r.val_loss:.6f}"
-                writer.writerow([r.step, f"{r.train_loss:.6f}", val, f"{r.lr:.6g}", f"{r.tokens_per_s:.6g}"])
+                bpb = "" if r.val_bpb is None else f"{r.val_bpb:.6f}"
+                writer.writerow([r.step, f"{r.train_loss:.6f}", val, f"{r.lr:.6g}", f"{r.tokens_per_s:.6g}", bpb])
 
 
 def _number(text: str, field: str, where: str) -> float:
@@ -47,18 +50,19 @@ def _number(text: str, field: str, where: str) -> float:
         raise BvvtokError(f"{where}: {field} {text!r} is not a number; fix or delete that line") from None
 
 
-def _row(fields: list[str], where: str) -> Row:
-    if len(fields) != len(FIELDS):
-        expected = f"expected {len(FIELDS)} ({','.join(FIELDS)})"
+def _row(fields: list[str], where: str, header: tuple[str, ...]) -> Row:
+    if len(fields) != len(header):
+        expected = f"expected {len(header)} ({','.join(header)})"
         raise BvvtokError(f"{where}: {len(fields)} fields, {expected}; fix or delete that line")
-    step, train, val, lr, speed = (f.strip() for f in fields)
+    step, train, val, lr, speed, *rest = (f.strip() for f in fields)
     try:
         step_number = int(step)
     except ValueError:
         raise BvvtokError(f"{where}: step {step!r} is not a whole number; fix or delete that line") from None
     val_loss = None if val == "" else _number(val, "val_loss", where)
+    bpb = None if not rest or rest[0] == "" else _number(rest[0], "val_bpb", where)
     numbers = [_number(x, name, where) for x, name in zip((train, lr, speed), ("train_loss", "lr", "tokens_per_s"))]
-    return Row(step_number, numbers[0], val_loss, numbers[1], numbers[2])
+    return Row(step_number, numbers[0], val_loss, numbers[1], numbers[2], bpb)
 
 
 def read_metrics(path: Path) -> list[Row]:
@@ -68,12 +72,13 @@ def read_metrics(path: Path) -> list[Row]:
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            if header is None or tuple(h.strip() for h in header) != FIELDS:
+            names = tuple(h.strip() for h in header or [])
+            if names not in (FIELDS, FIELDS_0_1):
                 raise BvvtokError(
                     f"{path} line 1: header is {','.join(header or []) or 'missing'}, expected {','.join(FIELDS)}; "
                     "is it a metrics file written by bvvtok train?"
                 )
-            return [_row(fields, f"{path} line {reader.line_num}") for fields in reader if fields]
+            return [_row(fields, f"{path} line {reader.line_num}", names) for fields in reader if fields]
     except FileNotFoundError:
         raise BvvtokError(f"{path.parent} has no {path.name}; is it a run folder written by bvvtok train?") from None
     except UnicodeDecodeError:

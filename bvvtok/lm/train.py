@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import sha256_file
@@ -49,6 +51,7 @@ from bvvtok.lm.run_folder import (
     start_run,
     substrate_of,
 )
+from bvvtok.lm.text_bytes import bits_per_byte, special_ids, text_bytes
 from bvvtok.lm.windows import WindowOrder, batch, plan_windows
 from bvvtok.output import check_replace, claim, real
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
@@ -112,11 +115,15 @@ class Trainer:
     (`train`) decides when."""
 
     def __init__(self, world: World, model: torch.nn.Module, config: RunConfig, data: TokenData,
-                 options: TrainOptions) -> None:  # fmt: skip
+                 options: TrainOptions, tokenizer: Tokenizer) -> None:  # fmt: skip
         self.world, self.config, self.data = world, config, data
         self.model = model.to(world.device)
         self.context = self.model.context
         self.split, n_train, self.validation = plan_windows(data, self.context, self.model.vocab_size, config.train)
+        # bits per byte: which targets are text, and the bytes of each validation window's text (the same every time)
+        self.special = special_ids(tokenizer, self.model.vocab_size).to(world.device)
+        self.window_bytes = [text_bytes(tokenizer, self.validation.split.window(int(i), self.context)[1:])
+                             for i in self.validation.windows]  # fmt: skip
         self.order = WindowOrder(n_train, config.train.seed)
         self.dtype = pick_dtype(options.dtype, world.device)
         self.strategy = distributed.strategy(options.strategy)
@@ -160,24 +167,29 @@ class Trainer:
         return distributed.sum_all(world, [loss_sum / t.grad_accum])[0] / world.size, lr
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean loss over the validation windows, shared among the processes."""
+    def evaluate(self) -> tuple[float, float | None]:
+        """Mean loss over the validation windows, and their bits per byte, shared among the processes."""
         world, validation, size = self.world, self.validation, self.config.train.batch_size
-        mine = validation.windows[world.rank :: world.size]
+        positions = range(world.rank, len(validation.windows), world.size)
+        mine = [(validation.windows[i], self.window_bytes[i]) for i in positions]
         most = -(-len(validation.windows) // world.size)  # the windows of the rank with the most
-        total, tokens = 0.0, 0.0
+        total, tokens, text_loss, nbytes = 0.0, 0.0, 0.0, 0
         self.net.eval()
         for start in range(0, most, size):  # as many forwards on every rank: a sharded forward is collective
             part = mine[start : start + size]
-            x, y = batch(validation.split, part if len(part) else validation.windows[:1], self.context, world.device)
+            windows = np.array([w for w, _ in part] or validation.windows[:1])
+            x, y = batch(validation.split, windows, self.context, world.device)
             with autocast(world.device, self.dtype):
-                _, loss = self.net(x, y)
-            if len(part):  # a rank out of windows ran its forward for the others' sake
-                total += loss.item() * y.numel()
+                logits, _ = self.net(x)
+            if part:  # a rank out of windows ran its forward for the others' sake
+                losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+                total += losses.sum().item()
                 tokens += y.numel()
+                text_loss += losses[~self.special[y.flatten()]].sum().item()
+                nbytes += sum(b for _, b in part)
         self.net.train()
-        total, tokens = distributed.sum_all(world, [total, tokens])
-        return total / tokens
+        total, tokens, text_loss, nbytes = distributed.sum_all(world, [total, tokens, text_loss, nbytes])
+        return total / tokens, bits_per_byte(text_loss, int(nbytes))
 
     def resume(self, checkpoint: Checkpoint) -> int:
         """Continue from `checkpoint`: its weights, optimizer, schedule and RNG; returns the step it was at."""
@@ -255,7 +267,7 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     substrate = load_substrate(substrate_dir)
     model, raw, config, needed = _model(substrate, config, options, world)
     data = _data(corpus, substrate, config, world, data_progress)
-    trainer = Trainer(world, model, config, data, options)
+    trainer = Trainer(world, model, config, data, options, substrate.tokenizer)
     counts = trainer.split.unigram_counts(model.vocab_size)
     p = counts[counts > 0] / counts.sum()
     entropy = float(-(p * np.log(p)).sum())
@@ -289,8 +301,8 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
         train_loss, lr = trainer.step(index)
         speed = trainer.global_batch * trainer.context / (time.perf_counter() - began)
         done = index + 1
-        val = trainer.evaluate() if done % t.eval_every == 0 or done == t.steps else None
-        row = Row(done, train_loss, val, lr, speed)
+        val, bpb = trainer.evaluate() if done % t.eval_every == 0 or done == t.steps else (None, None)
+        row = Row(done, train_loss, val, lr, speed, bpb)
         rows.append(row)
         emit("step", {"row": row})
         if done % checkpoint_every == 0 or done == t.steps:

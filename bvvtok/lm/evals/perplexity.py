@@ -1,7 +1,8 @@
-"""Loss on held-out text: nats per token, perplexity, and bits per character.
+"""Loss on held-out text: nats per token, perplexity, bits per character and bits per byte.
 
-Bits per character divide the same total loss by characters instead of tokens, so runs
-with different tokenizers can be compared on the same text; per-token figures cannot.
+Bits per character and per byte (of UTF-8) divide the same total loss by characters or bytes
+instead of tokens, so runs with different tokenizers can be compared on the same text; per-token
+figures cannot. Bits per byte is the figure `bvvtok train` reports on its validation text.
 Each document is read after `</s>` (how training separates documents), so every one of
 its tokens is predicted; a document longer than the context is read in windows that
 each continue from the previous window's last token.
@@ -20,8 +21,9 @@ from tokenizers import Tokenizer
 
 from bvvtok.lm.evals import Column, Start, Task, register
 from bvvtok.vocab.corpus import read_documents
+from bvvtok.vocab.layout import EOS
 
-SEPARATOR = "</s>"
+SEPARATOR = EOS
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Perplexity:
     loss: float  # mean nats per token
     perplexity: float
     bits_per_char: float
+    bits_per_byte: float
 
 
 @torch.no_grad()
@@ -39,7 +42,7 @@ def perplexity(model: torch.nn.Module, tokenizer: Tokenizer, documents: Sequence
                on_document: Callable[[], None] | None = None) -> Perplexity:  # fmt: skip
     device = next(model.parameters()).device
     separator = tokenizer.token_to_id(SEPARATOR)
-    total, tokens, characters = 0.0, 0, 0
+    total, tokens, characters, nbytes = 0.0, 0, 0, 0
     for text in documents:
         ids = tokenizer.encode(text, add_special_tokens=False).ids
         if ids:
@@ -50,10 +53,12 @@ def perplexity(model: torch.nn.Module, tokenizer: Tokenizer, documents: Sequence
                 total += F.cross_entropy(logits[0].float(), window[1:], reduction="sum").item()
             tokens += len(sequence) - 1
             characters += len(text)
+            nbytes += len(text.encode("utf-8"))
         if on_document:
             on_document()
     loss = total / max(tokens, 1)
-    return Perplexity(len(documents), tokens, characters, loss, math.exp(loss), total / math.log(2) / max(characters, 1))
+    bits = total / math.log(2)
+    return Perplexity(len(documents), tokens, characters, loss, math.exp(loss), bits / max(characters, 1), bits / max(nbytes, 1))
 
 
 @register
@@ -63,11 +68,12 @@ class PerplexityTask(Task):
 
     name = "perplexity"
     columns = (Column("loss", "loss/token", lambda value, row: f"{value:.4f}"), Column("perplexity", "perplexity"),
-               Column("bits_per_char", "bits/char"))  # fmt: skip
+               Column("bits_per_char", "bits/char"), Column("bits_per_byte", "bits/byte"))  # fmt: skip
 
     def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
         return read_documents(self.path)
 
     def score(self, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str], start: Start) -> dict[str, Any]:
         p = perplexity(model, tokenizer, documents, start("perplexity", len(documents)))
-        return {"tokens": p.tokens, "loss": p.loss, "perplexity": p.perplexity, "bits_per_char": p.bits_per_char}
+        return {"tokens": p.tokens, "loss": p.loss, "perplexity": p.perplexity, "bits_per_char": p.bits_per_char,
+                "bits_per_byte": p.bits_per_byte}  # fmt: skip
