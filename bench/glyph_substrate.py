@@ -181,7 +181,7 @@ def direct_path_status() -> str:
     from bvvtok.substrate.plain_glyphs import plain_ranges
 
     names = [f"{f.path.name}: {'proven' if plain_ranges(f.sha256, 32) is not None else 'not proven, Pillow draws every glyph'}" for f in resolve_chain()]
-    return "direct glyph path at 32 px (fonts/plain_glyphs.json, this machine's libraries): " + "; ".join(names)
+    return "direct glyph path at 32 px (bvvtok/substrate/data/plain_glyphs.json, this machine's libraries): " + "; ".join(names)
 
 
 if __name__ == "__main__":

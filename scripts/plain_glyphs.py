@@ -1,4 +1,4 @@
-"""Write fonts/plain_glyphs.json: per font and glyph size, the characters FreeType may draw without Pillow.
+"""Write bvvtok/substrate/data/plain_glyphs.json: per font and glyph size, the characters FreeType may draw without Pillow.
 
     python scripts/plain_glyphs.py [--size 32|64]... [--workers 2] [FONT...]   # defaults: both sizes, Unifont's chain
 

@@ -41,7 +41,7 @@ def test_default_chain_starts_with_unifont():
     chain = resolve_chain()
     assert chain[0].path.name == "unifont.otf"
     assert chain[0].path.is_file()
-    if not (fonts.FONTS_DIR / "unifont.otf").is_file():
+    if fonts.FONTS_DIR is None or not (fonts.FONTS_DIR / "unifont.otf").is_file():
         assert chain[0].path == UNIFONT
         assert chain[0].sha256 == UNIFONT_SHA256
     if UPPER.is_file():
@@ -62,6 +62,17 @@ def test_no_unifont_anywhere_is_a_one_line_error(tmp_path, monkeypatch):
         resolve_chain()
     message = one_line(error.value)
     assert "unifont.otf" in message and "--font" in message and "fonts-unifont" in message
+
+
+def test_an_installed_wheel_has_no_fonts_folder(tmp_path, monkeypatch):
+    """Outside a checkout FONTS_DIR is None: the system's fonts are found, and the error names no fonts/."""
+    monkeypatch.setattr(fonts, "FONTS_DIR", None)
+    assert resolve_chain()[0].path.name == "unifont.otf"
+    monkeypatch.setattr(fonts, "SYSTEM_FONT_DIRS", (tmp_path / "system",))
+    with pytest.raises(BvvtokError) as error:
+        resolve_chain()
+    message = one_line(error.value)
+    assert "fonts/" not in message and "the system's font folders" in message and "--font" in message
 
 
 def test_font_path_that_does_not_exist(tmp_path):
@@ -160,7 +171,7 @@ def test_describe_debian_unifont():
 
 
 def test_describe_matches_the_manifest():
-    manifest = json.loads((fonts.FONTS_DIR / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads(fonts.KNOWN_FONTS.read_text(encoding="utf-8"))
     entry = {f["file"]: f for f in manifest["fonts"]}["unifont.otf"]
     assert entry["sha256"] == UNIFONT_SHA256
     assert known_fonts()[UNIFONT_SHA256]["version"] == "15.0.01"

@@ -1,6 +1,6 @@
 """The direct FreeType path: its table is a proof, and without one nothing changes.
 
-`fonts/plain_glyphs.json` claims, per font and size, that FreeType drawn
+`bvvtok/substrate/data/plain_glyphs.json` claims, per font and size, that FreeType drawn
 directly gives Pillow's cells for the listed characters. The first test makes
 that comparison again for every character the installed Unifont maps (a few
 seconds), so the claim is checked on every machine whose libraries match the

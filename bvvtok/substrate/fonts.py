@@ -2,8 +2,12 @@
 
 Resolution order: `--font` paths (repeatable: a fallback chain, first font
 that has a glyph wins), `$BVVTOK_FONT` (paths separated by `:`), font files
-placed in the project's `fonts/` folder, then the system's font folders. The
-default chain is GNU Unifont (BMP) followed by Unifont Upper (planes 1+).
+placed in the checkout's `fonts/` folder (run from a source checkout only: an
+installed wheel has none), then the system's font folders. The default chain is
+GNU Unifont (BMP) followed by Unifont Upper (planes 1+).
+
+The fonts bvvtok knows (name, version, sha256) are package data,
+`data/known_fonts.json` next to this module, so a wheel carries them too.
 """
 
 from __future__ import annotations
@@ -22,18 +26,19 @@ from freetype.raw import FT_Get_Char_Index
 from bvvtok.errors import BvvtokError
 from bvvtok.files import sha256_file
 
-FONTS_DIR = Path(__file__).resolve().parents[2] / "fonts"  # the checkout's fonts/ folder
+_ROOT = Path(__file__).resolve().parents[2]
+# The checkout's fonts/ folder; None when bvvtok is installed (a wheel's parent folder is site-packages, not a project)
+FONTS_DIR: Path | None = _ROOT / "fonts" if (_ROOT / "pyproject.toml").is_file() else None
+DATA_DIR = Path(__file__).resolve().parent / "data"  # package data: in a checkout, an editable install and a wheel
+KNOWN_FONTS = DATA_DIR / "known_fonts.json"
 DEFAULT_CHAIN = ("unifont.otf", "unifont_upper.otf")
 SYSTEM_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".local/share/fonts")
 INSTALL_HINT = "install GNU Unifont (Debian/Ubuntu: sudo apt-get install fonts-unifont) or pass --font PATH"
 
 
 def known_fonts() -> dict[str, dict]:
-    """sha256 -> entry of fonts/manifest.json (empty when the checkout's fonts/ is not there)."""
-    path = FONTS_DIR / "manifest.json"
-    if not path.is_file():
-        return {}
-    return {f["sha256"]: f for f in json.loads(path.read_text(encoding="utf-8"))["fonts"]}
+    """sha256 -> entry of the fonts bvvtok knows (`data/known_fonts.json`: name, version, where to get it)."""
+    return {f["sha256"]: f for f in json.loads(KNOWN_FONTS.read_text(encoding="utf-8"))["fonts"]}
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ def open_font(path: Path) -> Font:
 
 def _find(name: str) -> Path | None:
     for folder in (FONTS_DIR, *SYSTEM_FONT_DIRS):
+        if folder is None:
+            continue
         if (folder / name).is_file():
             return folder / name
         if folder.is_dir() and folder != FONTS_DIR:
@@ -97,7 +104,8 @@ def resolve_chain(paths: Sequence[Path] = ()) -> list[Font]:
         return [open_font(Path(p)) for p in env.split(os.pathsep) if p]
     found = [_find(name) for name in DEFAULT_CHAIN]
     if found[0] is None:
-        raise BvvtokError(f"GNU Unifont (unifont.otf) not found in fonts/ or the system's font folders; {INSTALL_HINT}")
+        searched = "the system's font folders" if FONTS_DIR is None else "fonts/ or the system's font folders"
+        raise BvvtokError(f"GNU Unifont (unifont.otf) not found in {searched}; {INSTALL_HINT}")
     return [open_font(p) for p in found if p is not None]
 
 

@@ -181,7 +181,7 @@ def render_glyphs(
 ) -> Rendered:
     """Render (character, font index) pairs into cells, in the same order.
 
-    With `direct`, characters that `fonts/plain_glyphs.json` proves identical
+    With `direct`, characters that `plain_glyphs.TABLE` proves identical
     for their font, size and this machine's libraries skip Pillow.
     """
     owner = np.array([i for _, i in items], dtype=np.int64)

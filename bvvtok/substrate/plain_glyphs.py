@@ -8,12 +8,13 @@ placed with Pillow's own arithmetic, gives the same picture (~20 us).
 
 "Most" is not "all": shaping swaps or moves marks, default-ignorables and some
 Arabic letters, and Pillow cannot lay out a few characters at all. So nothing
-here is assumed: `fonts/plain_glyphs.json` lists, per font file (sha256) and
-pixel size, the code points for which the two were compared and gave identical
-cells, with the versions of the libraries that drew them. Only those take the
-direct path, and only with the same versions; every other character, font or
-version goes through Pillow. `scripts/plain_glyphs.py` makes the table by
-comparing every glyph of the font (`glyphs.prove_plain`), and a test checks it again.
+here is assumed: `data/plain_glyphs.json` (package data next to this module, in
+the wheel too) lists, per font file (sha256) and pixel size, the code points for
+which the two were compared and gave identical cells, with the versions of the
+libraries that drew them. Only those take the direct path, and only with the same
+versions; every other character, font or version goes through Pillow.
+`scripts/plain_glyphs.py` makes the table by comparing every glyph of the font
+(`glyphs.prove_plain`), and a test checks it again.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from freetype.ft_structs import FT_BBox
 from freetype.raw import FT_Get_Char_Index, FT_Load_Glyph, FT_Outline_Get_CBox, FT_Render_Glyph
 from PIL import features
 
-from bvvtok.substrate.fonts import FONTS_DIR
+from bvvtok.substrate.fonts import DATA_DIR
 
-TABLE = FONTS_DIR / "plain_glyphs.json"
+TABLE = DATA_DIR / "plain_glyphs.json"
 
 
 def renderer_versions() -> dict[str, str | None]:

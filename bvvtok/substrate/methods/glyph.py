@@ -61,7 +61,7 @@ class Glyph(Method):
     recipe: str | None = flag(None, "bvv241-2-3 or bvv241-max. Default: the vocabulary's preset (65k / 131k).")
     glyph_size: int = flag(32, "32 (1,024 bits) or 64 (4,096 bits, the 'abs' variant).")
     dim: int | None = flag(None, "PCA output size. Default: the number of bits (a rotation, as published).")
-    font: Sequence[Path] = flag((), "a font file; repeat for a fallback chain. Default: $BVVTOK_FONT, fonts/, the system's Unifont.")
+    font: Sequence[Path] = flag((), "a font file; repeat for a fallback chain. Default: $BVVTOK_FONT, the checkout's fonts/, the system's Unifont.")
     workers: int | None = flag(None, "processes that render glyphs. Default: one per CPU.")
     chain: list[Font] = field(init=False, repr=False)  # the fonts, resolved: a bad one fails before any work
 
