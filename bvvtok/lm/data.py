@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -146,10 +148,11 @@ def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[tuple[Path, str
             names = [str(path) for path, _ in files]
             listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             raise BvvtokError(f"no text in {listed}: the corpus is empty; give .txt or .jsonl files with text")
+        digests = stats.pop("digests")  # hashed as written: the shards are not read back
         tokens = {"key": key, "tokenizer_sha256": tokenizer_sha, "corpus": described,
                   "val_fraction": float(val_fraction), "dtype": dtype, "vocab_size": vocab_size,
                   "separator": SEPARATOR, **stats}
-        write_manifest(tmp, {"bvvtok_version": __version__, "kind": "tokens", "tokens": tokens})
+        write_manifest(tmp, {"bvvtok_version": __version__, "kind": "tokens", "tokens": tokens}, digests)
 
 
 
@@ -282,20 +285,25 @@ def _write_shards(folder: Path, tokenizer: Any, files: list[tuple[Path, str]], s
         done += n
 
     def write(batch: list[tuple[str, bool]], encodings: list[Any]) -> None:
-        ids: dict[str, list[int]] = {name: [] for name in SPLITS}
+        ids: dict[str, list[list[int]]] = {name: [] for name in SPLITS}
+        tail = [separator]
         for (piece, ends), encoding in zip(batch, encodings):
             target = ids["val" if val_fraction and _in_val(piece, val_fraction) else "train"]
-            target.extend(encoding.ids)
+            target.append(encoding.ids)
             if ends:
-                target.append(separator)
-        for name, values in ids.items():
-            if values:
-                writers[name].write(np.array(values, dtype))
+                target.append(tail)
+        for name, lists in ids.items():
+            if lists:
+                writers[name].write(np.fromiter(itertools.chain.from_iterable(lists), dtype))
         if progress is not None:
             progress(done, total)
 
     if progress is not None:
         progress(0, total)
+    switch = sys.getswitchinterval()
+    # encode_batch takes the GIL to read its texts and to hand back its encodings: with Python's default 5 ms
+    # turns it would wait, at both ends of every batch, for this thread to give the GIL up (bench/prepare.py)
+    sys.setswitchinterval(1e-4)
     try:
         with ThreadPoolExecutor(1) as encoder:
             pending = None  # the batch being encoded, and its encodings to come
@@ -308,32 +316,41 @@ def _write_shards(folder: Path, tokenizer: Any, files: list[tuple[Path, str]], s
             if pending is not None:
                 write(pending[0], pending[1].result())
     finally:
+        sys.setswitchinterval(switch)
         for writer in writers.values():
             writer.close()
     return {"train_tokens": writers["train"].tokens, "val_tokens": writers["val"].tokens, "documents": documents,
-            "pieces": pieces, "shards": {name: writer.shards for name, writer in writers.items()}}
+            "pieces": pieces, "shards": {name: writer.shards for name, writer in writers.items()},
+            "digests": {name: d for writer in writers.values() for name, d in writer.digests.items()}}
 
 
 class _ShardWriter:
-    """Appends ids to `{name}-00000.bin`, `{name}-00001.bin`, ...; a shard file is created only when a token arrives."""
+    """Appends ids to `{name}-00000.bin`, `{name}-00001.bin`, ...; a shard file is created only when a token arrives.
+    Each file's sha256 is taken as it is written (`digests`), for the manifest."""
 
     def __init__(self, folder: Path, name: str) -> None:
         self.folder, self.name = folder, name
         self.shards = self.tokens = self.room = 0
         self.file: IO[bytes] | None = None
+        self.hash: Any = None
+        self.digests: dict[str, str] = {}
 
     def write(self, ids: np.ndarray) -> None:
         while len(ids):
             if self.room == 0:
                 self.close()
                 self.file = open(self.folder / f"{self.name}-{self.shards:05d}.bin", "wb")
+                self.hash = hashlib.sha256()
                 self.shards, self.room = self.shards + 1, SHARD_TOKENS
             head, ids = ids[: self.room], ids[self.room :]
-            self.file.write(head.tobytes())
+            data = head.tobytes()
+            self.file.write(data)
+            self.hash.update(data)
             self.room -= len(head)
             self.tokens += len(head)
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+            self.digests[Path(self.file.name).name] = self.hash.hexdigest()
             self.file = None

@@ -17,6 +17,7 @@ from bvvtok.errors import BvvtokError
 from bvvtok.inputs import check_input_file, read_text_file
 
 SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
+PROGRESS_LINES = 256  # how often (in lines) `on_bytes` hears of the progress: asking the file is not free
 
 
 def corpus_files(path: Path) -> list[Path]:
@@ -41,15 +42,22 @@ def iter_texts(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ite
             raw = gzip.GzipFile(fileobj=raw_file) if path.name.endswith(".gz") else raw_file
             text_file = io.TextIOWrapper(raw, encoding="utf-8")
             position = 0
+
+            def consumed() -> None:
+                nonlocal position
+                now = raw_file.tell()
+                on_bytes(now - position)
+                position = now
+
             for number, line in enumerate(text_file, 1):
-                if on_bytes is not None:
-                    now = raw_file.tell()
-                    on_bytes(now - position)
-                    position = now
+                if on_bytes is not None and number % PROGRESS_LINES == 0:
+                    consumed()
                 if not is_jsonl:
                     yield line
                 elif line.strip():
                     yield jsonl_text(line, path, number)
+            if on_bytes is not None:
+                consumed()
     except UnicodeDecodeError as e:
         raise BvvtokError(f"{path} is not valid UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8") from None
     except (OSError, EOFError) as e:
