@@ -83,6 +83,16 @@ def test_bits_per_byte_round_trip_and_older_files_still_read(tmp_path):
     assert (row.val_loss, row.val_bpb) == (2.5, None)
 
 
+def test_step_zero_is_validation_only_and_the_plot_skips_its_train_loss(tmp_path):
+    path = tmp_path / "metrics.csv"
+    write_metrics(path, [Row(0, None, 9.5, None, None, 7.25), *make_rows(steps=5)])
+    assert path.read_text(encoding="utf-8").splitlines()[1] == "0,,9.500000,,,7.250000"
+    back = read_metrics(path)
+    assert (back[0].step, back[0].train_loss, back[0].val_loss, back[0].lr, back[0].tokens_per_s) == (0, None, 9.5, None, None)
+    plot_losses(back, tmp_path / "loss.png", "start")  # the train curves begin at step 1
+    assert pixels(tmp_path / "loss.png").shape[1] > 100
+
+
 def test_metrics_header_only_and_diverged_values(tmp_path):
     path = tmp_path / "metrics.csv"
     write_metrics(path, [])
@@ -98,7 +108,7 @@ def test_metrics_header_only_and_diverged_values(tmp_path):
         ("4,4.6,,abc,1.0,", ["line 4", "lr", "'abc'"]),
         ("4,4.6,,0.001", ["line 4", "4 fields", "expected 6"]),
         ("4.5,4.6,,0.001,1.0,", ["line 4", "step", "'4.5'"]),
-        ("4,,,0.001,1.0,", ["line 4", "train_loss"]),
+        ("4,x,,0.001,1.0,", ["line 4", "train_loss", "'x'"]),
         ("4,4.6,4.7,0.001,1.0,x", ["line 4", "val_bpb", "'x'"]),
     ],
 )

@@ -58,9 +58,11 @@ def test_frozen_run_learns_and_keeps_the_substrate(char_substrate, corpus, tmp_p
     run = tmp_path / "run"
     result = cpu_train(char_substrate, corpus, run)
     vals = [r.val_loss for r in result.rows if r.val_loss is not None]
-    assert len(result.rows) == 40 and len(vals) == 5
-    assert vals[-1] < 0.5 * result.unigram_entropy  # learns far more than token frequencies
-    assert result.rows[-1].train_loss < result.rows[0].train_loss
+    assert len(result.rows) == 41 and len(vals) == 6  # step 0 (before training) and every 8th step
+    start = result.rows[0]
+    assert (start.step, start.train_loss, start.lr, start.tokens_per_s) == (0, None, None, None)
+    assert vals[0] > result.unigram_entropy > 2 * vals[-1]  # starts knowing nothing, learns far more than frequencies
+    assert result.rows[-1].train_loss < result.rows[1].train_loss
     substrate = load_file(str(char_substrate / "embeddings.safetensors"))["weight"]
     assert np.array_equal(weights(run)["token_embeddings.weight"], substrate)  # bit-identical after training
 
@@ -70,7 +72,7 @@ def test_frozen_run_learns_and_keeps_the_substrate(char_substrate, corpus, tmp_p
     assert manifest["run"]["substrate"]["manifest_sha256"] == manifest["files"]["substrate.json"]
     assert (run / "substrate.json").read_bytes() == (char_substrate / "bvvtok.json").read_bytes()
     assert (run / "tokenizer.json").read_bytes() == (char_substrate / "tokenizer.json").read_bytes()
-    assert [r.step for r in read_metrics(run / "metrics.csv")] == list(range(1, 41))
+    assert [r.step for r in read_metrics(run / "metrics.csv")] == list(range(0, 41))
     assert Image.open(run / "loss.png").size[0] > 100
     assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["model.safetensors", "optimizer.pt", "state.json"]
 
@@ -108,7 +110,7 @@ def test_resume_after_a_kill_continues_the_same_trajectory(char_substrate, corpu
         cpu_train(char_substrate, corpus, tmp_path / "killed", cfg, on_event=kill_at_step_7)
     assert json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())["step"] == 4
     resumed = cpu_train(char_substrate, corpus, tmp_path / "killed", cfg, resume=True)
-    assert [(r.step, r.train_loss, r.val_loss) for r in resumed.rows[4:]] == [(r.step, r.train_loss, r.val_loss) for r in whole.rows[4:]]
+    assert [(r.step, r.train_loss, r.val_loss) for r in resumed.rows[5:]] == [(r.step, r.train_loss, r.val_loss) for r in whole.rows[5:]]
     logged = [read_metrics(tmp_path / name / "metrics.csv") for name in ("whole", "killed")]
     assert [(r.step, r.train_loss, r.val_loss) for r in logged[0]] == [(r.step, r.train_loss, r.val_loss) for r in logged[1]]
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "killed")

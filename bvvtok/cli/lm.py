@@ -137,10 +137,12 @@ def train_command(
                 bar.update(task, completed=event["start_step"], visible=True)
             elif kind == "step":
                 row = event["row"]
-                bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{row.tokens_per_s:,.0f}")
+                if row.train_loss is not None:
+                    bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{row.tokens_per_s:,.0f}")
                 if row.val_loss is not None:
+                    train_loss = "before training" if row.train_loss is None else f"train loss {row.train_loss:.4f}"
                     bits = f", {row.val_bpb:.4f} bits per byte" if row.val_bpb is not None else ""
-                    bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}{bits}")
+                    bar.console.print(f"step {row.step:,}: {train_loss}, validation loss {row.val_loss:.4f}{bits}")
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
                        lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
@@ -175,15 +177,17 @@ def _run_start(event: dict) -> str:
 
 def _run_end(result, seconds: float) -> Table:
     rows = result.rows
-    val = [r.val_loss for r in rows if r.val_loss is not None]
+    val = [r for r in rows if r.val_loss is not None]
+    trained = [r for r in rows if r.train_loss is not None]
     table = Table(title=str(result.out), show_header=False, title_justify="left")
     table.add_row("steps", f"{rows[-1].step:,}" if rows else "0")
-    table.add_row("train loss", f"{rows[-1].train_loss:.4f}" if rows else "-")
-    table.add_row("validation loss", f"{val[-1]:.4f} (first {val[0]:.4f})" if val else "-")
+    table.add_row("train loss", f"{trained[-1].train_loss:.4f}" if trained else "-")
+    first = f" (step {val[0].step:,}: {val[0].val_loss:.4f})" if len(val) > 1 else ""
+    table.add_row("validation loss", f"{val[-1].val_loss:.4f}{first}" if val else "-")
     bits = [r.val_bpb for r in rows if r.val_bpb is not None]
     table.add_row("bits per byte", f"{bits[-1]:.4f} of validation text (comparable across tokenizers)" if bits else "-")
     table.add_row("unigram entropy", f"{result.unigram_entropy:.4f} nats/token (the loss of a model without context)")
-    speeds = [r.tokens_per_s for r in rows[1:]] or [r.tokens_per_s for r in rows]
+    speeds = [r.tokens_per_s for r in trained[1:]] or [r.tokens_per_s for r in trained]
     table.add_row("tokens/s", f"{sum(speeds) / len(speeds):,.0f} (mean over steps)" if speeds else "-")
     table.add_row("parameters", f"{result.parameters['total']:,} ({result.parameters['trainable']:,} trainable)")
     table.add_row("time", f"{seconds:.0f} s")

@@ -2,7 +2,8 @@
 
 A plain CSV so that it can be read by anything (a spreadsheet, pandas, `column -s,`);
 losses are natural-log cross-entropy in nats/token, `val_loss` is empty on steps
-without validation. It is rewritten whole and atomically, so a killed run leaves
+without validation. A fresh run's first row is step 0, the validation of the model it
+starts from, before any training (its train loss, lr and speed are empty). It is rewritten whole and atomically, so a killed run leaves
 a complete file with the rows logged so far, never a half-written line.
 """
 
@@ -24,10 +25,10 @@ FIELDS_0_1 = FIELDS[:5]  # bvvtok 0.1's files, before validation bits per byte: 
 @dataclass
 class Row:
     step: int
-    train_loss: float
+    train_loss: float | None  # None at step 0 (validation only), as lr and tokens_per_s
     val_loss: float | None
-    lr: float
-    tokens_per_s: float
+    lr: float | None
+    tokens_per_s: float | None
     val_bpb: float | None = None  # validation bits per byte of text (bvvtok.lm.text_bytes)
 
 
@@ -38,12 +39,17 @@ def write_metrics(path: Path, rows: Sequence[Row]) -> None:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(FIELDS)
             for r in rows:
-                val = "" if r.val_loss is None else f"{r.val_loss:.6f}"
-                bpb = "" if r.val_bpb is None else f"{r.val_bpb:.6f}"
-                writer.writerow([r.step, f"{r.train_loss:.6f}", val, f"{r.lr:.6g}", f"{r.tokens_per_s:.6g}", bpb])
+                writer.writerow([r.step, _cell(r.train_loss, ".6f"), _cell(r.val_loss, ".6f"), _cell(r.lr, ".6g"),
+                                 _cell(r.tokens_per_s, ".6g"), _cell(r.val_bpb, ".6f")])  # fmt: skip
 
 
-def _number(text: str, field: str, where: str) -> float:
+def _cell(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _number(text: str, field: str, where: str) -> float | None:
+    if text == "":
+        return None
     try:
         return float(text)
     except ValueError:
@@ -59,8 +65,7 @@ def _row(fields: list[str], where: str, header: tuple[str, ...]) -> Row:
         step_number = int(step)
     except ValueError:
         raise BvvtokError(f"{where}: step {step!r} is not a whole number; fix or delete that line") from None
-    val_loss = None if val == "" else _number(val, "val_loss", where)
-    bpb = None if not rest or rest[0] == "" else _number(rest[0], "val_bpb", where)
+    val_loss, bpb = _number(val, "val_loss", where), _number(rest[0] if rest else "", "val_bpb", where)
     numbers = [_number(x, name, where) for x, name in zip((train, lr, speed), ("train_loss", "lr", "tokens_per_s"))]
     return Row(step_number, numbers[0], val_loss, numbers[1], numbers[2], bpb)
 

@@ -87,8 +87,9 @@ def plot_losses(rows: Sequence[Row], out: Path, title: str) -> None:
         raise BvvtokError(f"no metrics rows to plot into {out}; log at least one step first")
     val = [r for r in rows if r.val_loss is not None]
     bpb = [r for r in val if r.val_bpb is not None]
-    losses: list[Curve] = [("train", list(rows), "train_loss", {"color": "C0", "linewidth": 0.6, "alpha": 0.25}),
-                           ("train, smoothed", smoothed(rows, "train_loss"), "train_loss", {"color": "C0", "linewidth": 1.2})]  # fmt: skip
+    trained = [r for r in rows if r.train_loss is not None]
+    losses: list[Curve] = [("train", trained, "train_loss", {"color": "C0", "linewidth": 0.6, "alpha": 0.25}),
+                           ("train, smoothed", smoothed(trained, "train_loss"), "train_loss", {"color": "C0", "linewidth": 1.2})]  # fmt: skip
     losses += [("validation", val, "val_loss", {"color": "C1", "marker": "o", "markersize": 4})] if val else []
     bits: list[Curve] = [("validation", bpb, "val_bpb", {"color": "C1", "marker": "o", "markersize": 4})] if bpb else []
     _draw(out, True, title, [("loss (nats/token)", losses), ("validation bits per byte of text", bits)])

@@ -7,7 +7,7 @@ training files; `config.json` then holds `members` and `mixture_weights`, or `tr
     model.safetensors    all weights, the embedding included (`token_embeddings.weight`)
     tokenizer.json ...   the substrate's tokenizer files
     substrate.json       the substrate's manifest; its sha256 is recorded in bvvtok.json
-    metrics.csv          step, train_loss, val_loss, lr, tokens_per_s
+    metrics.csv          step, train_loss, val_loss, lr, tokens_per_s, val_bpb (step 0: validation only)
     loss.png             train and validation curves
     checkpoint/          model.safetensors, optimizer.pt (optimizer, scheduler, RNG), state.json
     bvvtok.json          the manifest: the run's identity and the sha256 of every top-level file

@@ -296,6 +296,10 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     t = config.train
     checkpoint_every = t.checkpoint_every or t.eval_every
     title = f"{out.name}: {'frozen' if frozen else 'unfrozen'} substrate"
+    if start == 0:  # where the model starts (a grown or --init-from run: the loss it brings), before any step
+        val, bpb = trainer.evaluate()
+        rows.append(Row(0, None, val, None, None, bpb))
+        emit("step", {"row": rows[-1]})
     for index in range(start, t.steps):
         began = time.perf_counter()
         train_loss, lr = trainer.step(index)
