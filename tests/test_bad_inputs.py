@@ -175,7 +175,7 @@ CASES = [
     Case("combine-over-a-member", "combine R R2 --out R2 --force", ("is the input",), world),
     Case("ngrams-over-its-corpus", "ngrams --input en=D/c.txt --out D/c.txt --force", ("is the input",), world),
     Case("compare-into-a-run", "compare R R2 -o R/curves.png", ("is inside the input",), world),
-    Case("eval-over-its-text", "eval R --perplexity D/c.txt -o D/c.txt --force", ("is the input",), world),
+    Case("eval-over-its-text", "eval R --perplexity D/c.txt --results D/c.txt --force", ("is the input",), world),
     Case("bench-tokenizer-over-its-text", "bench-tokenizer S --text en=D/c.txt --csv D/c.txt --force", ("is the input",), world),
     Case("plot-substrate-into-its-substrate", "plot-substrate S -o S/map.png", ("is inside the input",), world),
     Case("import-into-its-export", "import R --out R/run", ("is inside the input",), world),

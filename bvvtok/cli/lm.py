@@ -16,10 +16,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, err_console
+from bvvtok.cli.app import app, console, err_console, example
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
-from bvvtok.lm.config import changed_options, model_flag_fields
+from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
 from bvvtok.vocab.layout import EOS, PAD
 
 Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
@@ -30,11 +30,11 @@ def _byte_bar(description: str) -> Progress:
     return Progress(*columns, console=err_console, transient=True)
 
 
-@app.command("prepare")
+@app.command("prepare", epilog=example("bvvtok prepare --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/tokens"))
 def prepare_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="The substrate (or any tokenizer) folder whose tokenizer to use.")],
     corpus: Repeat = None,
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
     val_fraction: Annotated[float, typer.Option(metavar="F", help="Share of the text held out for validation (by content hash).")] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:
@@ -54,9 +54,10 @@ def prepare_command(
                   f"{info['documents']:,} documents; {took}")  # fmt: skip
 
 
-def _with_model_flags(command: Callable[..., None]) -> Callable[..., None]:
+def _with_config_flags(command: Callable[..., None]) -> Callable[..., None]:
     """`command` with a flag for each ModelConfig field that has a help text (bvvtok.lm.config.model_flag_fields), placed
-    before --unfrozen and passed as keyword arguments: a field added to ModelConfig is a flag with no line here."""
+    before --unfrozen and passed as keyword arguments: a field added to ModelConfig is a flag with no line here. Every
+    flag of a model or train field shows its default: the presets' values (bvvtok.lm.config.PRESETS)."""
     signature = inspect.signature(command, eval_str=True)
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = [p.replace(kind=keyword) for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
@@ -66,15 +67,29 @@ def _with_model_flags(command: Callable[..., None]) -> Callable[..., None]:
         for name, kind, metavar, help in model_flag_fields()
     ]  # fmt: skip
     at = [p.name for p in params].index("unfrozen")
-    command.__signature__ = signature.replace(parameters=[*params[:at], *flags, *params[at:]])  # type: ignore
+    params = [*params[:at], *flags, *params[at:]]
+    presets = preset_values()
+    for param in params:
+        option = param.annotation.__metadata__[0] if param.name in presets else None
+        if option is not None and "Default:" not in (option.help or ""):
+            option.help = f"{option.help} {_preset_default(presets[param.name])}"
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore
     return command
 
 
-@app.command("train")
-@_with_model_flags
+def _preset_default(values: dict[str, Any]) -> str:
+    """`Default (by --preset): tiny 256, paper 1,024, paper-grow 4,096.`, or the one value every preset has."""
+    shown = {name: f"{v:g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for name, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"Default: {next(iter(shown.values()))}."
+    return "Default (by --preset): " + ", ".join(f"{name} {v}" for name, v in shown.items()) + "."
+
+
+@app.command("train", epilog=example("bvvtok train --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/run-tiny --preset tiny"))
+@_with_config_flags
 def train_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
-    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="The run folder to write.")],
     corpus: Repeat = None,
     preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores), paper (the published 1024 x 16 model) or paper-grow (the growth experiment's 4096-wide model). Default: tiny.")] = None,
     config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A TOML file: preset, [model] and [train] tables (see docs/train.md).")] = None,
@@ -101,7 +116,7 @@ def train_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Start from a run, grown run or mixture (its architecture and weights).")] = None,
     train_only: Annotated[Optional[list[str]], typer.Option(metavar="PATTERN", help="With --init-from: train only parameters whose names match (fnmatch, e.g. 'members.*.head.*'). Repeatable.")] = None,
-    **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_model_flags)
+    **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_config_flags)
 ) -> None:
     """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
     from bvvtok.lm.config import resolve_config
@@ -190,7 +205,7 @@ def _run_end(result, seconds: float) -> Table:
     return table
 
 
-@app.command("generate")
+@app.command("generate", epilog=example("bvvtok generate artifacts/run-tiny --prompt \"The meaning of life is\" --max-new-tokens 60 --top-k 40"))
 def generate_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
     prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The text to continue.")] = None,
@@ -250,10 +265,10 @@ def generate_command(
             console.out(text + continuation + "\n", highlight=False)  # a blank line between samples
 
 
-@app.command("export")
+@app.command("export", epilog=example("bvvtok export artifacts/run-tiny --out artifacts/run-tiny-hf"))
 def export_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run, grown run or mixture folder.")],
-    out: Annotated[Path, typer.Option(metavar="DIR", help="The folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The folder to write.")],
     format: Annotated[str, typer.Option(metavar="NAME", help="hf: transformers' own GPT-NeoX, no custom code (a mixture: hf-remote); hf-remote: bvvtok's layout and code (trust_remote_code).")] = "hf",
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if bvvtok wrote it.")] = False,
 ) -> None:
@@ -266,10 +281,10 @@ def export_command(
     console.print(f"wrote {out} ({written}: {how})")
 
 
-@app.command("import")
+@app.command("import", epilog=example("bvvtok import artifacts/run-tiny-hf --out artifacts/run-tiny-again"))
 def import_command(
     hf_dir: Annotated[Path, typer.Argument(metavar="HF_DIR", help="A folder `bvvtok export` wrote (format hf).")],
-    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="The run folder to write.")],
     force: Annotated[bool, typer.Option("--force", help="Replace RUN_DIR if bvvtok wrote it.")] = False,
 ) -> None:
     """Make a run folder of an exported model again, its substrate proven (generate, eval, combine, grow, train --init-from)."""
@@ -280,10 +295,10 @@ def import_command(
     console.print(f"wrote {out}")
 
 
-@app.command("combine")
+@app.command("combine", epilog=example("bvvtok combine artifacts/run-tiny artifacts/run-tiny-unfrozen --out artifacts/mix"))
 def combine_command(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Two or more runs on the same substrate and tokenizer.")],
-    out: Annotated[Path, typer.Option(metavar="DIR", help="The mixture folder to write.")],
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Two or more runs on the same substrate and tokenizer.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The mixture folder to write.")],
     weights: Annotated[Optional[str], typer.Option(metavar="W1,W2,...", help="One weight per run (normalised to sum 1). Default: equal.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
 ) -> None:
@@ -301,11 +316,11 @@ def combine_command(
     console.print(f"wrote {out}: a mixture of {len(runs)} runs")
 
 
-@app.command("grow")
+@app.command("grow", epilog=example("bvvtok grow artifacts/run-tiny --add-layers 2 --out artifacts/run-tiny-grown"))
 def grow_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
     add_layers: Annotated[int, typer.Option(metavar="N", help="Blocks to stack on top (they start as the identity).")],
-    out: Annotated[Path, typer.Option(metavar="DIR", help="The grown model's folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The grown model's folder.")],
     seed: Annotated[int, typer.Option(metavar="S", help="Seed of the new blocks' weights.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
 ) -> None:
@@ -317,10 +332,10 @@ def grow_command(
     console.print(f"wrote {out}: train it with bvvtok train --init-from {out}")
 
 
-@app.command("eval")
+@app.command("eval", epilog=example("bvvtok eval artifacts/run-tiny artifacts/run-tiny-unfrozen --perplexity docs/examples/held-out.txt --results artifacts/eval.csv"))
 def eval_command(
     ctx: typer.Context,
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run, mixture or grown folders.")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run, mixture or grown folders.")],
     # the tasks: each option of a file is the task of that name in bvvtok/lm/evals/, the options after it its settings
     perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Held-out text (.txt, blank-line separated documents, or .jsonl): loss, perplexity, bits per character.")] = None,
     multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
@@ -337,8 +352,8 @@ def eval_command(
     # for every task
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N items of each file (documents, questions, pairs, ...).")] = None,
     device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
-    out: Annotated[Optional[list[Path]], typer.Option("-o", "--out", metavar="FILE", help="Also write the figures to FILE.csv or FILE.json. Repeatable.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace the --out files.")] = False,
+    results: Annotated[Optional[list[Path]], typer.Option("--results", "-o", metavar="FILE", help="Also write the table to FILE.csv or FILE.json. Repeatable.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --results files.")] = False,
 ) -> None:
     """Perplexity, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
     from bvvtok.lm.distributed import pick_device
@@ -346,7 +361,7 @@ def eval_command(
     from bvvtok.lm.evals.report import evaluate_runs, write_results
 
     tasks = requested_tasks({p.name: ctx.params[p.name] for p in ctx.command.params})  # in this table's order
-    for path in out or []:
+    for path in results or []:
         check_output_file(path, force, [*run_dirs, *(task.path for task in tasks)])
     chosen = pick_device(device)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
@@ -364,7 +379,7 @@ def eval_command(
     console.print(_eval_table(rows, [column for task in tasks for column in task.columns]))
     if perplexity and len({r["tokenizer_sha256"] for r in rows}) > 1:
         console.print("note: the runs have different tokenizers; compare bits per character (loss and perplexity are per token)")
-    for path in out or []:
+    for path in results or []:
         write_results(rows, path, force)
         console.print(f"wrote {path}")
 
@@ -377,10 +392,10 @@ def _eval_table(rows: list[dict], columns: list) -> Table:
     return table
 
 
-@app.command("compare")
+@app.command("compare", epilog=example("bvvtok compare artifacts/run-tiny artifacts/run-tiny-unfrozen --out artifacts/curves.png"))
 def compare_command(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders written by `bvvtok train`.")],
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders written by `bvvtok train`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
     """Validation curves of several runs (loss and bits per byte) in one picture, and a table of their final figures."""

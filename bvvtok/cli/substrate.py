@@ -7,31 +7,32 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperCommand
 
-from bvvtok.cli.app import app, console, err_console
+from bvvtok.cli.app import Command, app, console, err_console, example
 from bvvtok.errors import BvvtokError
 
 
-class _EmbedCommand(TyperCommand):
+class _EmbedCommand(Command):
     """`embed --help` lists the methods, and says what each method flag means to each method that takes it:
-    both come from the method modules (bvvtok.substrate.methods), imported for the help alone."""
+    both come from the method modules (bvvtok.substrate.methods), imported for the help alone (plain text, as
+    every help text: see bvvtok.cli.app._plain_help)."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:  # click's, as typer brings it (it may vendor its own)
         from bvvtok.substrate.methods import METHODS, flag_help
 
         for param in self.params:
             if param.name == "method":
-                param.help = "; ".join(f"{name}: {method.about}" for name, method in METHODS.items()) + "."
+                param.help = escape("; ".join(f"{name}: {method.about}" for name, method in METHODS.items()) + ".")
             elif param.param_type_name == "option" and (text := flag_help(param.opts[0][2:].replace("-", "_"))):
-                param.help = text
+                param.help = escape(text)
         super().format_help(ctx, formatter)
 
 
-@app.command("embed", cls=_EmbedCommand)
+@app.command("embed", cls=_EmbedCommand, epilog=example("bvvtok embed artifacts/vocab-65k --dim 256 --out artifacts/vocab-65k-256"))
 def embed_command(
     vocab_dir: Annotated[Path, typer.Argument(metavar="VOCAB_DIR", help="A tokenizer folder (with tokenizer.json).")],
     method: Annotated[str, typer.Option(metavar="NAME")] = "glyph",
@@ -45,7 +46,7 @@ def embed_command(
     seed: Annotated[Optional[int], typer.Option(metavar="S")] = None,
     as_float: Annotated[bool, typer.Option("--float")] = False,
     d_model: Annotated[Optional[int], typer.Option(metavar="N")] = None,
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: VOCAB_DIR itself.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output folder. Default: VOCAB_DIR itself.")] = None,
     dump_text: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the codes as text: id, token, bits per line (methods with codes).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a different substrate in --out.")] = False,
 ) -> None:
@@ -74,9 +75,9 @@ def embed_command(
     console.print(table)
 
 
-@app.command("fonts")
+@app.command("fonts", epilog=example("bvvtok fonts artifacts/vocab-65k"))
 def fonts_command(
-    vocab_dir: Annotated[Optional[Path], typer.Argument(metavar="[VOCAB_DIR]", help="Report coverage of this tokenizer's characters.")] = None,
+    vocab_dir: Annotated[Optional[Path], typer.Argument(metavar="VOCAB_DIR", help="Report coverage of this tokenizer's characters.")] = None,
     font: Annotated[Optional[list[Path]], typer.Option(metavar="PATH", help="Font file; repeat for a fallback chain.")] = None,
 ) -> None:
     """Show the font chain glyphs are drawn with, and how much of a vocabulary it covers."""
@@ -101,11 +102,11 @@ def fonts_command(
         console.print(f"{len(missing):,} characters of {vocab_dir} have no glyph in the chain" + (f": {shown}" if missing else ""))
 
 
-@app.command("show")
+@app.command("show", epilog=example("bvvtok show artifacts/vocab-65k A the 中 --out artifacts/glyphs.png"))
 def show_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
-    tokens: Annotated[list[str], typer.Argument(metavar="TOKEN...", help="Token texts, or #ID.")],
-    out: Annotated[Path, typer.Option("-o", "--out", metavar="FILE.png", help="Where to write the picture.")],
+    tokens: Annotated[list[str], typer.Argument(metavar="TOKEN", help="Token texts, or #ID.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="Where to write the picture.")],
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
     """Draw tokens' glyphs, augmented pictures, codes and nearest neighbours into a PNG."""
@@ -114,7 +115,7 @@ def show_command(
     console.print(f"wrote {show(substrate_dir, tokens, out, force)}")
 
 
-@app.command("verify")
+@app.command("verify", epilog=example("bvvtok verify artifacts/vocab-65k-256 --rebuild"))
 def verify_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Also rebuild the substrate from its manifest and compare, byte for byte.")] = False,
@@ -138,7 +139,7 @@ def verify_command(
         raise typer.Exit(code=1)
 
 
-@app.command("info")
+@app.command("info", epilog=example("bvvtok info artifacts/vocab-65k-256"))
 def info_command(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A vocabulary or substrate folder.")],
 ) -> None:
@@ -182,10 +183,10 @@ def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
     return table
 
 
-@app.command("plot-substrate")
+@app.command("plot-substrate", epilog=example("bvvtok plot-substrate artifacts/vocab-65k-256 --out artifacts/map.png"))
 def plot_substrate_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
-    out: Annotated[Path, typer.Option("-o", "--out", metavar="FILE.png", help="Where to write the map.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="Where to write the map.")],
     method: Annotated[str, typer.Option(metavar="NAME", help="pca (seconds) or tsne (scikit-learn's t-SNE, minutes).")] = "pca",
     sample: Annotated[int, typer.Option(metavar="N", help="Tokens drawn at random (placeholders excluded).")] = 4000,
     seed: Annotated[int, typer.Option(metavar="S", help="Seed of the sample and of t-SNE.")] = 0,

@@ -11,13 +11,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, err_console
+from bvvtok.cli.app import app, console, err_console, example
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
 from bvvtok.output import new_output
 
 
-@app.command("build-vocab")
+@app.command("build-vocab", epilog=example("bvvtok build-vocab --preset 65k --out artifacts/vocab-65k"))
 def build_vocab_command(
     preset: Annotated[str, typer.Option(metavar="NAME", help="65k (= bvv241-2-3) or 131k (= bvv241-max).")] = "65k",
     ngrams: Annotated[
@@ -35,7 +35,7 @@ def build_vocab_command(
         Optional[str],
         typer.Option(metavar="CODES", help="Comma-separated language codes to keep. Default: every language of the --ngrams files; offline, the 32 bvv241 languages wordfreq has."),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: artifacts/vocab-PRESET.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output folder. Default: artifacts/vocab-PRESET.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:
     """Build a Unicode + n-gram tokenizer folder, id-for-id compatible with the bvv241 recipe."""
@@ -68,10 +68,10 @@ def build_vocab_command(
     console.print(table)
 
 
-@app.command("ngrams")
+@app.command("ngrams", epilog=example("bvvtok ngrams --input en=corpus/en.txt --input zh=corpus/zh --out artifacts/ngrams.json"))
 def ngrams_command(
     input: Annotated[list[str], typer.Option("--input", metavar="LANG=PATH", help="LANG=PATH: a .txt/.jsonl/.gz file or a folder of them; repeatable.")],
-    out: Annotated[Path, typer.Option(metavar="FILE", help="Where to write the statistics (bvvtok JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Where to write the statistics (bvvtok JSON).")],
     rule: Annotated[str, typer.Option(metavar="NAME", help="default (every script) or bvv241 (the original regex and CJK rule).")] = "default",
     orders: Annotated[str, typer.Option(metavar="N,N,...", help="Comma-separated n-gram orders.")] = "2,3,4,5",
     top: Annotated[int, typer.Option(metavar="N", help="Grams kept per order and language.")] = 1000,
@@ -123,7 +123,7 @@ def _parse_orders(value: str) -> tuple[int, ...]:
     return orders
 
 
-@app.command("encode")
+@app.command("encode", epilog=example("bvvtok encode --vocab artifacts/vocab-65k \"hello the test, 你好世界\""))
 def encode_command(
     text: Annotated[str, typer.Argument(help="The text to encode.")],
     vocab: Annotated[Path, typer.Option(metavar="DIR", help="A tokenizer folder (with tokenizer.json).")] = Path("artifacts/vocab-65k"),
@@ -142,9 +142,9 @@ def encode_command(
         console.print(f"<unk>: {len(result.unknown)} character(s) not in the vocabulary: {listed}", highlight=False)
 
 
-@app.command("bench-tokenizer")
+@app.command("bench-tokenizer", epilog=example("bvvtok bench-tokenizer artifacts/vocab-65k artifacts/vocab-131k --text en=english.txt --csv artifacts/bench.csv"))
 def bench_tokenizer_command(
-    tokenizer_dirs: Annotated[list[Path], typer.Argument(metavar="TOKENIZER_DIR...", help="Folders with a tokenizer.json (bvvtok's or any other).")],
+    tokenizer_dirs: Annotated[list[Path], typer.Argument(metavar="TOKENIZER_DIR", help="Folders with a tokenizer.json (bvvtok's or any other).")],
     text: Annotated[list[str], typer.Option(metavar="LANG=FILE", help="Documents of one language: .txt (blank-line separated) or .jsonl. Repeatable.")],
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N documents of each file.")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE.csv", help="Write the table (the published benchmark's layout).")] = None,
