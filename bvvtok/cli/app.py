@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from bvvtok import __version__
@@ -80,6 +81,20 @@ class Command(_Help, TyperCommand):
 def example(command_line: str) -> str:
     """A command's epilog: one example of it, shown at the end of its --help."""
     return f"Example:\n{command_line}"
+
+
+def data_table(*headers: str, keys: int = 1, **kwargs: Any) -> Table:
+    """A table that reads at any terminal width: its first `keys` columns name the row (a run, a tokenizer, a check)
+    and are never wrapped or cut; the others wrap, and fold a word too long for them rather than cut it."""
+    made = Table(*headers, **kwargs)
+    for i, column in enumerate(made.columns):
+        column.no_wrap, column.overflow = i < keys, "fold"
+    return made
+
+
+def summary(title: str) -> Table:
+    """A two-column table of what a command made: a label, then its value."""
+    return data_table("", "", title=title, show_header=False, title_justify="left")
 
 
 class _Group(_Help, TyperGroup):

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, err_console, example
+from bvvtok.cli.app import app, console, data_table, err_console, example, summary
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
 from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
@@ -191,7 +191,7 @@ def _run_start(event: dict) -> str:
 def _run_end(result, seconds: float) -> Table:
     rows = result.rows
     val = [r.val_loss for r in rows if r.val_loss is not None]
-    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    table = summary(str(result.out))
     table.add_row("steps", f"{rows[-1].step:,}" if rows else "0")
     table.add_row("train loss", f"{rows[-1].train_loss:.4f}" if rows else "-")
     table.add_row("validation loss", f"{val[-1]:.4f} (first {val[0]:.4f})" if val else "-")
@@ -386,7 +386,7 @@ def eval_command(
 
 def _eval_table(rows: list[dict], columns: list) -> Table:
     """A row per run, a column per figure the tasks show."""
-    table = Table("run", *[c.title for c in columns])
+    table = data_table("run", *[c.title for c in columns])
     for r in rows:
         table.add_row(r["run"], *["-" if r.get(c.key) is None else c.text(r[c.key], r) for c in columns])
     return table
@@ -402,9 +402,8 @@ def compare_command(
     from bvvtok.lm.plots import compare_runs
 
     summaries = compare_runs(runs, out, force)
-    table = Table("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
-    table.columns[0].no_wrap = table.columns[1].no_wrap = True  # the run's name identifies the row: never cut
+    table = data_table("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", keys=2, box=box.SIMPLE_HEAD,
+                        pad_edge=False)  # fmt: skip
     for s in summaries:
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         table.add_row(s.name, "frozen" if s.frozen else f"unfrozen ({s.init})", f"{s.steps_done:,}/{s.steps_planned:,}",

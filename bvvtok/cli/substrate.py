@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import Command, app, console, err_console, example
+from bvvtok.cli.app import Command, app, console, data_table, err_console, example, summary
 from bvvtok.errors import BvvtokError
 
 
@@ -68,7 +68,7 @@ def embed_command(
 
         result = embed(vocab_dir, method, out, force, dump_text, progress, **options)
     section = result.manifest["substrate"]
-    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    table = summary(str(result.out))
     for label, text in get_method(section["method"]).report(section):
         table.add_row(label, text)
     table.add_row("time", f"{time.perf_counter() - started:.1f} s")
@@ -91,8 +91,7 @@ def fonts_command(
     if vocab_dir is not None:
         texts = token_texts(load_tokenizer(vocab_dir)).texts
         counts, missing = coverage((ch for t in texts for ch in t), chain)
-    table = Table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
-    table.columns[1].overflow = "fold"  # the whole path, wrapped: it says which file is used
+    table = data_table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
     for i, f in enumerate(chain):
         info = f.describe()
         table.add_row(str(i), str(f.path), info.get("version", "unknown"), info["sha256"][:16], *((f"{counts.get(i, 0):,}",) if vocab_dir else ()))
@@ -130,8 +129,7 @@ def verify_command(
     if as_json:
         print(to_json(results))
     else:
-        table = Table("check", "result", "detail", title=str(substrate_dir), title_justify="left")
-        table.columns[2].overflow = "fold"
+        table = data_table("check", "result", "detail", title=str(substrate_dir), title_justify="left")
         for r in results:
             table.add_row(r.name, Text("pass", style="green") if r.ok else Text("FAIL", style="bold red"), r.detail)
         console.print(table)
@@ -169,7 +167,7 @@ def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
     """The summary; `problems`: how the files differ from the manifest (the table flags it, the caller lists them)."""
     from bvvtok.substrate.methods import get_method
 
-    table = Table(title=str(folder), show_header=False, title_justify="left")
+    table = summary(str(folder))
     vocab, sub = manifest.get("vocab"), manifest.get("substrate")
     if vocab:
         table.add_row("vocabulary", f"{vocab['preset']} ({vocab['alias']}), {vocab['vocab_size']:,} ids, {len(vocab['languages'])} languages")

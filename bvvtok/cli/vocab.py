@@ -8,10 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, err_console, example
+from bvvtok.cli.app import app, console, data_table, err_console, example, summary
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
 from bvvtok.output import new_output
@@ -53,7 +52,7 @@ def build_vocab_command(
         manifest = save_vocab(build, out, force)
     elapsed = time.perf_counter() - started
     info = manifest["vocab"]
-    table = Table(title=f"{out}", show_header=False, title_justify="left")
+    table = summary(str(out))
     table.add_row("preset", f"{chosen.name} ({chosen.alias}), {chosen.vocab_size:,} ids")
     table.add_row("statistics", source)
     table.add_row("languages", f"{len(info['languages'])}: {', '.join(info['languages'])}")
@@ -92,7 +91,7 @@ def ngrams_command(
         task = progress.add_task("count", total=total)
         stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n))
     save_stats(stats, out, force)
-    table = Table("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
+    table = data_table("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
     for e in stats.languages:
         table.add_row(e.lang, f"{e.chars:,}", *(" ".join(g for g, _ in e.top_ngrams[n][:5]) for n in order_list))
     console.print(table)
@@ -132,7 +131,7 @@ def encode_command(
     from bvvtok.vocab.encode import encode
 
     result = encode(vocab, text)
-    table = Table("#", "id", "token", "text", title=f"{len(result.ids)} tokens, {len(text)} characters", title_justify="left")
+    table = data_table("#", "id", "token", "text", title=f"{len(result.ids)} tokens, {len(text)} characters", title_justify="left")
     for i, (token_id, token, piece) in enumerate(zip(result.ids, result.tokens, result.pieces)):
         table.add_row(str(i), str(token_id), repr(token), repr(piece))
     console.print(table)
@@ -169,7 +168,7 @@ def bench_tokenizer_command(
             check_output_file(path, force, [*tokenizer_dirs, *texts.values()])
     with console.status(Text(f"tokenizing {len(texts)} text(s) with {len(tokenizer_dirs)} tokenizer(s)")):
         cells = bench_tokenizers(tokenizer_dirs, texts, limit)
-    table = Table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %")
+    table = data_table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %", keys=2)
     for c in cells:
         table.add_row(c.tokenizer, c.lang, f"{c.documents:,}", f"{c.chars_per_token_mean:.3f}", f"{c.chars_per_token_std:.3f}",
                       f"{100 * c.unknown_rate:.2f}", f"{100 * c.lossless:.1f}")  # fmt: skip
