@@ -213,6 +213,13 @@ def test_encode_shows_ids(tiny_vocab_dir):
     assert "<unk>:" not in result.stdout
 
 
+def test_encode_counts_in_words_that_agree(tiny_vocab_dir):
+    """`1 token, 1 character`, never `1 characters` (bvvtok.difference.plural; issue 20, item 11)."""
+    result = invoke("encode", "--vocab", tiny_vocab_dir, "a")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].strip() == "1 token, 1 character"
+
+
 def test_encode_reports_unknown_characters(tiny_vocab_dir):
     result = invoke("encode", "--vocab", tiny_vocab_dir, "a\U0001F600b\U0001F600")
     assert result.exit_code == 0, result.output

@@ -17,9 +17,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bvvtok.cli.app import app, console, data_table, err_console, example, summary
+from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file
 from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
+from bvvtok.lm.metrics import Row, mean_tokens_per_s
 from bvvtok.vocab.layout import EOS, PAD
 
 Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
@@ -51,7 +53,7 @@ def prepare_command(
     took = (f"tokenized in {data.tokenized_s:.1f} s, {tokens / data.tokenized_s:,.0f} tokens/s" if data.tokenized_s
             else "already there (the same tokenizer and corpus)")  # fmt: skip
     console.print(f"{data.folder}: {info['train_tokens']:,} train + {info['val_tokens']:,} validation tokens ({info['dtype']}), "
-                  f"{info['documents']:,} documents; {took}")  # fmt: skip
+                  f"{plural(info['documents'], 'document')}; {took}")  # fmt: skip
 
 
 def _with_config_flags(command: Callable[..., None]) -> Callable[..., None]:
@@ -139,10 +141,12 @@ def train_command(
         TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"), TimeRemainingColumn(),
     )  # fmt: skip
     show = os.environ.get("RANK", "0") == "0"
-    with _byte_bar("tokenizing") as data_bar, Progress(*columns, console=err_console, disable=not show) as bar:
+    # transient: gone at the end, where the summary says the same (its tokens/s: the mean the line showed last)
+    with _byte_bar("tokenizing") as data_bar, Progress(*columns, console=err_console, disable=not show, transient=True) as bar:
         data_task = data_bar.add_task("tokenizing", total=None)
         task = bar.add_task("train", total=run_config.train.steps, loss="-", speed="-", visible=False)
         info: dict = {}
+        rows: list[Row] = []
 
         def on_event(kind: str, event: dict) -> None:
             if kind == "start":
@@ -152,7 +156,8 @@ def train_command(
                 bar.update(task, completed=event["start_step"], visible=True)
             elif kind == "step":
                 row = event["row"]
-                bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{row.tokens_per_s:,.0f}")
+                rows.append(row)
+                bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{mean_tokens_per_s(rows):,.0f}")
                 if row.val_loss is not None:
                     bits = f", {row.val_bpb:.4f} bits per byte" if row.val_bpb is not None else ""
                     bar.console.print(f"step {row.step:,}: train loss {row.train_loss:.4f}, validation loss {row.val_loss:.4f}{bits}")
@@ -167,19 +172,20 @@ def train_command(
 def _run_start(event: dict) -> str:
     raw, p = event["raw"], event["parameters"]
     models = raw["members"] if "members" in raw else [raw["model"]]
-    shapes = "; ".join(f"d_model {m['d_model']}, {m['n_layer']} layers, {m['n_head']} heads, context {m['context']}"
+    shapes = "; ".join(f"d_model {m['d_model']}, {plural(m['n_layer'], 'layer')}, {plural(m['n_head'], 'head')}, context {m['context']}"
                        + "".join(f", {k} {v}" for k, v in changed_options(m).items()) for m in models)  # fmt: skip
     kind = "frozen" if event["frozen"] else "trainable"
+    processes = plural(event["world_size"], "process", "processes")
     what = f"mixture of {len(models)} ({shapes})" if "members" in raw else shapes
     lines = [
         f"model: {what}, {kind} {event['substrate']['n_embed']}-dim {event['substrate']['method']} substrate "
         f"(scale {models[0]['d_model'] // event['substrate']['n_embed']}); {p['total']:,} parameters, {p['trainable']:,} trainable",
         f"data: {event['data']['train_tokens']:,} train + {event['data']['val_tokens']:,} held-out tokens "
-        f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {event['world_size']} process(es)",
+        f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {processes}",
     ]
     for name, needed in event["memory"].items():
         chosen = " (this run)" if name == event["strategy"] else ""
-        lines.append(f"memory with --strategy {name} on {event['world_size']} process(es){chosen}: about {needed.describe()}, "
+        lines.append(f"memory with --strategy {name} on {processes}{chosen}: about {needed.describe()}, "
                      f"batch {event['config'].train.batch_size} (an estimate)")
     if "init_from" in raw:
         lines.append(f"from {raw['init_from']['folder']}, training {', '.join(raw['trainable'])}")
@@ -198,8 +204,8 @@ def _run_end(result, seconds: float) -> Table:
     bits = [r.val_bpb for r in rows if r.val_bpb is not None]
     table.add_row("bits per byte", f"{bits[-1]:.4f} of validation text (comparable across tokenizers)" if bits else "-")
     table.add_row("unigram entropy", f"{result.unigram_entropy:.4f} nats/token (the loss of a model without context)")
-    speeds = [r.tokens_per_s for r in rows[1:]] or [r.tokens_per_s for r in rows]
-    table.add_row("tokens/s", f"{sum(speeds) / len(speeds):,.0f} (mean over steps)" if speeds else "-")
+    speed = mean_tokens_per_s(rows)
+    table.add_row("tokens/s", "-" if speed is None else f"{speed:,.0f} (mean over steps)")
     table.add_row("parameters", f"{result.parameters['total']:,} ({result.parameters['trainable']:,} trainable)")
     table.add_row("time", f"{seconds:.0f} s")
     return table
@@ -244,7 +250,7 @@ def generate_command(
     unknown = list(dict.fromkeys(ch for e in encoded for ch in e.unknown))
     if unknown:
         listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in unknown)
-        err_console.print(f"warning: {len(unknown)} character(s) not in the vocabulary become <unk>: {escape(listed)}", highlight=False)
+        err_console.print(f"warning: {plural(len(unknown), 'character')} not in the vocabulary become <unk>: {escape(listed)}", highlight=False)
     stop_ids = frozenset(i for i in (tokenizer.token_to_id(EOS),) if i is not None)
     outputs: list[list[int]] = [[] for _ in texts]
     shown = [""] * len(texts)

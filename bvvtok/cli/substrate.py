@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bvvtok.cli.app import Command, app, console, data_table, err_console, example, summary
+from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 
 
@@ -98,7 +99,7 @@ def fonts_command(
     console.print(table)
     if vocab_dir is not None:
         shown = " ".join(f"U+{ord(c):04X}" for c in missing[:12])
-        console.print(f"{len(missing):,} characters of {vocab_dir} have no glyph in the chain" + (f": {shown}" if missing else ""))
+        console.print(f"no glyph in the chain for {plural(len(missing), 'character')} of {vocab_dir}" + (f": {shown}" if missing else ""))
 
 
 @app.command("show", epilog=example("bvvtok show artifacts/vocab-65k A the 中 --out artifacts/glyphs.png"))
@@ -170,7 +171,7 @@ def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
     table = summary(str(folder))
     vocab, sub = manifest.get("vocab"), manifest.get("substrate")
     if vocab:
-        table.add_row("vocabulary", f"{vocab['preset']} ({vocab['alias']}), {vocab['vocab_size']:,} ids, {len(vocab['languages'])} languages")
+        table.add_row("vocabulary", f"{vocab['preset']} ({vocab['alias']}), {vocab['vocab_size']:,} ids, {plural(len(vocab['languages']), 'language')}")
     if sub:
         table.add_row("substrate", get_method(sub["method"]).summary(sub))
         table.add_row("shape", f"[{sub['tokens']:,}, {sub['n_embed']}]" + (f", scale {sub['scale']} to d_model {sub['d_model']}" if sub.get("d_model") else ""))
@@ -194,8 +195,8 @@ def plot_substrate_command(
     from bvvtok.substrate.plot_map import check_plot_out, map_substrate, plot_map
 
     check_plot_out(out, force, [substrate_dir])
-    with console.status(Text(f"projecting {sample:,} tokens with {method}")):
+    with console.status(Text(f"projecting {plural(sample, 'token')} with {method}")):
         m = map_substrate(substrate_dir, method, sample, seed)
-    plot_map(m, out, f"{substrate_dir.name}: {len(m.ids):,} tokens, {method}", force)
+    plot_map(m, out, f"{substrate_dir.name}: {plural(len(m.ids), 'token')}, {method}", force)
     counts = ", ".join(f"{name} {m.scripts.count(name):,}" for name in dict.fromkeys(m.scripts))
     console.print(f"wrote {out} ({counts})")

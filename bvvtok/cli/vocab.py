@@ -11,6 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.text import Text
 
 from bvvtok.cli.app import app, console, data_table, err_console, example, summary
+from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
 from bvvtok.output import new_output
@@ -131,14 +132,14 @@ def encode_command(
     from bvvtok.vocab.encode import encode
 
     result = encode(vocab, text)
-    table = data_table("#", "id", "token", "text", title=f"{len(result.ids)} tokens, {len(text)} characters", title_justify="left")
+    table = data_table("#", "id", "token", "text", title=f"{plural(len(result.ids), 'token')}, {plural(len(text), 'character')}", title_justify="left")
     for i, (token_id, token, piece) in enumerate(zip(result.ids, result.tokens, result.pieces)):
         table.add_row(str(i), str(token_id), repr(token), repr(piece))
     console.print(table)
     console.print(f"ids: {result.ids}", highlight=False, soft_wrap=True)
     if result.unknown:
         listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in result.unknown)
-        console.print(f"<unk>: {len(result.unknown)} character(s) not in the vocabulary: {listed}", highlight=False)
+        console.print(f"<unk>: {plural(len(result.unknown), 'character')} not in the vocabulary: {listed}", highlight=False)
 
 
 @app.command("bench-tokenizer", epilog=example("bvvtok bench-tokenizer artifacts/vocab-65k artifacts/vocab-131k --text en=english.txt --csv artifacts/bench.csv"))
@@ -166,7 +167,7 @@ def bench_tokenizer_command(
     for path in (csv_out, heatmap):
         if path is not None:
             check_output_file(path, force, [*tokenizer_dirs, *texts.values()])
-    with console.status(Text(f"tokenizing {len(texts)} text(s) with {len(tokenizer_dirs)} tokenizer(s)")):
+    with console.status(Text(f"tokenizing {plural(len(texts), 'text')} with {plural(len(tokenizer_dirs), 'tokenizer')}")):
         cells = bench_tokenizers(tokenizer_dirs, texts, limit)
     table = data_table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %", keys=2)
     for c in cells:
