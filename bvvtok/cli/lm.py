@@ -19,7 +19,6 @@ from rich.text import Text
 from bvvtok.cli.app import app, console, data_table, err_console, example, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
-from bvvtok.files import check_output_file
 from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
 from bvvtok.lm.metrics import Row, mean_tokens_per_s
 from bvvtok.vocab.layout import EOS, PAD
@@ -364,11 +363,11 @@ def eval_command(
     """Perplexity, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
     from bvvtok.lm.distributed import pick_device
     from bvvtok.lm.evals import requested_tasks
-    from bvvtok.lm.evals.report import evaluate_runs, write_results
+    from bvvtok.lm.evals.report import check_results_path, evaluate_runs, write_results
 
     tasks = requested_tasks({p.name: ctx.params[p.name] for p in ctx.command.params})  # in this table's order
     for path in results or []:
-        check_output_file(path, force, [*run_dirs, *(task.path for task in tasks)])
+        check_results_path(path, force, [*run_dirs, *(task.path for task in tasks)])
     chosen = pick_device(device)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
