@@ -58,9 +58,9 @@ def evaluate_runs(runs: Sequence[Path], tasks: Sequence[Task], limit: int | None
 
 def check_results_path(path: Path, force: bool = False, inputs: Sequence[Path] = ()) -> None:
     """Refuse a results file `write_results` would refuse: called before the evaluations, not after them."""
+    check_output_file(path, force, inputs)
     if path.suffix not in (".csv", ".json"):
         raise BvvtokError(f"{path}: results are written as .csv or .json; choose one of those suffixes")
-    check_output_file(path, force, inputs)
 
 
 def write_results(rows: list[dict[str, Any]], path: Path, force: bool = False) -> None:
