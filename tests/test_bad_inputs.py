@@ -175,7 +175,7 @@ CASES = [
     Case("combine-over-a-member", "combine R R2 --out R2 --force", ("is the input",), world),
     Case("ngrams-over-its-corpus", "ngrams --input en=D/c.txt --out D/c.txt --force", ("is the input",), world),
     Case("compare-into-a-run", "compare R R2 -o R/curves.png", ("is inside the input",), world),
-    Case("eval-over-its-text", "eval R --perplexity D/c.txt -o D/c.txt --force", ("is the input",), world),
+    Case("eval-over-its-text", "eval R --perplexity D/c.txt --results D/c.txt --force", ("is the input",), world),
     Case("bench-tokenizer-over-its-text", "bench-tokenizer S --text en=D/c.txt --csv D/c.txt --force", ("is the input",), world),
     Case("plot-substrate-into-its-substrate", "plot-substrate S -o S/map.png", ("is inside the input",), world),
     Case("import-into-its-export", "import R --out R/run", ("is inside the input",), world),
@@ -229,4 +229,67 @@ def test_bad_input(case: Case, request: pytest.FixtureRequest, tmp_path: Path, m
 
 def test_case_ids_are_unique() -> None:
     ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+# Refused before the work, not after it (issue 20, item 7): each case names an output that must be refused and the
+# function that does the command's work; that function is replaced by one that fails the test if it is ever called.
+# The places are `world`'s (S, D, R, R2, F, stats.txt); x.png and r.csv exist there too.
+class Early(NamedTuple):
+    id: str
+    argv: str
+    fragments: tuple[str, ...]
+    work: str  # module:attribute
+
+
+EARLY = [
+    Early("build-vocab-over-a-bvvtok-folder", "build-vocab --ngrams stats.txt --out S", ("is a bvvtok folder",), "bvvtok.vocab.build:build_vocab"),
+    Early("ngrams-over-a-file", "ngrams --input en=D/c.txt --out stats.txt", ("exists; pass --force",), "bvvtok.vocab.corpus_stats:count_corpus"),
+    Early("bench-tokenizer-csv-over-a-file", "bench-tokenizer S --text en=D/c.txt --csv stats.txt", ("exists; pass --force",),
+          "bvvtok.vocab.tokenizer_bench:bench_tokenizers"),
+    Early("embed-over-a-user-folder", "embed W/vocab --method bits --bits 16 --out F", ("did not write",), "bvvtok.substrate.methods.bits:Bits.build"),
+    Early("embed-dump-text-over-a-file", "embed W/vocab --method bits --bits 16 --out E --dump-text stats.txt", ("exists; pass --force",),
+          "bvvtok.substrate.methods.bits:Bits.build"),
+    Early("show-over-a-png", "show S a --out x.png", ("exists; pass --force",), "bvvtok.substrate.show:substrate_rows"),
+    Early("plot-substrate-over-a-png", "plot-substrate S --out x.png", ("exists; pass --force",), "bvvtok.substrate.plot_map:map_substrate"),
+    Early("prepare-over-a-user-folder", "prepare --substrate S --corpus D --out F", ("did not write",), "bvvtok.lm.data:_describe"),
+    Early("train-over-a-run", "train --substrate S --corpus D/c.txt --out R", ("is a run folder",), "bvvtok.lm.train:load_substrate"),
+    Early("export-over-a-bvvtok-folder", "export R --out R2", ("is a bvvtok folder",), "bvvtok.lm.export:load_model"),
+    Early("import-over-a-bvvtok-folder", "import R --out R2", ("is a bvvtok folder",), "bvvtok.lm.import_hf:model_config"),
+    Early("combine-over-a-bvvtok-folder", "combine R R2 --out S", ("is a bvvtok folder",), "bvvtok.lm.combine:_mixture"),
+    Early("grow-over-a-bvvtok-folder", "grow R --add-layers 1 --out S", ("is a bvvtok folder",), "bvvtok.lm.grow:_grown"),
+    Early("eval-results-over-a-file", "eval R --perplexity D/c.txt --results r.csv", ("exists; pass --force",),
+          "bvvtok.lm.evals.report:evaluate_runs"),
+    Early("eval-results-not-csv-or-json", "eval R --perplexity D/c.txt --results r.txt", ("as .csv or .json",),
+          "bvvtok.lm.evals.report:evaluate_runs"),
+    Early("compare-over-a-png", "compare R R2 --out x.png", ("exists; pass --force",), "bvvtok.lm.plots:read_metrics"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", EARLY, ids=[c.id for c in EARLY])
+def test_an_output_is_refused_before_the_work(case: Early, request: pytest.FixtureRequest, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BVVTOK_CACHE_DIR", str(tmp_path.parent / f"{tmp_path.name}-cache"))
+    world(tmp_path, Places(request, tmp_path))
+    for name in ("x.png", "r.csv"):
+        (tmp_path / name).write_bytes(b"mine")
+    module, _, attribute = case.work.partition(":")
+    owner, _, name = attribute.rpartition(".")
+    target = importlib.import_module(module)
+    target = getattr(target, owner) if owner else target
+
+    def work(*args, **kwargs):
+        raise AssertionError(f"{case.work} ran before the output was refused")
+
+    monkeypatch.setattr(target, name, work)
+    before = snapshot(tmp_path, times=True)
+    assert_user_error(invoke(*shlex.split(case.argv)), *case.fragments)
+    assert snapshot(tmp_path, times=True) == before, "the command wrote into {tmp}"
+
+
+def test_early_ids_are_unique() -> None:
+    ids = [c.id for c in EARLY]
     assert len(ids) == len(set(ids))

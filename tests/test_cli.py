@@ -1,5 +1,7 @@
 import gzip
 import json
+import re
+import shlex
 
 import pytest
 import typer
@@ -30,6 +32,81 @@ def test_every_command_has_help(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0, result.output
     assert "--help" in result.stdout
+
+
+def help_page(*command: str) -> str:
+    """The rendered --help, wide enough that no line of it wraps."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"}, prog_name="bvvtok")
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def params(command: str) -> list:
+    """The command's parameters, its --help included."""
+    click_command = typer.main.get_command(app).commands[command]
+    ctx = click_command.make_context(command, ["--help"], resilient_parsing=True)
+    return click_command.get_params(ctx)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_keeps_bracketed_words(command):
+    """A help text's `[model]` is a word, not Rich markup that vanishes (issue 20, item 9)."""
+    page = help_page(command)
+    click_command = typer.main.get_command(app).commands[command]
+    texts = [click_command.help, click_command.epilog, *(p.help for p in params(command))]
+    words = [w for text in texts if text for w in re.findall(r"\[[\w/ -]+\]", text.replace("\\[", "["))]
+    missing = [w for w in words if w not in page]
+    assert not missing, f"{command} --help lost {missing}"
+
+
+PYTHON_TYPE = re.compile(r"<(bool|str|int|float|path|list\[\w+\])>", re.I)
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_shows_metavars_not_python_types(command):
+    """Flags show no metavar, arguments and options a user-facing one (DIR, FILE.png, N), never `<list[Path]>`."""
+    page = help_page(*filter(None, [command]))
+    assert not PYTHON_TYPE.search(page), PYTHON_TYPE.search(page)
+    if command:
+        untyped = [p.name for p in params(command) if not getattr(p, "is_flag", False) and not p.metavar and p.name != "text"]
+        assert not untyped, f"{command}: give {untyped} a metavar"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_usage_line_reads_like_click(command):
+    """`Usage: bvvtok embed [OPTIONS] VOCAB_DIR`: optional arguments in brackets, several with ..., no braces."""
+    usage = next(line.strip() for line in help_page(command).splitlines() if "Usage:" in line)
+    assert re.fullmatch(rf"Usage: bvvtok {command} \[OPTIONS\]( [A-Z_]+(\.\.\.)?| \[[A-Z_]+(\.\.\.)?\])*", usage), usage
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_output_path_is_out_or_o(command):
+    """Where a command writes is `--out`, or `-o` for short, on every command that has one."""
+    outs = [p for p in params(command) if p.name == "out" or "-o" in p.opts]
+    for param in outs:
+        assert sorted(param.opts) == ["--out", "-o"] or param.name == "results", (command, param.opts)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_shows_an_example_that_parses(command):
+    """Each --help ends with `Example:` and a command line of that command whose flags exist and which parses."""
+    click_command = typer.main.get_command(app).commands[command]
+    lines = [line for line in (click_command.epilog or "").splitlines() if line.startswith(f"bvvtok {command} ")]
+    assert len(lines) == 1, f"{command} has no example line `bvvtok {command} ...` in its epilog"
+    assert lines[0] in help_page(command)
+    args = shlex.split(lines[0])[2:]
+    flags = {opt for p in params(command) for opt in (*p.opts, *p.secondary_opts)}
+    unknown = [a for a in args if a.startswith("-") and a not in flags]
+    assert not unknown, f"the example of {command} uses {unknown}, which it does not have"
+    click_command.make_context(command, args)  # raises on a missing argument or a bad value
+
+
+def test_train_help_shows_the_presets_defaults():
+    page = help_page("train")
+    assert "Default (by --preset): tiny 256, paper 1,024, paper-grow 4,096." in page  # --d-model
+    assert "Default (by --preset): tiny 800, paper 100,000, paper-grow 100,000." in page  # --steps
 
 
 def test_top_level_help():
@@ -134,6 +211,13 @@ def test_encode_shows_ids(tiny_vocab_dir):
     assert result.exit_code == 0, result.output
     assert f"ids: {expected}" in result.stdout
     assert "<unk>:" not in result.stdout
+
+
+def test_encode_counts_in_words_that_agree(tiny_vocab_dir):
+    """`1 token, 1 character`, never `1 characters` (bvvtok.difference.plural; issue 20, item 11)."""
+    result = invoke("encode", "--vocab", tiny_vocab_dir, "a")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].strip() == "1 token, 1 character"
 
 
 def test_encode_reports_unknown_characters(tiny_vocab_dir):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import statistics
 
 import pytest
@@ -165,3 +166,22 @@ def test_cli_bad_input(char_run, tmp_path, args, fragment):
     files["empty"].write_text("")
     files["text"].write_text("the cat", encoding="utf-8")
     assert_user_error(invoke("eval", char_run, *[a.format(**files) for a in args]), fragment)
+
+
+def test_the_table_never_cuts_a_run_name_at_80_columns(char_run, tmp_path):
+    """Two runs whose names share a prefix stay told apart in a narrow terminal (issue 20, item 10)."""
+    from typer.testing import CliRunner
+
+    from bvvtok.cli import app
+
+    runs = [shutil.copytree(char_run, tmp_path / name) for name in ("run-tiny", "run-tiny-unfrozen")]
+    text = tmp_path / "held-out.txt"
+    text.write_text("the cat saw the dog 3.\n\nthe dog ran.\n", encoding="utf-8")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in LAYOUTS), encoding="utf-8")
+    args = ["eval", *runs, "--perplexity", text, "--multiple-choice", questions, "--runs", "2", "--device", "cpu"]
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    assert any("run-tiny " in line for line in lines) and any("run-tiny-unfrozen" in line for line in lines), result.stdout

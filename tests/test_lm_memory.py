@@ -68,8 +68,8 @@ def test_paper_grow_takes_a_step_at_one_block(wide_substrate, tmp_path, monkeypa
                     "--steps", "1", "--eval-windows", "1", "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())
-    assert "d_model 4096, 1 layers, 32 heads, context 64" in out and "scale 4" in out
-    assert "memory with --strategy ddp on 1 process(es) (this run): about" in out and "GiB per process" in out
+    assert "d_model 4096, 1 layer, 32 heads, context 64" in out and "scale 4" in out
+    assert "memory with --strategy ddp on 1 process (this run): about" in out and "GiB per process" in out
 
 
 def test_paper_grow_whole_is_refused_where_it_cannot_fit(wide_substrate, tmp_path, monkeypatch):

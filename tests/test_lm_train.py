@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from safetensors.numpy import load_file
 
 from bvvtok.errors import BvvtokError
 from bvvtok.lm.config import resolve_config
-from bvvtok.lm.metrics import read_metrics
+from bvvtok.lm.metrics import mean_tokens_per_s, read_metrics
 from bvvtok.lm.train import train
 
 SMALL = dict(d_model=32, n_layer=2, n_head=4, context=32)
@@ -142,6 +143,19 @@ def test_cli_train_prints_losses_and_the_unigram_entropy(char_substrate, corpus,
     assert result.exit_code == 0, result.output
     assert "unigram entropy" in result.stdout and "validation loss" in result.stdout
     assert "frozen 16-dim bits substrate (scale 2)" in result.stdout
+    assert "2 layers, 4 heads" in result.stdout  # and "1 layer": tests/test_lm_memory.py
+
+
+def test_cli_train_leaves_no_progress_line_and_one_speed(char_substrate, corpus, tmp_path):
+    """The progress line goes at the end; the summary's tokens/s is the mean the line showed (issue 20, item 11)."""
+    result = invoke("train", "--substrate", char_substrate, "--corpus", corpus, "--out", tmp_path / "run", "--device", "cpu",
+                    *[f"--{k.replace('_', '-')}={v}" for k, v in {**SMALL, **FAST, "steps": 6}.items()])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "tok/s" not in result.output and "step 6/6" not in result.output
+    shown = re.search(r"tokens/s\W+([\d,]+) \(mean over steps\)", result.stdout)
+    assert shown, result.stdout
+    speed = mean_tokens_per_s(read_metrics(tmp_path / "run" / "metrics.csv"))  # rounded to 6 digits there
+    assert abs(int(shown[1].replace(",", "")) - speed) <= 1
 
 
 def test_prepare_then_train_from_the_prepared_folder(char_substrate, corpus, tmp_path):

@@ -600,7 +600,7 @@ def test_fonts_command_with_a_vocabulary(source, chain):
     assert per_font[0] == len(distinct) - 1 - (1 if len(chain) > 1 else 0)
     rows = [line for line in result.stdout.splitlines() if UNIFONT_SHA256[:16] in line]
     assert len(rows) == 1 and f" {per_font[0]:,} " in rows[0]
-    assert f"1 characters of {source} have no glyph in the chain: U+FFFE" in out
+    assert f"no glyph in the chain for 1 character of {source}: U+FFFE" in out
 
 
 def test_fonts_command_without_a_vocabulary():

@@ -13,4 +13,4 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    app(prog_name="bvvtok")  # also as `python -m bvvtok`: the help names the command a user types

@@ -8,12 +8,13 @@ and exit code 2 (typer.Exit, so it works with whichever click typer brings).
 from __future__ import annotations
 
 import errno
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError
@@ -28,7 +29,75 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-class _Group(TyperGroup):
+class _Argument(TyperArgument):
+    """An argument as click's usage line writes it: NAME, NAME... when it takes several, [NAME] when optional; its
+    name is its metavar, so no type beside it."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return (self.metavar or (self.name or "").upper()) + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> None:
+        return None
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        return [self.display_name_raw if self.required else f"[{self.display_name_raw}]"]
+
+
+class _Option(TyperOption):
+    """An option shown by its metavar; a flag takes no value, so none."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.is_flag else super().display_type_rich(ctx)
+
+
+def _plain_help(params: list[Any]) -> None:
+    """Help texts are plain text ("[model] and [train] tables" are words, not Rich markup), and parameters shown
+    as `_Argument` and `_Option` say."""
+    for param in params:
+        param.help = param.help and escape(param.help)
+        param.__class__ = _Argument if isinstance(param, TyperArgument) else _Option
+
+
+class _Help:
+    """What every bvvtok command's and the group's help shares: see `_plain_help`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help, self.epilog = (text and escape(text) for text in (self.help, self.epilog))  # type: ignore[attr-defined]
+        _plain_help(self.params)  # type: ignore[attr-defined]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and not isinstance(option, _Option):
+            _plain_help([option])
+        return option
+
+
+class Command(_Help, TyperCommand):
+    """A bvvtok command (every `app.command` is one): the help of `_Help`."""
+
+
+def example(command_line: str) -> str:
+    """A command's epilog: one example of it, shown at the end of its --help."""
+    return f"Example:\n{command_line}"
+
+
+def data_table(*headers: str, keys: int = 1, **kwargs: Any) -> Table:
+    """A table that reads at any terminal width: its first `keys` columns name the row (a run, a tokenizer, a check)
+    and are never wrapped or cut; the others wrap, and fold a word too long for them rather than cut it."""
+    made = Table(*headers, **kwargs)
+    for i, column in enumerate(made.columns):
+        column.no_wrap, column.overflow = i < keys, "fold"
+    return made
+
+
+def summary(title: str) -> Table:
+    """A two-column table of what a command made: a label, then its value."""
+    return data_table("", "", title=title, show_header=False, title_justify="left")
+
+
+class _Group(_Help, TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
@@ -40,7 +109,13 @@ class _Group(TyperGroup):
             raise _fail(f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
 
 
-app = typer.Typer(
+class _App(typer.Typer):
+    def command(self, *args: Any, cls: type[TyperCommand] = Command, **kwargs: Any) -> Any:
+        """A command whose help is `Command`'s unless it says otherwise (a subclass of it)."""
+        return super().command(*args, cls=cls, **kwargs)
+
+
+app = _App(
     cls=_Group,
     help="Frozen embedding substrates: bvv241-compatible Unicode + n-gram tokenizers, their frozen embeddings, "
     "and language models trained, sampled, combined, grown, exported and evaluated on top of them.",

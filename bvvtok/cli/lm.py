@@ -16,10 +16,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, err_console
+from bvvtok.cli.app import app, console, data_table, err_console, example, summary
+from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
-from bvvtok.files import check_output_file
-from bvvtok.lm.config import changed_options, model_flag_fields
+from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
+from bvvtok.lm.metrics import Row, mean_tokens_per_s
 from bvvtok.vocab.layout import EOS, PAD
 
 Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
@@ -30,11 +31,11 @@ def _byte_bar(description: str) -> Progress:
     return Progress(*columns, console=err_console, transient=True)
 
 
-@app.command("prepare")
+@app.command("prepare", epilog=example("bvvtok prepare --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/tokens"))
 def prepare_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="The substrate (or any tokenizer) folder whose tokenizer to use.")],
     corpus: Repeat = None,
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
     val_fraction: Annotated[float, typer.Option(metavar="F", help="Share of the text held out for validation (by content hash).")] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:
@@ -51,12 +52,13 @@ def prepare_command(
     took = (f"tokenized in {data.tokenized_s:.1f} s, {tokens / data.tokenized_s:,.0f} tokens/s" if data.tokenized_s
             else "already there (the same tokenizer and corpus)")  # fmt: skip
     console.print(f"{data.folder}: {info['train_tokens']:,} train + {info['val_tokens']:,} validation tokens ({info['dtype']}), "
-                  f"{info['documents']:,} documents; {took}")  # fmt: skip
+                  f"{plural(info['documents'], 'document')}; {took}")  # fmt: skip
 
 
-def _with_model_flags(command: Callable[..., None]) -> Callable[..., None]:
+def _with_config_flags(command: Callable[..., None]) -> Callable[..., None]:
     """`command` with a flag for each ModelConfig field that has a help text (bvvtok.lm.config.model_flag_fields), placed
-    before --unfrozen and passed as keyword arguments: a field added to ModelConfig is a flag with no line here."""
+    before --unfrozen and passed as keyword arguments: a field added to ModelConfig is a flag with no line here. Every
+    flag of a model or train field shows its default: the presets' values (bvvtok.lm.config.PRESETS)."""
     signature = inspect.signature(command, eval_str=True)
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = [p.replace(kind=keyword) for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
@@ -66,15 +68,29 @@ def _with_model_flags(command: Callable[..., None]) -> Callable[..., None]:
         for name, kind, metavar, help in model_flag_fields()
     ]  # fmt: skip
     at = [p.name for p in params].index("unfrozen")
-    command.__signature__ = signature.replace(parameters=[*params[:at], *flags, *params[at:]])  # type: ignore
+    params = [*params[:at], *flags, *params[at:]]
+    presets = preset_values()
+    for param in params:
+        option = param.annotation.__metadata__[0] if param.name in presets else None
+        if option is not None and "Default:" not in (option.help or ""):
+            option.help = f"{option.help} {_preset_default(presets[param.name])}"
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore
     return command
 
 
-@app.command("train")
-@_with_model_flags
+def _preset_default(values: dict[str, Any]) -> str:
+    """`Default (by --preset): tiny 256, paper 1,024, paper-grow 4,096.`, or the one value every preset has."""
+    shown = {name: f"{v:g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v) for name, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"Default: {next(iter(shown.values()))}."
+    return "Default (by --preset): " + ", ".join(f"{name} {v}" for name, v in shown.items()) + "."
+
+
+@app.command("train", epilog=example("bvvtok train --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/run-tiny --preset tiny"))
+@_with_config_flags
 def train_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
-    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="The run folder to write.")],
     corpus: Repeat = None,
     preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores), paper (the published 1024 x 16 model) or paper-grow (the growth experiment's 4096-wide model). Default: tiny.")] = None,
     config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A TOML file: preset, [model] and [train] tables (see docs/train.md).")] = None,
@@ -101,7 +117,7 @@ def train_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Start from a run, grown run or mixture (its architecture and weights).")] = None,
     train_only: Annotated[Optional[list[str]], typer.Option(metavar="PATTERN", help="With --init-from: train only parameters whose names match (fnmatch, e.g. 'members.*.head.*'). Repeatable.")] = None,
-    **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_model_flags)
+    **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_config_flags)
 ) -> None:
     """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
     from bvvtok.lm.config import resolve_config
@@ -124,10 +140,12 @@ def train_command(
         TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"), TimeRemainingColumn(),
     )  # fmt: skip
     show = os.environ.get("RANK", "0") == "0"
-    with _byte_bar("tokenizing") as data_bar, Progress(*columns, console=err_console, disable=not show) as bar:
+    # transient: gone at the end, where the summary says the same (its tokens/s: the mean the line showed last)
+    with _byte_bar("tokenizing") as data_bar, Progress(*columns, console=err_console, disable=not show, transient=True) as bar:
         data_task = data_bar.add_task("tokenizing", total=None)
         task = bar.add_task("train", total=run_config.train.steps, loss="-", speed="-", visible=False)
         info: dict = {}
+        rows: list[Row] = []
 
         def on_event(kind: str, event: dict) -> None:
             if kind == "start":
@@ -137,8 +155,9 @@ def train_command(
                 bar.update(task, completed=event["start_step"], visible=True)
             elif kind == "step":
                 row = event["row"]
+                rows.append(row)
                 if row.train_loss is not None:
-                    bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{row.tokens_per_s:,.0f}")
+                    bar.update(task, completed=row.step, loss=f"{row.train_loss:.3f}", speed=f"{mean_tokens_per_s(rows):,.0f}")
                 if row.val_loss is not None:
                     train_loss = "before training" if row.train_loss is None else f"train loss {row.train_loss:.4f}"
                     bits = f", {row.val_bpb:.4f} bits per byte" if row.val_bpb is not None else ""
@@ -148,25 +167,26 @@ def train_command(
                        lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
                        strategy, activation_checkpointing)  # fmt: skip
     if show:
-        console.print(_run_end(result, time.perf_counter() - started))
+        console.print(_run_end(result, out, time.perf_counter() - started))
 
 
 def _run_start(event: dict) -> str:
     raw, p = event["raw"], event["parameters"]
     models = raw["members"] if "members" in raw else [raw["model"]]
-    shapes = "; ".join(f"d_model {m['d_model']}, {m['n_layer']} layers, {m['n_head']} heads, context {m['context']}"
+    shapes = "; ".join(f"d_model {m['d_model']}, {plural(m['n_layer'], 'layer')}, {plural(m['n_head'], 'head')}, context {m['context']}"
                        + "".join(f", {k} {v}" for k, v in changed_options(m).items()) for m in models)  # fmt: skip
     kind = "frozen" if event["frozen"] else "trainable"
+    processes = plural(event["world_size"], "process", "processes")
     what = f"mixture of {len(models)} ({shapes})" if "members" in raw else shapes
     lines = [
         f"model: {what}, {kind} {event['substrate']['n_embed']}-dim {event['substrate']['method']} substrate "
         f"(scale {models[0]['d_model'] // event['substrate']['n_embed']}); {p['total']:,} parameters, {p['trainable']:,} trainable",
         f"data: {event['data']['train_tokens']:,} train + {event['data']['val_tokens']:,} held-out tokens "
-        f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {event['world_size']} process(es)",
+        f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {processes}",
     ]
     for name, needed in event["memory"].items():
         chosen = " (this run)" if name == event["strategy"] else ""
-        lines.append(f"memory with --strategy {name} on {event['world_size']} process(es){chosen}: about {needed.describe()}, "
+        lines.append(f"memory with --strategy {name} on {processes}{chosen}: about {needed.describe()}, "
                      f"batch {event['config'].train.batch_size} (an estimate)")
     if "init_from" in raw:
         lines.append(f"from {raw['init_from']['folder']}, training {', '.join(raw['trainable'])}")
@@ -175,11 +195,11 @@ def _run_start(event: dict) -> str:
     return "\n".join(lines)
 
 
-def _run_end(result, seconds: float) -> Table:
+def _run_end(result, out: Path, seconds: float) -> Table:
     rows = result.rows
     val = [r for r in rows if r.val_loss is not None]
     trained = [r for r in rows if r.train_loss is not None]
-    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    table = summary(str(out))  # the folder as the user named it
     table.add_row("steps", f"{rows[-1].step:,}" if rows else "0")
     table.add_row("train loss", f"{trained[-1].train_loss:.4f}" if trained else "-")
     first = f" (step {val[0].step:,}: {val[0].val_loss:.4f})" if len(val) > 1 else ""
@@ -187,14 +207,14 @@ def _run_end(result, seconds: float) -> Table:
     bits = [r.val_bpb for r in rows if r.val_bpb is not None]
     table.add_row("bits per byte", f"{bits[-1]:.4f} of validation text (comparable across tokenizers)" if bits else "-")
     table.add_row("unigram entropy", f"{result.unigram_entropy:.4f} nats/token (the loss of a model without context)")
-    speeds = [r.tokens_per_s for r in trained[1:]] or [r.tokens_per_s for r in trained]
-    table.add_row("tokens/s", f"{sum(speeds) / len(speeds):,.0f} (mean over steps)" if speeds else "-")
+    speed = mean_tokens_per_s(rows)
+    table.add_row("tokens/s", "-" if speed is None else f"{speed:,.0f} (mean over steps)")
     table.add_row("parameters", f"{result.parameters['total']:,} ({result.parameters['trainable']:,} trainable)")
     table.add_row("time", f"{seconds:.0f} s")
     return table
 
 
-@app.command("generate")
+@app.command("generate", epilog=example("bvvtok generate artifacts/run-tiny --prompt \"The meaning of life is\" --max-new-tokens 60 --top-k 40"))
 def generate_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
     prompt: Annotated[Optional[str], typer.Option(metavar="TEXT", help="The text to continue.")] = None,
@@ -233,7 +253,7 @@ def generate_command(
     unknown = list(dict.fromkeys(ch for e in encoded for ch in e.unknown))
     if unknown:
         listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in unknown)
-        err_console.print(f"warning: {len(unknown)} character(s) not in the vocabulary become <unk>: {escape(listed)}", highlight=False)
+        err_console.print(f"warning: {plural(len(unknown), 'character')} not in the vocabulary become <unk>: {escape(listed)}", highlight=False)
     stop_ids = frozenset(i for i in (tokenizer.token_to_id(EOS),) if i is not None)
     outputs: list[list[int]] = [[] for _ in texts]
     shown = [""] * len(texts)
@@ -254,10 +274,10 @@ def generate_command(
             console.out(text + continuation + "\n", highlight=False)  # a blank line between samples
 
 
-@app.command("export")
+@app.command("export", epilog=example("bvvtok export artifacts/run-tiny --out artifacts/run-tiny-hf"))
 def export_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run, grown run or mixture folder.")],
-    out: Annotated[Path, typer.Option(metavar="DIR", help="The folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The folder to write.")],
     format: Annotated[str, typer.Option(metavar="NAME", help="hf: transformers' own GPT-NeoX, no custom code (a mixture: hf-remote); hf-remote: bvvtok's layout and code (trust_remote_code).")] = "hf",
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if bvvtok wrote it.")] = False,
 ) -> None:
@@ -270,10 +290,10 @@ def export_command(
     console.print(f"wrote {out} ({written}: {how})")
 
 
-@app.command("import")
+@app.command("import", epilog=example("bvvtok import artifacts/run-tiny-hf --out artifacts/run-tiny-again"))
 def import_command(
     hf_dir: Annotated[Path, typer.Argument(metavar="HF_DIR", help="A folder `bvvtok export` wrote (format hf).")],
-    out: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="The run folder to write.")],
     force: Annotated[bool, typer.Option("--force", help="Replace RUN_DIR if bvvtok wrote it.")] = False,
 ) -> None:
     """Make a run folder of an exported model again, its substrate proven (generate, eval, combine, grow, train --init-from)."""
@@ -284,10 +304,10 @@ def import_command(
     console.print(f"wrote {out}")
 
 
-@app.command("combine")
+@app.command("combine", epilog=example("bvvtok combine artifacts/run-tiny artifacts/run-tiny-unfrozen --out artifacts/mix"))
 def combine_command(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Two or more runs on the same substrate and tokenizer.")],
-    out: Annotated[Path, typer.Option(metavar="DIR", help="The mixture folder to write.")],
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Two or more runs on the same substrate and tokenizer.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The mixture folder to write.")],
     weights: Annotated[Optional[str], typer.Option(metavar="W1,W2,...", help="One weight per run (normalised to sum 1). Default: equal.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
 ) -> None:
@@ -305,11 +325,11 @@ def combine_command(
     console.print(f"wrote {out}: a mixture of {len(runs)} runs")
 
 
-@app.command("grow")
+@app.command("grow", epilog=example("bvvtok grow artifacts/run-tiny --add-layers 2 --out artifacts/run-tiny-grown"))
 def grow_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `bvvtok train`.")],
     add_layers: Annotated[int, typer.Option(metavar="N", help="Blocks to stack on top (they start as the identity).")],
-    out: Annotated[Path, typer.Option(metavar="DIR", help="The grown model's folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="The grown model's folder.")],
     seed: Annotated[int, typer.Option(metavar="S", help="Seed of the new blocks' weights.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
 ) -> None:
@@ -321,10 +341,10 @@ def grow_command(
     console.print(f"wrote {out}: train it with bvvtok train --init-from {out}")
 
 
-@app.command("eval")
+@app.command("eval", epilog=example("bvvtok eval artifacts/run-tiny artifacts/run-tiny-unfrozen --perplexity docs/examples/held-out.txt --results artifacts/eval.csv"))
 def eval_command(
     ctx: typer.Context,
-    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run, mixture or grown folders.")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run, mixture or grown folders.")],
     # the tasks: each option of a file is the task of that name in bvvtok/lm/evals/, the options after it its settings
     perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Held-out text (.txt, blank-line separated documents, or .jsonl): loss, perplexity, bits per character.")] = None,
     multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
@@ -341,17 +361,17 @@ def eval_command(
     # for every task
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N items of each file (documents, questions, pairs, ...).")] = None,
     device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",
-    out: Annotated[Optional[list[Path]], typer.Option("-o", "--out", metavar="FILE", help="Also write the figures to FILE.csv or FILE.json. Repeatable.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace the --out files.")] = False,
+    results: Annotated[Optional[list[Path]], typer.Option("--results", "-o", metavar="FILE", help="Also write the table to FILE.csv or FILE.json. Repeatable.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --results files.")] = False,
 ) -> None:
     """Perplexity, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
     from bvvtok.lm.distributed import pick_device
     from bvvtok.lm.evals import requested_tasks
-    from bvvtok.lm.evals.report import evaluate_runs, write_results
+    from bvvtok.lm.evals.report import check_results_path, evaluate_runs, write_results
 
     tasks = requested_tasks({p.name: ctx.params[p.name] for p in ctx.command.params})  # in this table's order
-    for path in out or []:
-        check_output_file(path, force, [*run_dirs, *(task.path for task in tasks)])
+    for path in results or []:
+        check_results_path(path, force, [*run_dirs, *(task.path for task in tasks)])
     chosen = pick_device(device)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
@@ -368,32 +388,31 @@ def eval_command(
     console.print(_eval_table(rows, [column for task in tasks for column in task.columns]))
     if perplexity and len({r["tokenizer_sha256"] for r in rows}) > 1:
         console.print("note: the runs have different tokenizers; compare bits per character (loss and perplexity are per token)")
-    for path in out or []:
+    for path in results or []:
         write_results(rows, path, force)
         console.print(f"wrote {path}")
 
 
 def _eval_table(rows: list[dict], columns: list) -> Table:
     """A row per run, a column per figure the tasks show."""
-    table = Table("run", *[c.title for c in columns])
+    table = data_table("run", *[c.title for c in columns])
     for r in rows:
         table.add_row(r["run"], *["-" if r.get(c.key) is None else c.text(r[c.key], r) for c in columns])
     return table
 
 
-@app.command("compare")
+@app.command("compare", epilog=example("bvvtok compare artifacts/run-tiny artifacts/run-tiny-unfrozen --out artifacts/curves.png"))
 def compare_command(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders written by `bvvtok train`.")],
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run folders written by `bvvtok train`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
     """Validation curves of several runs (loss and bits per byte) in one picture, and a table of their final figures."""
     from bvvtok.lm.plots import compare_runs
 
     summaries = compare_runs(runs, out, force)
-    table = Table("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
-    table.columns[0].no_wrap = table.columns[1].no_wrap = True  # the run's name identifies the row: never cut
+    table = data_table("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", keys=2, box=box.SIMPLE_HEAD,
+                        pad_edge=False)  # fmt: skip
     for s in summaries:
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         table.add_row(s.name, "frozen" if s.frozen else f"unfrozen ({s.init})", f"{s.steps_done:,}/{s.steps_planned:,}",

@@ -7,31 +7,33 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperCommand
 
-from bvvtok.cli.app import app, console, err_console
+from bvvtok.cli.app import Command, app, console, data_table, err_console, example, summary
+from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 
 
-class _EmbedCommand(TyperCommand):
+class _EmbedCommand(Command):
     """`embed --help` lists the methods, and says what each method flag means to each method that takes it:
-    both come from the method modules (bvvtok.substrate.methods), imported for the help alone."""
+    both come from the method modules (bvvtok.substrate.methods), imported for the help alone (plain text, as
+    every help text: see bvvtok.cli.app._plain_help)."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:  # click's, as typer brings it (it may vendor its own)
         from bvvtok.substrate.methods import METHODS, flag_help
 
         for param in self.params:
             if param.name == "method":
-                param.help = "; ".join(f"{name}: {method.about}" for name, method in METHODS.items()) + "."
+                param.help = escape("; ".join(f"{name}: {method.about}" for name, method in METHODS.items()) + ".")
             elif param.param_type_name == "option" and (text := flag_help(param.opts[0][2:].replace("-", "_"))):
-                param.help = text
+                param.help = escape(text)
         super().format_help(ctx, formatter)
 
 
-@app.command("embed", cls=_EmbedCommand)
+@app.command("embed", cls=_EmbedCommand, epilog=example("bvvtok embed artifacts/vocab-65k --dim 256 --out artifacts/vocab-65k-256"))
 def embed_command(
     vocab_dir: Annotated[Path, typer.Argument(metavar="VOCAB_DIR", help="A tokenizer folder (with tokenizer.json).")],
     method: Annotated[str, typer.Option(metavar="NAME")] = "glyph",
@@ -45,7 +47,7 @@ def embed_command(
     seed: Annotated[Optional[int], typer.Option(metavar="S")] = None,
     as_float: Annotated[bool, typer.Option("--float")] = False,
     d_model: Annotated[Optional[int], typer.Option(metavar="N")] = None,
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: VOCAB_DIR itself.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output folder. Default: VOCAB_DIR itself.")] = None,
     dump_text: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the codes as text: id, token, bits per line (methods with codes).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a different substrate in --out.")] = False,
 ) -> None:
@@ -67,16 +69,16 @@ def embed_command(
 
         result = embed(vocab_dir, method, out, force, dump_text, progress, **options)
     section = result.manifest["substrate"]
-    table = Table(title=str(result.out), show_header=False, title_justify="left")
+    table = summary(str(out or vocab_dir))  # the folder as the user named it
     for label, text in get_method(section["method"]).report(section):
         table.add_row(label, text)
     table.add_row("time", f"{time.perf_counter() - started:.1f} s")
     console.print(table)
 
 
-@app.command("fonts")
+@app.command("fonts", epilog=example("bvvtok fonts artifacts/vocab-65k"))
 def fonts_command(
-    vocab_dir: Annotated[Optional[Path], typer.Argument(metavar="[VOCAB_DIR]", help="Report coverage of this tokenizer's characters.")] = None,
+    vocab_dir: Annotated[Optional[Path], typer.Argument(metavar="VOCAB_DIR", help="Report coverage of this tokenizer's characters.")] = None,
     font: Annotated[Optional[list[Path]], typer.Option(metavar="PATH", help="Font file; repeat for a fallback chain.")] = None,
 ) -> None:
     """Show the font chain glyphs are drawn with, and how much of a vocabulary it covers."""
@@ -90,22 +92,21 @@ def fonts_command(
     if vocab_dir is not None:
         texts = token_texts(load_tokenizer(vocab_dir)).texts
         counts, missing = coverage((ch for t in texts for ch in t), chain)
-    table = Table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
-    table.columns[1].overflow = "fold"  # the whole path, wrapped: it says which file is used
+    table = data_table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
     for i, f in enumerate(chain):
         info = f.describe()
         table.add_row(str(i), str(f.path), info.get("version", "unknown"), info["sha256"][:16], *((f"{counts.get(i, 0):,}",) if vocab_dir else ()))
     console.print(table)
     if vocab_dir is not None:
         shown = " ".join(f"U+{ord(c):04X}" for c in missing[:12])
-        console.print(f"{len(missing):,} characters of {vocab_dir} have no glyph in the chain" + (f": {shown}" if missing else ""))
+        console.print(f"no glyph in the chain for {plural(len(missing), 'character')} of {vocab_dir}" + (f": {shown}" if missing else ""))
 
 
-@app.command("show")
+@app.command("show", epilog=example("bvvtok show artifacts/vocab-65k A the 中 --out artifacts/glyphs.png"))
 def show_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
-    tokens: Annotated[list[str], typer.Argument(metavar="TOKEN...", help="Token texts, or #ID.")],
-    out: Annotated[Path, typer.Option("-o", "--out", metavar="FILE.png", help="Where to write the picture.")],
+    tokens: Annotated[list[str], typer.Argument(metavar="TOKEN", help="Token texts, or #ID.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="Where to write the picture.")],
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
     """Draw tokens' glyphs, augmented pictures, codes and nearest neighbours into a PNG."""
@@ -114,7 +115,7 @@ def show_command(
     console.print(f"wrote {show(substrate_dir, tokens, out, force)}")
 
 
-@app.command("verify")
+@app.command("verify", epilog=example("bvvtok verify artifacts/vocab-65k-256 --rebuild"))
 def verify_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Also rebuild the substrate from its manifest and compare, byte for byte.")] = False,
@@ -129,8 +130,7 @@ def verify_command(
     if as_json:
         print(to_json(results))
     else:
-        table = Table("check", "result", "detail", title=str(substrate_dir), title_justify="left")
-        table.columns[2].overflow = "fold"
+        table = data_table("check", "result", "detail", title=str(substrate_dir), title_justify="left")
         for r in results:
             table.add_row(r.name, Text("pass", style="green") if r.ok else Text("FAIL", style="bold red"), r.detail)
         console.print(table)
@@ -138,7 +138,7 @@ def verify_command(
         raise typer.Exit(code=1)
 
 
-@app.command("info")
+@app.command("info", epilog=example("bvvtok info artifacts/vocab-65k-256"))
 def info_command(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A vocabulary or substrate folder.")],
 ) -> None:
@@ -168,10 +168,10 @@ def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
     """The summary; `problems`: how the files differ from the manifest (the table flags it, the caller lists them)."""
     from bvvtok.substrate.methods import get_method
 
-    table = Table(title=str(folder), show_header=False, title_justify="left")
+    table = summary(str(folder))
     vocab, sub = manifest.get("vocab"), manifest.get("substrate")
     if vocab:
-        table.add_row("vocabulary", f"{vocab['preset']} ({vocab['alias']}), {vocab['vocab_size']:,} ids, {len(vocab['languages'])} languages")
+        table.add_row("vocabulary", f"{vocab['preset']} ({vocab['alias']}), {vocab['vocab_size']:,} ids, {plural(len(vocab['languages']), 'language')}")
     if sub:
         table.add_row("substrate", get_method(sub["method"]).summary(sub))
         table.add_row("shape", f"[{sub['tokens']:,}, {sub['n_embed']}]" + (f", scale {sub['scale']} to d_model {sub['d_model']}" if sub.get("d_model") else ""))
@@ -182,10 +182,10 @@ def _info_table(folder: Path, manifest: dict, problems: list[str]) -> Table:
     return table
 
 
-@app.command("plot-substrate")
+@app.command("plot-substrate", epilog=example("bvvtok plot-substrate artifacts/vocab-65k-256 --out artifacts/map.png"))
 def plot_substrate_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
-    out: Annotated[Path, typer.Option("-o", "--out", metavar="FILE.png", help="Where to write the map.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="Where to write the map.")],
     method: Annotated[str, typer.Option(metavar="NAME", help="pca (seconds) or tsne (scikit-learn's t-SNE, minutes).")] = "pca",
     sample: Annotated[int, typer.Option(metavar="N", help="Tokens drawn at random (placeholders excluded).")] = 4000,
     seed: Annotated[int, typer.Option(metavar="S", help="Seed of the sample and of t-SNE.")] = 0,
@@ -195,8 +195,8 @@ def plot_substrate_command(
     from bvvtok.substrate.plot_map import check_plot_out, map_substrate, plot_map
 
     check_plot_out(out, force, [substrate_dir])
-    with console.status(Text(f"projecting {sample:,} tokens with {method}")):
+    with console.status(Text(f"projecting {plural(sample, 'token')} with {method}")):
         m = map_substrate(substrate_dir, method, sample, seed)
-    plot_map(m, out, f"{substrate_dir.name}: {len(m.ids):,} tokens, {method}", force)
+    plot_map(m, out, f"{substrate_dir.name}: {plural(len(m.ids), 'token')}, {method}", force)
     counts = ", ".join(f"{name} {m.scripts.count(name):,}" for name in dict.fromkeys(m.scripts))
     console.print(f"wrote {out} ({counts})")

@@ -8,16 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, err_console
+from bvvtok.cli.app import app, console, data_table, err_console, example, summary
+from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
 from bvvtok.output import new_output
 
 
-@app.command("build-vocab")
+@app.command("build-vocab", epilog=example("bvvtok build-vocab --preset 65k --out artifacts/vocab-65k"))
 def build_vocab_command(
     preset: Annotated[str, typer.Option(metavar="NAME", help="65k (= bvv241-2-3) or 131k (= bvv241-max).")] = "65k",
     ngrams: Annotated[
@@ -35,7 +35,7 @@ def build_vocab_command(
         Optional[str],
         typer.Option(metavar="CODES", help="Comma-separated language codes to keep. Default: every language of the --ngrams files; offline, the 32 bvv241 languages wordfreq has."),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder. Default: artifacts/vocab-PRESET.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output folder. Default: artifacts/vocab-PRESET.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
 ) -> None:
     """Build a Unicode + n-gram tokenizer folder, id-for-id compatible with the bvv241 recipe."""
@@ -53,7 +53,7 @@ def build_vocab_command(
         manifest = save_vocab(build, out, force)
     elapsed = time.perf_counter() - started
     info = manifest["vocab"]
-    table = Table(title=f"{out}", show_header=False, title_justify="left")
+    table = summary(str(out))
     table.add_row("preset", f"{chosen.name} ({chosen.alias}), {chosen.vocab_size:,} ids")
     table.add_row("statistics", source)
     table.add_row("languages", f"{len(info['languages'])}: {', '.join(info['languages'])}")
@@ -68,10 +68,10 @@ def build_vocab_command(
     console.print(table)
 
 
-@app.command("ngrams")
+@app.command("ngrams", epilog=example("bvvtok ngrams --input en=corpus/en.txt --input zh=corpus/zh --out artifacts/ngrams.json"))
 def ngrams_command(
     input: Annotated[list[str], typer.Option("--input", metavar="LANG=PATH", help="LANG=PATH: a .txt/.jsonl/.gz file or a folder of them; repeatable.")],
-    out: Annotated[Path, typer.Option(metavar="FILE", help="Where to write the statistics (bvvtok JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Where to write the statistics (bvvtok JSON).")],
     rule: Annotated[str, typer.Option(metavar="NAME", help="default (every script) or bvv241 (the original regex and CJK rule).")] = "default",
     orders: Annotated[str, typer.Option(metavar="N,N,...", help="Comma-separated n-gram orders.")] = "2,3,4,5",
     top: Annotated[int, typer.Option(metavar="N", help="Grams kept per order and language.")] = 1000,
@@ -92,7 +92,7 @@ def ngrams_command(
         task = progress.add_task("count", total=total)
         stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n))
     save_stats(stats, out, force)
-    table = Table("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
+    table = data_table("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
     for e in stats.languages:
         table.add_row(e.lang, f"{e.chars:,}", *(" ".join(g for g, _ in e.top_ngrams[n][:5]) for n in order_list))
     console.print(table)
@@ -123,7 +123,7 @@ def _parse_orders(value: str) -> tuple[int, ...]:
     return orders
 
 
-@app.command("encode")
+@app.command("encode", epilog=example("bvvtok encode --vocab artifacts/vocab-65k \"hello the test, 你好世界\""))
 def encode_command(
     text: Annotated[str, typer.Argument(help="The text to encode.")],
     vocab: Annotated[Path, typer.Option(metavar="DIR", help="A tokenizer folder (with tokenizer.json).")] = Path("artifacts/vocab-65k"),
@@ -132,19 +132,19 @@ def encode_command(
     from bvvtok.vocab.encode import encode
 
     result = encode(vocab, text)
-    table = Table("#", "id", "token", "text", title=f"{len(result.ids)} tokens, {len(text)} characters", title_justify="left")
+    table = data_table("#", "id", "token", "text", title=f"{plural(len(result.ids), 'token')}, {plural(len(text), 'character')}", title_justify="left")
     for i, (token_id, token, piece) in enumerate(zip(result.ids, result.tokens, result.pieces)):
         table.add_row(str(i), str(token_id), repr(token), repr(piece))
     console.print(table)
     console.print(f"ids: {result.ids}", highlight=False, soft_wrap=True)
     if result.unknown:
         listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in result.unknown)
-        console.print(f"<unk>: {len(result.unknown)} character(s) not in the vocabulary: {listed}", highlight=False)
+        console.print(f"<unk>: {plural(len(result.unknown), 'character')} not in the vocabulary: {listed}", highlight=False)
 
 
-@app.command("bench-tokenizer")
+@app.command("bench-tokenizer", epilog=example("bvvtok bench-tokenizer artifacts/vocab-65k artifacts/vocab-131k --text en=english.txt --csv artifacts/bench.csv"))
 def bench_tokenizer_command(
-    tokenizer_dirs: Annotated[list[Path], typer.Argument(metavar="TOKENIZER_DIR...", help="Folders with a tokenizer.json (bvvtok's or any other).")],
+    tokenizer_dirs: Annotated[list[Path], typer.Argument(metavar="TOKENIZER_DIR", help="Folders with a tokenizer.json (bvvtok's or any other).")],
     text: Annotated[list[str], typer.Option(metavar="LANG=FILE", help="Documents of one language: .txt (blank-line separated) or .jsonl. Repeatable.")],
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N documents of each file.")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE.csv", help="Write the table (the published benchmark's layout).")] = None,
@@ -167,9 +167,9 @@ def bench_tokenizer_command(
     for path in (csv_out, heatmap):
         if path is not None:
             check_output_file(path, force, [*tokenizer_dirs, *texts.values()])
-    with console.status(Text(f"tokenizing {len(texts)} text(s) with {len(tokenizer_dirs)} tokenizer(s)")):
+    with console.status(Text(f"tokenizing {plural(len(texts), 'text')} with {plural(len(tokenizer_dirs), 'tokenizer')}")):
         cells = bench_tokenizers(tokenizer_dirs, texts, limit)
-    table = Table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %")
+    table = data_table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %", keys=2)
     for c in cells:
         table.add_row(c.tokenizer, c.lang, f"{c.documents:,}", f"{c.chars_per_token_mean:.3f}", f"{c.chars_per_token_std:.3f}",
                       f"{100 * c.unknown_rate:.2f}", f"{100 * c.lossless:.1f}")  # fmt: skip

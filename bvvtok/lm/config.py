@@ -44,7 +44,7 @@ class ModelConfig:
     n_head: int = flag(8, "Attention heads.")
     context: int = flag(256, "Context length in tokens.")
     frozen: bool = True  # the embedding is the substrate, a buffer; False (--unfrozen): it trains too
-    init: str = flag("substrate", "With --unfrozen: start the embedding from the substrate (default) or random.",
+    init: str = flag("substrate", "With --unfrozen: start the embedding from the substrate or random.",
                      choices=("substrate", "random"), metavar="FROM")  # fmt: skip
     # options: parts of the model chosen by name (bvvtok/lm/model.py's NORMS and MLPS), the first the papers' model
     norm: str = flag("layernorm", "The norms: layernorm (with biases) or rmsnorm.",
@@ -125,6 +125,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "eval_every": 1000, "eval_windows": 128},
     },  # fmt: skip
 }
+
+
+def preset_values() -> dict[str, dict[str, Any]]:
+    """Each model and train field's value under each preset, by field then preset (what `train --help` shows)."""
+    values: dict[str, dict[str, Any]] = {}
+    for name in PRESETS:
+        config = resolve_config(name, None, {}, {})
+        for field_name, value in {**dataclasses.asdict(config.model), **dataclasses.asdict(config.train)}.items():
+            values.setdefault(field_name, {})[name] = value
+    return values
 
 
 @dataclass

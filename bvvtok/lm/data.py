@@ -29,7 +29,7 @@ from bvvtok import __version__
 from bvvtok.errors import BvvtokError
 from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_temps
 from bvvtok.manifest import read_manifest, write_manifest
-from bvvtok.output import atomic_folder, claim
+from bvvtok.output import atomic_folder, check_replace, check_target, claim
 from bvvtok.vocab.corpus import corpus_files, iter_texts
 from bvvtok.vocab.layout import EOS
 from bvvtok.vocab.tokenizer_files import load_tokenizer
@@ -108,10 +108,13 @@ def prepare_tokens(
         raise BvvtokError(f"val_fraction must be between 0 and 0.5 (got {val_fraction}); e.g. 0.01")
     tokenizer_dir = Path(tokenizer_dir)
     files = _files(corpus)
+    inputs = [tokenizer_dir, *(path for path, _ in files)]
+    if out is not None and not is_token_folder(Path(out)):  # refused before the corpus is hashed, not after
+        check_target(Path(out), inputs)
+        check_replace(Path(out), force)
     described, tokenizer_sha = _describe(files), _tokenizer_sha(tokenizer_dir)
     key = _key(tokenizer_sha, described, val_fraction)
     folder = Path(out) if out is not None else cache_dir() / "tokens" / key[:32]
-    inputs = [tokenizer_dir, *(path for path, _ in files)]
     with claim(folder, inputs, wait=out is None):  # the cache: wait for a process preparing the same tokens
         if out is None:
             remove(stale_temps(folder.parent))  # other keys' temporaries, of processes that died

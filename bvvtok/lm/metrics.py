@@ -32,6 +32,14 @@ class Row:
     val_bpb: float | None = None  # validation bits per byte of text (bvvtok.lm.text_bytes)
 
 
+def mean_tokens_per_s(rows: Sequence[Row]) -> float | None:
+    """A run's speed: the mean over its steps, the first left out (it carries the start: allocation, compilation),
+    as train's progress line and its summary both show it."""
+    trained = [r.tokens_per_s for r in rows if r.tokens_per_s is not None]  # step 0 trains nothing
+    speeds = trained[1:] or trained
+    return sum(speeds) / len(speeds) if speeds else None
+
+
 def write_metrics(path: Path, rows: Sequence[Row]) -> None:
     """Replace `path` with `rows` (atomic: readers see the old file or the new one)."""
     with atomic_file(Path(path), force=True) as tmp:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from bvvtok.errors import BvvtokError
-from bvvtok.files import atomic_file, sha256_file
+from bvvtok.files import atomic_file, check_output_file, sha256_file
 from bvvtok.lm.evals import TASKS, Start, Task, flag
 from bvvtok.lm.run_folder import load_model
 
@@ -56,10 +56,16 @@ def evaluate_runs(runs: Sequence[Path], tasks: Sequence[Task], limit: int | None
     return rows
 
 
-def write_results(rows: list[dict[str, Any]], path: Path, force: bool = False) -> None:
-    """`.json`: the rows as a list; `.csv`: one line per run, columns in first-seen order."""
+def check_results_path(path: Path, force: bool = False, inputs: Sequence[Path] = ()) -> None:
+    """Refuse a results file `write_results` would refuse: called before the evaluations, not after them."""
+    check_output_file(path, force, inputs)
     if path.suffix not in (".csv", ".json"):
         raise BvvtokError(f"{path}: results are written as .csv or .json; choose one of those suffixes")
+
+
+def write_results(rows: list[dict[str, Any]], path: Path, force: bool = False) -> None:
+    """`.json`: the rows as a list; `.csv`: one line per run, columns in first-seen order."""
+    check_results_path(path, force)
     with atomic_file(path, force) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         if path.suffix == ".json":
             f.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")

@@ -130,10 +130,10 @@ class Glyph(Method):
             ("substrate", f"glyph, recipe {section['recipe']}, {size}, PCA to {section['dim']:,}"),
             ("tokens", f"{section['tokens']:,}{byte_level}"),
             ("fonts", _font_names(section)),
-            ("blank glyphs", f"{section['blank_glyphs']:,} tokens with no ink"),
+            ("blank glyphs", f"{plural(section['blank_glyphs'], 'token')} with no ink"),
         ]
         for key, label in (("missing_chars", "no glyph"), ("unrenderable_chars", "not renderable")):
             if section[key]["count"]:
                 first = " ".join(f"U+{ord(c):04X}" for c in section[key]["first"][:8])
-                rows.append((label, f"{section[key]['count']:,} characters, left blank: {first}"))
+                rows.append((label, f"{plural(section[key]['count'], 'character')}, left blank: {first}"))
         return rows
