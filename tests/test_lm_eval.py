@@ -1,6 +1,7 @@
 """bvvtok eval: perplexity and bits per character, multiple choice (both protocols), BLEU, the comparison table."""
 
 import json
+import re
 import math
 import shutil
 import statistics
@@ -144,7 +145,7 @@ def test_cli_compares_runs_in_one_table_and_writes_files(char_run, tmp_path):
     result = invoke("eval", char_run, char_run, "--perplexity", text, "--multiple-choice", questions, "--runs", "2",
                     "-o", tmp_path / "r.csv", "-o", tmp_path / "r.json", "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("│ run ") == 2  # one table row per run (the headers wrap at 80 columns)
+    assert result.stdout.count("bits/char") == 1  # one table for both runs (at 80 columns, a column per run)
     rows = json.loads((tmp_path / "r.json").read_text())
     assert len(rows) == 2 and rows[0]["bits_per_char"] == rows[1]["bits_per_char"] and rows[0]["mc_runs"] == 2
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("run,tokenizer_sha256,tokens,loss")
@@ -185,3 +186,6 @@ def test_the_table_never_cuts_a_run_name_at_80_columns(char_run, tmp_path):
     lines = result.stdout.splitlines()
     assert max(map(len, lines)) <= 80
     assert any("run-tiny " in line for line in lines) and any("run-tiny-unfrozen" in line for line in lines), result.stdout
+    wide = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"}).stdout
+    figures = re.findall(r"\d+\.\d+", wide)
+    assert len(figures) >= 8 and sorted(re.findall(r"\d+\.\d+", result.stdout)) == sorted(figures)  # none folded

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
@@ -83,18 +84,36 @@ def example(command_line: str) -> str:
     return f"Example:\n{command_line}"
 
 
-def data_table(*headers: str, keys: int = 1, **kwargs: Any) -> Table:
-    """A table that reads at any terminal width: its first `keys` columns name the row (a run, a tokenizer, a check)
-    and are never wrapped or cut; the others wrap, and fold a word too long for them rather than cut it."""
-    made = Table(*headers, **kwargs)
-    for i, column in enumerate(made.columns):
-        column.no_wrap, column.overflow = i < keys, "fold"
-    return made
+class DataTable(Table):
+    """A table whose first `keys` columns name the row (a run, a tokenizer, a check): they are never wrapped or cut;
+    the others wrap at spaces, and fold a word too long for them rather than cut it."""
+
+    def __init__(self, *headers: str, keys: int = 1, **kwargs: Any) -> None:
+        super().__init__(*headers, **kwargs)
+        self.keys = keys
+        for i, column in enumerate(self.columns):
+            column.no_wrap, column.overflow = i < keys, "fold"
+
+    def turned(self) -> DataTable:
+        """The same figures a column per row (headed by its names) and a row per figure."""
+        names = list(zip(*(column.cells for column in self.columns[: self.keys])))
+        turned = DataTable("", *("\n".join(map(str, n)) for n in names), box=self.box, title=self.title,
+                           title_justify=self.title_justify)  # fmt: skip
+        for column in self.columns[self.keys :]:
+            turned.add_row(str(column.header), *column.cells)
+        return turned
+
+
+def print_table(table: DataTable) -> None:
+    """`table`, or turned if this terminal is too narrow to show its words whole: nine figures of three runs fit 80
+    columns as rows, not as columns, and a number folded over two lines is misread."""
+    unbounded = console.options.update_width(1_000_000)  # console.measure clamps at the terminal's width
+    console.print(table if Measurement.get(console, unbounded, table).minimum <= console.width else table.turned())
 
 
 def summary(title: str) -> Table:
     """A two-column table of what a command made: a label, then its value."""
-    return data_table("", "", title=title, show_header=False, title_justify="left")
+    return DataTable("", "", title=title, show_header=False, title_justify="left")
 
 
 class _Group(_Help, TyperGroup):

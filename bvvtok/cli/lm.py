@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, data_table, err_console, example, summary
+from bvvtok.cli.app import DataTable, app, console, err_console, example, print_table, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
@@ -385,7 +385,7 @@ def eval_command(
 
         on_skip = lambda message: bar.console.print(f"skipped {message}", highlight=False)  # noqa: E731
         rows = evaluate_runs(run_dirs, tasks, limit, chosen, progress, on_skip)
-    console.print(_eval_table(rows, [column for task in tasks for column in task.columns]))
+    print_table(_eval_table(rows, [column for task in tasks for column in task.columns]))
     if perplexity and len({r["tokenizer_sha256"] for r in rows}) > 1:
         console.print("note: the runs have different tokenizers; compare bits per character (loss and perplexity are per token)")
     for path in results or []:
@@ -393,9 +393,9 @@ def eval_command(
         console.print(f"wrote {path}")
 
 
-def _eval_table(rows: list[dict], columns: list) -> Table:
+def _eval_table(rows: list[dict], columns: list) -> DataTable:
     """A row per run, a column per figure the tasks show."""
-    table = data_table("run", *[c.title for c in columns])
+    table = DataTable("run", *[c.title for c in columns])
     for r in rows:
         table.add_row(r["run"], *["-" if r.get(c.key) is None else c.text(r[c.key], r) for c in columns])
     return table
@@ -411,12 +411,12 @@ def compare_command(
     from bvvtok.lm.plots import compare_runs
 
     summaries = compare_runs(runs, out, force)
-    table = data_table("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", keys=2, box=box.SIMPLE_HEAD,
+    table = DataTable("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", keys=2, box=box.SIMPLE_HEAD,
                         pad_edge=False)  # fmt: skip
     for s in summaries:
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         table.add_row(s.name, "frozen" if s.frozen else f"unfrozen ({s.init})", f"{s.steps_done:,}/{s.steps_planned:,}",
                       fmt(s.final_train_loss), fmt(s.final_val_loss), fmt(s.best_val_loss), fmt(s.final_val_bpb))  # fmt: skip
-    console.print(table)
+    print_table(table)
     if out is not None:
         console.print(f"wrote {out}")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import Command, app, console, data_table, err_console, example, summary
+from bvvtok.cli.app import Command, DataTable, app, console, err_console, example, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 
@@ -92,7 +92,7 @@ def fonts_command(
     if vocab_dir is not None:
         texts = token_texts(load_tokenizer(vocab_dir)).texts
         counts, missing = coverage((ch for t in texts for ch in t), chain)
-    table = data_table("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
+    table = DataTable("#", "font", "version", "sha256", *(("characters drawn",) if vocab_dir else ()), title="font chain (first match wins)")
     for i, f in enumerate(chain):
         info = f.describe()
         table.add_row(str(i), str(f.path), info.get("version", "unknown"), info["sha256"][:16], *((f"{counts.get(i, 0):,}",) if vocab_dir else ()))
@@ -130,7 +130,7 @@ def verify_command(
     if as_json:
         print(to_json(results))
     else:
-        table = data_table("check", "result", "detail", title=str(substrate_dir), title_justify="left")
+        table = DataTable("check", "result", "detail", title=str(substrate_dir), title_justify="left")
         for r in results:
             table.add_row(r.name, Text("pass", style="green") if r.ok else Text("FAIL", style="bold red"), r.detail)
         console.print(table)

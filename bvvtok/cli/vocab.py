@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.text import Text
 
-from bvvtok.cli.app import app, console, data_table, err_console, example, summary
+from bvvtok.cli.app import DataTable, app, console, err_console, example, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
@@ -92,7 +92,7 @@ def ngrams_command(
         task = progress.add_task("count", total=total)
         stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n))
     save_stats(stats, out, force)
-    table = data_table("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
+    table = DataTable("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
     for e in stats.languages:
         table.add_row(e.lang, f"{e.chars:,}", *(" ".join(g for g, _ in e.top_ngrams[n][:5]) for n in order_list))
     console.print(table)
@@ -132,7 +132,7 @@ def encode_command(
     from bvvtok.vocab.encode import encode
 
     result = encode(vocab, text)
-    table = data_table("#", "id", "token", "text", title=f"{plural(len(result.ids), 'token')}, {plural(len(text), 'character')}", title_justify="left")
+    table = DataTable("#", "id", "token", "text", title=f"{plural(len(result.ids), 'token')}, {plural(len(text), 'character')}", title_justify="left")
     for i, (token_id, token, piece) in enumerate(zip(result.ids, result.tokens, result.pieces)):
         table.add_row(str(i), str(token_id), repr(token), repr(piece))
     console.print(table)
@@ -169,7 +169,7 @@ def bench_tokenizer_command(
             check_output_file(path, force, [*tokenizer_dirs, *texts.values()])
     with console.status(Text(f"tokenizing {plural(len(texts), 'text')} with {plural(len(tokenizer_dirs), 'tokenizer')}")):
         cells = bench_tokenizers(tokenizer_dirs, texts, limit)
-    table = data_table("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %", keys=2)
+    table = DataTable("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %", keys=2)
     for c in cells:
         table.add_row(c.tokenizer, c.lang, f"{c.documents:,}", f"{c.chars_per_token_mean:.3f}", f"{c.chars_per_token_std:.3f}",
                       f"{100 * c.unknown_rate:.2f}", f"{100 * c.lossless:.1f}")  # fmt: skip
