@@ -1,8 +1,8 @@
 """bvvtok eval: perplexity and bits per character, multiple choice (both protocols), BLEU, the comparison table."""
 
 import json
-import re
 import math
+import re
 import shutil
 import statistics
 

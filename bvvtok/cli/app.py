@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.progress import Progress, ProgressColumn
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
@@ -102,6 +103,11 @@ class DataTable(Table):
         for column in self.columns[self.keys :]:
             turned.add_row(str(column.header), *column.cells)
         return turned
+
+
+def progress_bar(*columns: ProgressColumn, hidden: bool = False) -> Progress:
+    """A progress display on stderr, gone when done, and only on a terminal: in a log it would leave blank lines."""
+    return Progress(*columns, console=err_console, transient=True, disable=hidden or not err_console.is_terminal)
 
 
 def print_table(table: DataTable) -> None:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import DataTable, app, console, err_console, example, print_table, summary
+from bvvtok.cli.app import DataTable, app, console, err_console, example, print_table, progress_bar, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
@@ -28,7 +28,7 @@ Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH"
 
 def _byte_bar(description: str) -> Progress:
     columns = (TextColumn(description), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    return Progress(*columns, console=err_console, transient=True)
+    return progress_bar(*columns)
 
 
 @app.command("prepare", epilog=example("bvvtok prepare --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/tokens"))
@@ -141,7 +141,7 @@ def train_command(
     )  # fmt: skip
     show = os.environ.get("RANK", "0") == "0"
     # transient: gone at the end, where the summary says the same (its tokens/s: the mean the line showed last)
-    with _byte_bar("tokenizing") as data_bar, Progress(*columns, console=err_console, disable=not show, transient=True) as bar:
+    with _byte_bar("tokenizing") as data_bar, progress_bar(*columns, hidden=not show) as bar:
         data_task = data_bar.add_task("tokenizing", total=None)
         task = bar.add_task("train", total=run_config.train.steps, loss="-", speed="-", visible=False)
         info: dict = {}
@@ -374,7 +374,7 @@ def eval_command(
         check_results_path(path, force, [*run_dirs, *(task.path for task in tasks)])
     chosen = pick_device(device)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar(*columns) as bar:
         current: list[int] = []
 
         def progress(task: str, total: int) -> None:

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import Command, DataTable, app, console, err_console, example, summary
+from bvvtok.cli.app import Command, DataTable, app, console, example, progress_bar, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 
@@ -59,7 +59,7 @@ def embed_command(
                    float=as_float or None, d_model=d_model)  # fmt: skip
     started = time.perf_counter()
     columns = (TextColumn("{task.description:<8}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar(*columns) as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.text import Text
 
-from bvvtok.cli.app import DataTable, app, console, err_console, example, summary
+from bvvtok.cli.app import DataTable, app, console, example, progress_bar, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
@@ -88,7 +88,7 @@ def ngrams_command(
     total = corpus_size(inputs)  # also checks every path before the progress bar starts
     started = time.perf_counter()
     columns = (TextColumn("counting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as progress:
+    with progress_bar(*columns) as progress:
         task = progress.add_task("count", total=total)
         stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n))
     save_stats(stats, out, force)
