@@ -37,7 +37,8 @@ SYSTEM_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Pa
 
 def install_hint() -> str:
     """The fix for a missing font: a function, for it names the option as this caller gives it."""
-    return f"install GNU Unifont (Debian/Ubuntu: sudo apt-get install fonts-unifont) or name a font file with {option('font')}"
+    return ("install GNU Unifont (Debian/Ubuntu: sudo apt-get install fonts-unifont) or name a font file "
+            f"({option('font')}, or $BVVTOK_FONT)")
 
 
 def known_fonts() -> dict[str, dict]:
