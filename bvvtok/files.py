@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 
 MANIFEST_NAME = "bvvtok.json"
 # `.NAME.tmp-PID-RANDOM` (bvvtok 0.1 wrote `.NAME.tmp-RANDOM`, without the PID: kept recognisable)
@@ -179,7 +179,7 @@ def check_output_file(out: Path, force: bool, inputs: Iterable[Path] = ()) -> No
     if out.is_dir():
         raise BvvtokError(f"{out} is a folder; give a file path")
     if out.exists() and not force:
-        raise BvvtokError(f"{out} exists; pass --force to replace it or choose another path")
+        raise BvvtokError(f"{out} exists; pass {option('force', True)} to replace it or choose another path")
 
 
 @contextlib.contextmanager

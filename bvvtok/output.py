@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bvvtok.commit import recover, replace_folder
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, TEMP
 from bvvtok.lock import writer_lock
 from bvvtok.manifest import read_manifest
@@ -31,19 +31,19 @@ def real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def check_target(out: Path, inputs: Iterable[Path] = (), flag: str = "--out") -> None:
+def check_target(out: Path, inputs: Iterable[Path] = ()) -> None:
     """Refuse an output path that is a file system's root, an input, holds one, or lies inside one."""
     target = real(out)
     if target == Path(target.anchor):
-        raise BvvtokError(f"{flag} {out} is the root of a file system; choose a new folder")
+        raise BvvtokError(f"{option('out', out)} is the root of a file system; choose a new folder")
     for given in inputs:
         source = real(given)
         if target == source:
-            raise BvvtokError(f"{flag} {out} is the input {given}; write the output to another folder")
+            raise BvvtokError(f"{option('out', out)} is the input {given}; write the output to another folder")
         if target in source.parents:
-            raise BvvtokError(f"{flag} {out} holds the input {given}; write the output to another folder")
+            raise BvvtokError(f"{option('out', out)} holds the input {given}; write the output to another folder")
         if source in target.parents:
-            raise BvvtokError(f"{flag} {out} is inside the input {given}; write the output outside it")
+            raise BvvtokError(f"{option('out', out)} is inside the input {given}; write the output outside it")
 
 
 def foreign_entries(folder: Path) -> list[str]:
@@ -69,32 +69,32 @@ def foreign_entries(folder: Path) -> list[str]:
     return foreign
 
 
-def check_replace(out: Path, force: bool, flag: str = "--out") -> None:
+def check_replace(out: Path, force: bool) -> None:
     """Refuse to replace an existing non-empty folder without `force`, or one that bvvtok did not write."""
     if out.exists() and not out.is_dir():
-        raise BvvtokError(f"{flag} {out} exists and is not a folder; choose another path")
+        raise BvvtokError(f"{option('out', out)} exists and is not a folder; choose another path")
     if not out.is_dir() or not any(out.iterdir()):
         return
     here = Path.cwd().resolve()
     if real(out) == here or real(out) in here.parents:
         what = "the current directory" if real(out) == here else f"a folder above the current directory ({here})"
-        raise BvvtokError(f"{flag} {out} is {what}; bvvtok will not replace it: choose a new folder")
+        raise BvvtokError(f"{option('out', out)} is {what}; bvvtok will not replace it: choose a new folder")
     foreign = foreign_entries(out)
     if not force:
         what = "a bvvtok folder" if not foreign else "a folder holding files bvvtok did not write"
-        hint = "pass --force to replace it or choose another path" if not foreign else "choose another path"
-        raise BvvtokError(f"{flag} {out} is {what}; {hint}")
+        hint = f"pass {option('force', True)} to replace it or choose another path" if not foreign else "choose another path"
+        raise BvvtokError(f"{option('out', out)} is {what}; {hint}")
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise BvvtokError(f"{flag} {out} holds {shown}, which bvvtok did not write; --force replaces only bvvtok's own "
+        raise BvvtokError(f"{option('out', out)} holds {shown}, which bvvtok did not write; {option('force', True)} replaces only bvvtok's own "
                           "folders: move those away or choose another path")  # fmt: skip
 
 
 @contextlib.contextmanager
-def claim(out: Path, inputs: Iterable[Path] = (), flag: str = "--out", wait: bool = False) -> Iterator[Path]:
+def claim(out: Path, inputs: Iterable[Path] = (), wait: bool = False) -> Iterator[Path]:
     """Hold `out` for writing during the block: the path rules above, then the writer lock and the recovery
     of what a killed writer left. Yields where to write (a link's target). Re-entrant in one process."""
-    check_target(out, inputs, flag)
+    check_target(out, inputs)
     target = real(out)
     with writer_lock(target, wait):
         recover(target)
@@ -102,17 +102,17 @@ def claim(out: Path, inputs: Iterable[Path] = (), flag: str = "--out", wait: boo
 
 
 @contextlib.contextmanager
-def new_output(out: Path, force: bool = False, inputs: Iterable[Path] = (), flag: str = "--out") -> Iterator[Path]:
+def new_output(out: Path, force: bool = False, inputs: Iterable[Path] = ()) -> Iterator[Path]:
     """`claim`, and check at once that `out` may be replaced: for a command that works a while before it writes."""
-    with claim(out, inputs, flag) as target:
-        check_replace(target, force, flag)
+    with claim(out, inputs) as target:
+        check_replace(target, force)
         yield target
 
 
 @contextlib.contextmanager
-def atomic_folder(out: Path, force: bool = False, inputs: Iterable[Path] = (), flag: str = "--out") -> Iterator[Path]:
+def atomic_folder(out: Path, force: bool = False, inputs: Iterable[Path] = ()) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces `out` (see `check_replace`) in one step."""
-    with new_output(out, force, inputs, flag) as target:
+    with new_output(out, force, inputs) as target:
         with replace_folder(target) as tmp:
             yield tmp
-            check_replace(target, force, flag)  # again: nothing of the user's may have arrived since
+            check_replace(target, force)  # again: nothing of the user's may have arrived since

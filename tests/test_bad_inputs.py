@@ -128,7 +128,7 @@ CASES = [
     Case("show-object-codes", "show {tmp}/damaged a -o {tmp}/x.png",
          ("codes.npy (Object arrays cannot be loaded", "the substrate is damaged"), object_codes),
     Case("grow-too-many-layers", "grow {run} --add-layers 1000000000 --out {tmp}/grown",
-         ("--add-layers 1,000,000,000 needs about", "GiB is available; add fewer layers")),
+         ("--add-layers 1000000000 needs about", "GiB is available; add fewer layers")),
     # misleading messages and silently accepted values (issue 17, item 8)
     Case("embed-workers-negative", "embed {vocab} --workers -1 --out {tmp}/out",
          ("--workers must be at least 1 (got -1)",)),

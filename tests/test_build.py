@@ -98,7 +98,7 @@ def test_offline_language_without_a_word_list_is_an_error():
 
 
 def test_top_k_below_one_is_an_error(tiny_stats):
-    with pytest.raises(BvvtokError, match="top-k"):
+    with pytest.raises(BvvtokError, match="^top_k must be at least 1"):
         build_vocab("65k", [tiny_stats], top_k=0)
 
 
@@ -181,7 +181,7 @@ def test_save_replaces_only_its_own_folder_and_only_with_force(tiny_stats, tmp_p
     (out / "notes.txt").unlink()
     save_vocab(build, out)
     assert {p.name for p in out.iterdir()} == FOLDER_FILES
-    with pytest.raises(BvvtokError, match="bvvtok folder.*--force"):
+    with pytest.raises(BvvtokError, match="bvvtok folder.*force=True"):
         save_vocab(build, out)
     save_vocab(build, out, force=True)
     assert {p.name for p in out.iterdir()} == FOLDER_FILES

@@ -167,8 +167,8 @@ def test_build_codebook_16_bits_full_range():
         (300, 8, "9 bits"),
         (257, 8, "9 bits"),
         (3, 1, "2 bits"),
-        (10, 0, "--bits must be positive"),
-        (10, -4, "--bits must be positive"),
+        (10, 0, "^bits must be positive"),
+        (10, -4, "^bits must be positive"),
     ],
 )
 def test_build_codebook_refuses_too_few_bits(vocab_size, n_bits, fragment):

@@ -110,7 +110,7 @@ def test_count_corpus_errors(tmp_path):
         count_corpus({"el": tmp_path / "el.txt"}, rule="bvv241")  # the original regex ignores Greek
     with pytest.raises(BvvtokError, match="unknown counting rule"):
         count_corpus({"el": tmp_path / "el.txt"}, rule="nope")
-    with pytest.raises(BvvtokError, match="--top"):
+    with pytest.raises(BvvtokError, match="^top must be at least 1"):
         count_corpus({"el": tmp_path / "el.txt"}, top=0)
     with pytest.raises(BvvtokError, match="no corpus"):
         count_corpus({})

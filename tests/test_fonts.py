@@ -61,7 +61,7 @@ def test_no_unifont_anywhere_is_a_one_line_error(tmp_path, monkeypatch):
     with pytest.raises(BvvtokError) as error:
         resolve_chain()
     message = one_line(error.value)
-    assert "unifont.otf" in message and "--font" in message and "fonts-unifont" in message
+    assert "unifont.otf" in message and "name a font file (font, or $BVVTOK_FONT)" in message and "fonts-unifont" in message
 
 
 def test_an_installed_wheel_has_no_fonts_folder(tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_an_installed_wheel_has_no_fonts_folder(tmp_path, monkeypatch):
     with pytest.raises(BvvtokError) as error:
         resolve_chain()
     message = one_line(error.value)
-    assert "fonts/" not in message and "the system's font folders" in message and "--font" in message
+    assert "fonts/" not in message and "the system's font folders" in message and "$BVVTOK_FONT" in message
 
 
 def test_font_path_that_does_not_exist(tmp_path):

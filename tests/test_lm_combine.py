@@ -128,7 +128,7 @@ def test_grow_counts_the_grown_model_twice_and_refuses_what_does_not_fit(char_ru
     needed = grown_bytes(model, 100_000)
     check_memory(model, 100_000, needed)
     check_memory(model, 100_000, None)  # unknown: not checked
-    message = r"^--add-layers 100,000 needs about 9\.\d GiB of memory and 8\.0 GiB is available; add fewer layers$"
+    message = r"^add_layers=100000 needs about 9\.\d GiB of memory and 8\.0 GiB is available; add fewer layers$"
     with pytest.raises(BvvtokError, match=message):
         check_memory(model, 100_000, 8 * 2**30)
     assert available_memory() > 0

@@ -314,7 +314,7 @@ def test_an_existing_out_is_kept_without_force(tmp_path, char_substrate, tok):
     prepare_tokens(char_substrate, [corpus], out=out)
     replaced = prepare_tokens(char_substrate, [corpus], out=out, val_fraction=0, force=True)
     assert replaced.manifest["tokens"]["val_fraction"] == 0
-    with pytest.raises(BvvtokError, match="--force"):  # a token folder of other inputs is kept too
+    with pytest.raises(BvvtokError, match="force=True"):  # a token folder of other inputs is kept too
         prepare_tokens(char_substrate, [corpus], out=out, val_fraction=0.1)
     assert load_tokens(out).key == replaced.key
 

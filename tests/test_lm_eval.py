@@ -75,7 +75,7 @@ def test_malformed_lines_are_skipped_with_their_numbers_or_stop_with_strict(tmp_
     assert len(read_questions(path, on_skip=skipped.append)) == 1
     assert [m.split(":")[1] for m in skipped] == ["2", "3", "4"]
     assert "capital letters" in skipped[1] and "not one of the options" in skipped[2]
-    with pytest.raises(BvvtokError, match=r"q.jsonl:2: .*drop --strict"):
+    with pytest.raises(BvvtokError, match=r"q.jsonl:2: .*drop strict=True"):
         read_questions(path, strict=True)
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(BvvtokError, match="no usable question"):

@@ -81,11 +81,11 @@ def test_stop_ids_and_callbacks_end_a_sequence(model):
 @pytest.mark.parametrize(
     "sampling, kwargs, fragment",
     [
-        (Sampling(temperature=-1), {}, "--temperature must be > 0"),
-        (Sampling(top_p=1.5), {}, "--top-p must be in (0, 1]"),
-        (Sampling(top_k=0), {}, "--top-k must be at least 1"),
+        (Sampling(temperature=-1), {}, "temperature must be > 0"),
+        (Sampling(top_p=1.5), {}, "top_p must be in (0, 1]"),
+        (Sampling(top_k=0), {}, "top_k must be at least 1"),
         (Sampling(greedy=True), {"max_new_tokens": 100}, "exceeds the model's context of 64"),
-        (Sampling(greedy=True), {"max_new_tokens": 0}, "--max-new-tokens must be at least 1"),
+        (Sampling(greedy=True), {"max_new_tokens": 0}, "max_new_tokens must be at least 1"),
     ],
 )
 def test_bad_settings(model, sampling, kwargs, fragment):

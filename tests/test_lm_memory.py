@@ -45,7 +45,7 @@ def test_a_run_that_cannot_fit_is_refused_with_the_figures(monkeypatch):
     m = plan(model, config.train, 1, False, torch.float32, False)
     assert 3.3e9 < m.parameters < 3.7e9  # the growth experiment's shape: about 3.5B with 65k tokens
     monkeypatch.setattr(memory, "available_memory", lambda: 8 * GIB)
-    with pytest.raises(Exception, match="needs about .* GiB per process .* memory available has 8.0 GiB.*--strategy fsdp"):
+    with pytest.raises(Exception, match="needs about .* GiB per process .* memory available has 8.0 GiB.*strategy='fsdp'"):
         check_fits(m, torch.device("cpu"))
 
 

@@ -162,7 +162,7 @@ def test_bad_config_files(tmp_path, text, fragment):
     "model, train, fragment",
     [
         ({"d_model": 30}, {}, "heads of even width"),
-        ({"init": "random"}, {}, "--init random needs --unfrozen"),
+        ({"init": "random"}, {}, "init='random' needs frozen=False"),
         ({"frozen": False, "init": "zeros"}, {}, "choose substrate or random"),
         ({}, {"steps": 0}, "steps must be at least 1"),
         ({}, {"val_fraction": 0.0}, "val_fraction must be in (0, 0.5]"),
@@ -175,7 +175,7 @@ def test_bad_values_are_refused(model, train, fragment):
 
 
 def test_substrate_wider_than_the_model_points_to_embed_dim():
-    with pytest.raises(BvvtokError, match=r"bvvtok embed --dim 256"):
+    with pytest.raises(BvvtokError, match=r"`embed` with dim=256 or raise d_model$"):
         with_substrate(resolve_config("tiny", None, {}, {}), 65_536, 1024)
     with pytest.raises(BvvtokError, match="not a multiple"):
         with_substrate(resolve_config("tiny", None, {}, {}), 65_536, 48)

@@ -106,9 +106,9 @@ def test_the_file_and_the_flags_choose_them(tmp_path):
     config = resolve_config(None, path, {"mlp": "swiglu"}, {})
     assert (config.model.norm, config.model.mlp) == ("rmsnorm", "swiglu")
     assert dataclasses.asdict(config.model)["norm"] == "rmsnorm"
-    with pytest.raises(BvvtokError, match=r"^--norm 'batchnorm': choose layernorm or rmsnorm$"):
+    with pytest.raises(BvvtokError, match=r"^norm 'batchnorm': choose layernorm or rmsnorm$"):
         resolve_config(None, None, {"norm": "batchnorm"}, {})
-    with pytest.raises(BvvtokError, match=r"^--mlp 'relu': choose gelu or swiglu$"):
+    with pytest.raises(BvvtokError, match=r"^mlp 'relu': choose gelu or swiglu$"):
         resolve_config(None, None, {"mlp": "relu"}, {})
 
 

@@ -200,7 +200,7 @@ def test_compare_writes_one_png_and_honours_force(runs, tmp_path):
     image = pixels(out)
     assert count_near(image, TRAIN_COLOUR) > 50 and count_near(image, VAL_COLOUR) > 50  # one curve per run
     before = out.read_bytes()
-    with pytest.raises(BvvtokError, match="--force"):
+    with pytest.raises(BvvtokError, match="force=True"):
         compare_runs(runs[:1], out)
     assert out.read_bytes() == before
     compare_runs(runs[:1], out, force=True)

@@ -224,7 +224,7 @@ def test_vocabulary_and_embedding_mismatch_is_refused(char_substrate, corpus, tm
 @pytest.mark.parametrize(
     "extra, fragment",
     [
-        (["--d-model=8", "--n-head=2"], "bvvtok embed --dim 8"),
+        (["--d-model=8", "--n-head=2"], "by `embed` with --dim 8 or raise --d-model"),
         (["--context=100000"], "longer than the training text"),
         (["--init=random"], "--init random needs --unfrozen"),
         (["--device=tpu"], "choose auto, cpu or cuda"),

@@ -107,7 +107,7 @@ def test_rows_equal_to_the_mean_give_zeros_not_nan():
 
 @pytest.mark.parametrize("dim", [0, -1, 257])
 def test_dim_out_of_range(codes, dim):
-    with pytest.raises(BvvtokError, match="--dim"):
+    with pytest.raises(BvvtokError, match=f"^dim={dim} must be between 1"):
         frozen_embeddings(codes[:10], dim)
 
 

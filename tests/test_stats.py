@@ -55,7 +55,7 @@ def test_json_round_trip_keeps_everything(tmp_path):
 def test_save_stats_refuses_to_overwrite_without_force(tmp_path):
     path = tmp_path / "stats.json"
     path.write_text("keep", encoding="utf-8")
-    with pytest.raises(BvvtokError, match="--force"):
+    with pytest.raises(BvvtokError, match="force=True"):
         save_stats(three_languages(), path)
     assert path.read_text(encoding="utf-8") == "keep"
     save_stats(three_languages(), path, force=True)

@@ -150,7 +150,7 @@ def test_errors(char_substrate, tmp_path):
         plot_map(m, tmp_path / "map.jpg", "x")
     out = tmp_path / "map.png"
     out.write_bytes(b"old")
-    with pytest.raises(BvvtokError, match="--force"):
+    with pytest.raises(BvvtokError, match="force=True"):
         plot_map(m, out, "x")
     assert out.read_bytes() == b"old"
     assert not (tmp_path / "map.jpg").exists()

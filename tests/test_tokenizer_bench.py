@@ -148,7 +148,7 @@ def test_order_limit_and_names(tmp_path, english):
 def test_bench_errors(tmp_path, char_dir, english):
     with pytest.raises(BvvtokError, match="at least one tokenizer folder"):
         bench_tokenizers([], {"en": english})
-    with pytest.raises(BvvtokError, match="at least one text as --text LANG=FILE"):
+    with pytest.raises(BvvtokError, match="no text given; texts names a file per language"):
         bench_tokenizers([char_dir], {})
     with pytest.raises(BvvtokError, match="limit 0 is below 1"):
         bench_tokenizers([char_dir], {"en": english}, limit=0)
@@ -181,7 +181,7 @@ def test_csv_has_the_published_shape(tmp_path):
         "English,4.0,2.0,0.5,0.0,0.0,0.0,1.0,1.0",
         "Chinese,0.5,1.0,0.0,0.0,0.25,0.0,0.0,1.0",
     ]
-    with pytest.raises(BvvtokError, match="exists; pass --force"):
+    with pytest.raises(BvvtokError, match="exists; pass force=True"):
         write_csv(CELLS[:1], path, force=False)
     write_csv(CELLS[2:], path, force=True)
     assert path.read_text(encoding="utf-8").splitlines()[1] == "English,2.0,0.0,0.0,1.0"
@@ -237,7 +237,7 @@ def test_heatmap_errors(tmp_path):
     with pytest.raises(BvvtokError, match=r"heat\.svg is not a \.png path; give a \.png path"):
         plot_heatmap(CELLS, tmp_path / "heat.svg", force=False)
     (tmp_path / "heat.png").write_bytes(b"old")
-    with pytest.raises(BvvtokError, match="heat.png exists; pass --force"):
+    with pytest.raises(BvvtokError, match="heat.png exists; pass force=True"):
         plot_heatmap(CELLS, tmp_path / "heat.png", force=False)
     assert (tmp_path / "heat.png").read_bytes() == b"old"
     with pytest.raises(BvvtokError, match="no results to write"):

@@ -2,7 +2,8 @@
 
 Every command calls one library function and prints what it did. Bad input
 raises `BvvtokError` in the library; `_Group` turns it into one line on stderr
-and exit code 2 (typer.Exit, so it works with whichever click typer brings).
+and exit code 2 (typer.Exit, so it works with whichever click typer brings), and runs
+the command in `command_line()`, so that the message names the flags, not Python's parameters.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from bvvtok import __version__
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, command_line
 
 # No markup on stdout: paths, tokens and details are user data ("[INST]", "runs[/bold]") and print as is.
 console = Console(markup=False)
@@ -125,7 +126,8 @@ def summary(title: str) -> Table:
 class _Group(_Help, TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
-            return super().invoke(ctx)
+            with command_line():  # the library's messages name the flags the user typed
+                return super().invoke(ctx)
         except BvvtokError as e:
             raise _fail(str(e)) from None
         except OSError as e:  # a read or write the library did not anticipate

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.lm.model import GPT
 from bvvtok.lm.run_folder import WEIGHTS, load_model, read_raw_config, write_model_folder
@@ -24,9 +24,9 @@ def combine(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = N
         raise BvvtokError("combine needs at least two runs")
     weights = list(weights) if weights is not None else [1.0] * len(runs)
     if len(weights) != len(runs):
-        raise BvvtokError(f"--weights has {len(weights)} values for {len(runs)} runs; give one weight per run")
+        raise BvvtokError(f"{option('weights')} has {len(weights)} values for {len(runs)} runs; give one weight per run")
     if any(not w > 0 for w in weights):
-        raise BvvtokError(f"--weights must all be positive (got {', '.join(map(str, weights))})")
+        raise BvvtokError(f"{option('weights')} must all be positive (got {', '.join(map(str, weights))})")
     with new_output(out, force, runs):
         raw, state, section = _mixture(runs, weights)
         write_model_folder(out, runs[0], raw, state, section, force, runs)

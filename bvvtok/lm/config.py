@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.inputs import read_text_file
 
 
@@ -164,13 +164,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(read_text_file(path))
     except tomllib.TOMLDecodeError as e:
-        raise BvvtokError(f"--config {path} is not valid TOML ({e}); see docs/train.md for the format") from None
+        raise BvvtokError(f"{option('config_file', path, cli='--config')} is not valid TOML ({e}); see docs/train.md for the format") from None
     extra = sorted(set(data) - {"preset", "model", "train"})
     if extra:
-        raise BvvtokError(f"--config {path}: unknown key(s) {', '.join(extra)}; use preset, [model] and [train]")
+        raise BvvtokError(f"{option('config_file', path, cli='--config')}: unknown key(s) {', '.join(extra)}; use preset, [model] and [train]")
     for key in ("model", "train"):
         if not isinstance(data.get(key, {}), dict):
-            raise BvvtokError(f"--config {path}: {key} must be a table ([{key}]); see docs/train.md for the format")
+            raise BvvtokError(f"{option('config_file', path, cli='--config')}: {key} must be a table ([{key}]); see docs/train.md for the format")
     return data
 
 
@@ -183,7 +183,7 @@ def resolve_config(
     if name not in PRESETS:
         raise BvvtokError(f"unknown preset {name!r}; choose {' or '.join(PRESETS)}")
     config = RunConfig()
-    for source, tables in ((f"preset {name}", PRESETS[name]), (f"--config {config_file}", file)):
+    for source, tables in ((f"preset {name}", PRESETS[name]), (option("config_file", config_file, cli="--config"), file)):
         model = _merge(config.model, tables.get("model", {}), source)
         config = RunConfig(model, _merge(config.train, tables.get("train", {}), source))
     flags_model = {k: v for k, v in model_flags.items() if v is not None}
@@ -207,10 +207,10 @@ def check(config: RunConfig) -> None:
     for f in dataclasses.fields(m):  # the fields of a few named values: init, and the options
         value, choices = getattr(m, f.name), f.metadata.get("choices")
         if choices and value not in choices:
-            option, allowed = f"--{f.name.replace('_', '-')}", " or ".join(choices)
-            raise BvvtokError(f"{option} {value!r}: choose {allowed}")
+            raise BvvtokError(f"{option(f.name)} {value!r}: choose {' or '.join(choices)}")
     if m.frozen and m.init != "substrate":
-        raise BvvtokError("--init random needs --unfrozen (a frozen embedding is the substrate itself)")
+        raise BvvtokError(f"{option('init', m.init)} needs {option('frozen', False, cli='--unfrozen')} (a frozen embedding "
+                          "is the substrate itself)")  # fmt: skip
     if not t.lr > 0 or not 0 <= t.min_lr_ratio <= 1 or t.warmup < 0 or t.weight_decay < 0 or t.grad_clip < 0:
         raise BvvtokError("lr must be > 0, min_lr_ratio in [0, 1], and warmup, weight_decay, grad_clip >= 0")
     if not 0 < t.val_fraction <= 0.5:
@@ -232,10 +232,10 @@ def with_substrate(config: RunConfig, vocab_size: int, n_embed: int) -> RunConfi
     if n_embed > d_model:
         raise BvvtokError(
             f"the substrate is {n_embed}-dim, wider than d_model {d_model}; the recipe has no projection: "
-            f"build a narrower one with `bvvtok embed --dim {d_model}` or raise --d-model"
+            f"build a narrower one by `embed` with {option('dim', d_model)} or raise {option('d_model')}"
         )
     if d_model % n_embed:
-        raise BvvtokError(f"d_model {d_model} is not a multiple of the substrate's {n_embed} dims; choose --d-model accordingly")
+        raise BvvtokError(f"d_model {d_model} is not a multiple of the substrate's {n_embed} dims; choose {option('d_model')} accordingly")
     return RunConfig(dataclasses.replace(config.model, vocab_size=vocab_size, n_embed=n_embed), config.train)
 
 

@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from bvvtok import __version__
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_temps
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import atomic_folder, check_replace, check_target, claim
@@ -145,7 +145,7 @@ def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[tuple[Path, str
         free = shutil.disk_usage(tmp).free
         if need > free:
             raise BvvtokError(f"not enough disk space in {folder.parent} for the token shards: need about "
-                              f"{need / 1e6:,.1f} MB, {free / 1e6:,.1f} MB free; free space or choose another --out")
+                              f"{need / 1e6:,.1f} MB, {free / 1e6:,.1f} MB free; free space or choose another {option('out')}")
         stats = _write_shards(tmp, tokenizer, files, separator, val_fraction, np.dtype(DTYPES[dtype]), progress)
         if stats["documents"] == 0:
             names = [str(path) for path, _ in files]
@@ -186,7 +186,7 @@ def _open_split(folder: Path, name: str, section: dict[str, Any], dtype: np.dtyp
     paths = [folder / f"{name}-{i:05d}.bin" for i in range(section["shards"][name])]
     sizes = [path.stat().st_size if path.is_file() else 0 for path in paths]
     if sum(sizes) != section[f"{name}_tokens"] * dtype.itemsize:
-        raise BvvtokError(f"the {name} shards in {folder} are missing or damaged; tokenize again (--force)")
+        raise BvvtokError(f"the {name} shards in {folder} are missing or damaged; tokenize again ({option('force', True)})")
     return Split([np.memmap(path, dtype=dtype, mode="r") for path in paths])
 
 

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,9 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise BvvtokError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
+        raise BvvtokError(f"{option('device', 'cuda')}, but torch sees no CUDA device; use {option('device', 'cpu')} or auto")
     if name not in ("cpu", "cuda"):
-        raise BvvtokError(f"--device {name!r}: choose auto, cpu or cuda")
+        raise BvvtokError(f"{option('device')} {name!r}: choose auto, cpu or cuda")
     return torch.device(name)
 
 
@@ -213,7 +213,7 @@ STRATEGIES: dict[str, DDP] = {strategy.name: strategy for strategy in (DDP(), FS
 
 def strategy(name: str) -> DDP:
     if name not in STRATEGIES:
-        raise BvvtokError(f"--strategy {name!r}: choose {' or '.join(STRATEGIES)}")
+        raise BvvtokError(f"{option('strategy')} {name!r}: choose {' or '.join(STRATEGIES)}")
     return STRATEGIES[name]
 
 

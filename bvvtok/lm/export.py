@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 
 import bvvtok.lm.model
 from bvvtok import __version__
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file, umask
 from bvvtok.lm.config import ModelConfig
 from bvvtok.lm.gpt_neox import check_stock, neox_config, to_neox
@@ -78,7 +78,7 @@ def substrate_facts(run_dir: Path, config: ModelConfig) -> dict[str, Any]:
 def export(run_dir: Path, out: Path, format: str = "hf", force: bool = False) -> str:
     """Write the folder; returns the format written (a mixture asked for `hf` is written as `hf-remote`)."""
     if format not in FORMATS:
-        raise BvvtokError(f"unknown --format {format!r}; choose {' or '.join(FORMATS)}")
+        raise BvvtokError(f"unknown {option('format')} {format!r}; choose {' or '.join(FORMATS)}")
     run_dir = Path(run_dir)
     with new_output(Path(out), force, [run_dir]):
         model, tokenizer = load_model(run_dir)

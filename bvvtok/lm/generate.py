@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.lm.config import check_seed
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
@@ -32,11 +32,12 @@ class Sampling:
 
     def check(self) -> None:
         if not self.temperature > 0:
-            raise BvvtokError(f"--temperature must be > 0 (got {self.temperature}); use --greedy for the most likely tokens")
+            raise BvvtokError(f"{option('temperature')} must be > 0 (got {self.temperature}); use {option('greedy', True)} "
+                              "for the most likely tokens")  # fmt: skip
         if self.top_k is not None and self.top_k < 1:
-            raise BvvtokError(f"--top-k must be at least 1 (got {self.top_k})")
+            raise BvvtokError(f"{option('top_k')} must be at least 1 (got {self.top_k})")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise BvvtokError(f"--top-p must be in (0, 1] (got {self.top_p})")
+            raise BvvtokError(f"{option('top_p')} must be in (0, 1] (got {self.top_p})")
         check_seed(self.seed)
 
 
@@ -75,15 +76,15 @@ def generate(
     """
     sampling.check()
     if max_new_tokens < 1:
-        raise BvvtokError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
+        raise BvvtokError(f"{option('max_new_tokens')} must be at least 1 (got {max_new_tokens})")
     if not prompts or any(len(p) == 0 for p in prompts):
         raise BvvtokError("a prompt is empty after tokenization; give some text")
     context = model.context
     longest = max(map(len, prompts))
     if longest + max_new_tokens > context:
         raise BvvtokError(
-            f"a prompt of {longest} tokens + --max-new-tokens {max_new_tokens} exceeds the model's context of {context}; "
-            f"lower --max-new-tokens to {max(0, context - longest)} or shorten the prompt"
+            f"a prompt of {longest} tokens + {option('max_new_tokens', max_new_tokens)} exceeds the model's context of "
+            f"{context}; lower {option('max_new_tokens')} to {max(0, context - longest)} or shorten the prompt"
         )
     device = next(model.parameters()).device
     model.eval()

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.lm.config import ModelConfig, changed_options
 from bvvtok.lm.model import INIT_STD, LAYER_NORM_EPS, MLP_RATIO, ROPE_BASE
 
@@ -56,7 +56,7 @@ def check_stock(config: ModelConfig) -> None:
     (config.flag(option=True)) at its default, so an option chosen otherwise is refused until this file maps it."""
     shown = ", ".join(f"{k} = {v}" for k, v in changed_options(dataclasses.asdict(config)).items())
     if shown:
-        raise BvvtokError(f"transformers' stock GPT-NeoX has no {shown}: export this model with --format hf-remote (bvvtok's own code)")
+        raise BvvtokError(f"transformers' stock GPT-NeoX has no {shown}: export this model with {option('format', 'hf-remote')} (bvvtok's own code)")
 
 
 def _heads_interleaved(t: Tensor, n_head: int) -> Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.lm.config import check_seed
 from bvvtok.lm.memory import available_memory
@@ -27,7 +27,7 @@ from bvvtok.output import new_output
 def grow(run: Path, add_layers: int, out: Path, seed: int = 0, force: bool = False) -> Path:
     run = Path(run)
     if add_layers < 1:
-        raise BvvtokError(f"--add-layers must be at least 1 (got {add_layers})")
+        raise BvvtokError(f"{option('add_layers')} must be at least 1 (got {add_layers})")
     check_seed(seed)
     with new_output(out, force, [run]):
         raw, state, section = _grown(run, add_layers, seed)
@@ -72,6 +72,6 @@ def check_memory(model: GPT, add_layers: int, available: int | None) -> None:
     needed = grown_bytes(model, add_layers)
     if available is not None and needed > available:
         raise BvvtokError(
-            f"--add-layers {add_layers:,} needs about {needed / 2**30:,.1f} GiB of memory and "
+            f"{option('add_layers', add_layers)} needs about {needed / 2**30:,.1f} GiB of memory and "
             f"{available / 2**30:,.1f} GiB is available; add fewer layers"
         )

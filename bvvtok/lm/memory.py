@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.lm.config import TrainConfig
 
 GIB = 2**30
@@ -97,6 +97,7 @@ def check_fits(memory: MemoryPlan, device: torch.device, processes_per_device: i
     limit, what = capacity(device)
     if limit is None or memory.total * processes_per_device <= limit:
         return
-    raise BvvtokError(f"this run needs about {memory.describe()}, {what} has {limit / GIB:,.1f} GiB; lower --batch-size "
-                      "(with --grad-accum to keep the global batch), add --activation-checkpointing, or shard it with "
-                      "--strategy fsdp over more processes")  # fmt: skip
+    raise BvvtokError(f"this run needs about {memory.describe()}, {what} has {limit / GIB:,.1f} GiB; lower "
+                      f"{option('batch_size')} (with {option('grad_accum')} to keep the global batch), add "
+                      f"{option('activation_checkpointing', True)}, or shard it with {option('strategy', 'fsdp')} over "
+                      "more processes")  # fmt: skip

@@ -34,7 +34,7 @@ from tokenizers import Tokenizer
 
 from bvvtok import __version__
 from bvvtok.commit import Update, recover_for_reading, replace_folder
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, sha256_file, umask
 from bvvtok.inputs import check_input_folder
 from bvvtok.lm.config import ModelConfig, with_defaults
@@ -165,7 +165,7 @@ def save_checkpoint(out: Path, checkpoint: Checkpoint, run_info: dict[str, Any],
 def load_checkpoint(out: Path) -> Checkpoint:
     folder = out / CHECKPOINT
     if not has_checkpoint(out):
-        raise BvvtokError(f"{out} has no checkpoint to resume from; start it again without --resume (with --force)")
+        raise BvvtokError(f"{out} has no checkpoint to resume from; start it again without {option('resume', True)} (with {option('force', True)})")
     try:
         checkpoint = Checkpoint(
             load_file(str(folder / WEIGHTS)),
@@ -174,11 +174,11 @@ def load_checkpoint(out: Path) -> Checkpoint:
             folder,
         )
     except Exception as e:  # a damaged checkpoint, whatever the library raised
-        raise BvvtokError(f"cannot read the checkpoint in {folder} ({e}); start the run again with --force") from None
+        raise BvvtokError(f"cannot read the checkpoint in {folder} ({e}); start the run again with {option('force', True)}") from None
     logged = read_manifest(out).get("run", {}).get("step")
     if checkpoint.state.get("step") != logged:
         raise BvvtokError(f"the checkpoint in {folder} is for step {checkpoint.state.get('step')}, the manifest says {logged}; "
-                          "the run folder is damaged: start it again with --force")  # fmt: skip
+                          f"the run folder is damaged: start it again with {option('force', True)}")  # fmt: skip
     return checkpoint
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
@@ -90,7 +90,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if name not in dtypes:
-        raise BvvtokError(f"--dtype {name!r}: choose auto, fp32 or bf16")
+        raise BvvtokError(f"{option('dtype')} {name!r}: choose auto, fp32 or bf16")
     return dtypes[name]
 
 
@@ -261,7 +261,7 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     """Set up, then the loop: a step, now and then an evaluation and a checkpoint (rank 0 writes)."""
     emit = on_event if (on_event and world.main) else (lambda kind, info: None)
     if options.train_only and options.init_from is None:
-        raise BvvtokError("--train-only goes with --init-from (a fresh model trains whole)")
+        raise BvvtokError(f"{option('train_only')} goes with {option('init_from')} (a fresh model trains whole)")
     resume = _resumes(out, options.resume, options.force)
     pick_dtype(options.dtype, world.device)  # a bad name is refused before the substrate is loaded
     substrate = load_substrate(substrate_dir)
@@ -364,26 +364,30 @@ def _check_disk(out: Path, model: GPT) -> None:
     existing = next(p for p in (out, *out.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     if free < need:
-        raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {need / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free; free space or choose another --out")
+        raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {need / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free; free space or choose another {option('out')}")
 
 
 def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, data: TokenData, strategy: str,
                   world_size: int) -> tuple[Checkpoint, list[Row]]:  # fmt: skip
     if not is_run(out):
-        raise BvvtokError(f"--resume: {out} is not a run folder written by bvvtok train; drop --resume to start one")
+        raise BvvtokError(f"{option('resume', True)}: {out} is not a run folder written by bvvtok train; drop {option('resume', True)} to start one")
     changed = differences(read_raw_config(out), raw)
     if changed:
-        raise BvvtokError(f"--resume with a different configuration ({'; '.join(changed)}); use the run's settings or start a new --out")
+        raise BvvtokError(f"{option('resume', True)} with a different configuration ({'; '.join(changed)}); use the run's "
+                          f"settings or start a new {option('out')}")  # fmt: skip
     checkpoint = load_checkpoint(out)
     if checkpoint.state.get("substrate_sha256") != substrate.manifest_sha256:
-        raise BvvtokError(f"--resume: {substrate.folder} is not the substrate this run was trained on; pass the same --substrate")
+        raise BvvtokError(f"{option('resume', True)}: {substrate.folder} is not the substrate this run was trained on; "
+                          f"pass the same {option('substrate_dir', cli='--substrate')}")  # fmt: skip
     if checkpoint.state.get("data_key") != data.key:
-        raise BvvtokError("--resume: the corpus differs from the one this run started with; pass the same --corpus files")
+        raise BvvtokError(f"{option('resume', True)}: the corpus differs from the one this run started with; pass the same "
+                          f"{option('corpus')} files")  # fmt: skip
     saved = checkpoint.state.get("strategy", "ddp"), checkpoint.state.get("world_size", 1)
     sharded = (checkpoint.folder / SHARDS).is_dir() or (strategy == "fsdp" and world_size > 1)
     if sharded and saved != (strategy, world_size):
-        raise BvvtokError(f"--resume: the checkpoint was written by --strategy {saved[0]} on {saved[1]} process(es); a sharded "
-                          f"optimizer state resumes only as it was saved: run --strategy {saved[0]} on {saved[1]}")  # fmt: skip
+        raise BvvtokError(f"{option('resume', True)}: the checkpoint was written by {option('strategy', saved[0])} on {saved[1]} "
+                          f"process(es); a sharded optimizer state resumes only as it was saved: run "
+                          f"{option('strategy', saved[0])} on {saved[1]}")  # fmt: skip
     rows = [r for r in read_metrics(out / METRICS) if r.step <= checkpoint.state["step"]]
     return checkpoint, rows
 
@@ -391,14 +395,14 @@ def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, da
 def _initial_model(init_from: Path, substrate: LoadedSubstrate, train_only: Sequence[str]) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A run, grown run or mixture to continue from, with only the parameters that match `train_only` trainable."""
     if substrate_of(init_from) != substrate.manifest_sha256:
-        raise BvvtokError(f"--init-from {init_from} was trained on another substrate than {substrate.folder}; pass the substrate it was trained on")
+        raise BvvtokError(f"{option('init_from', init_from)} was trained on another substrate than {substrate.folder}; pass the substrate it was trained on")
     model, _ = load_model(init_from)
     raw = read_raw_config(init_from)
     patterns = list(train_only) or raw.get("trainable") or ["*"]
     names = [name for name, _ in model.named_parameters()]
     unmatched = [pat for pat in patterns if not any(fnmatch(n, pat) for n in names)]
     if unmatched:
-        raise BvvtokError(f"--train-only {', '.join(unmatched)} matches no parameter; names look like {names[0]}, {names[-1]}")
+        raise BvvtokError(f"{option('train_only')}: {', '.join(unmatched)} matches no parameter; names look like {names[0]}, {names[-1]}")
     for name, p in model.named_parameters():
         p.requires_grad_(any(fnmatch(name, pat) for pat in patterns))
     shape = {k: raw[k] for k in ("model", "members", "mixture_weights") if k in raw}
@@ -413,14 +417,15 @@ def _resumes(out: Path, resume: bool, force: bool) -> bool:
     or to lose: it is started again, with or without --resume or --force.
     """
     if resume and force:
-        raise BvvtokError("--resume and --force contradict each other; pass one")
+        raise BvvtokError(f"{option('resume', True)} and {option('force', True)} contradict each other; pass one")
     started = is_run(out) and not has_checkpoint(out)
     if resume:
         if not is_run(out):
-            raise BvvtokError(f"--resume: {out} is not a run folder written by bvvtok train; drop --resume to start one")
+            raise BvvtokError(f"{option('resume', True)}: {out} is not a run folder written by bvvtok train; drop {option('resume', True)} to start one")
         return not started
     if is_run(out) and not started and not force:
-        raise BvvtokError(f"--out {out} is a run folder; pass --resume to continue it, --force to replace it, or choose another path")
+        raise BvvtokError(f"{option('out', out)} is a run folder; pass {option('resume', True)} to continue it, "
+                          f"{option('force', True)} to replace it, or choose another path")  # fmt: skip
     check_replace(out, force or started)
     return False
 

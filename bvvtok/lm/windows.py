@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.lm.config import TrainConfig
 from bvvtok.lm.data import Split, TokenData
 
@@ -67,7 +67,7 @@ def plan_windows(data: TokenData, context: int, vocab_size: int, t: TrainConfig)
     if n_train < 1:
         raise BvvtokError(
             f"context {context} is longer than the training text allows ({data.train.n_tokens + data.val.n_tokens:,} tokens "
-            "for training and validation); lower --context or add text"
+            f"for training and validation); lower {option('context')} or add text"
         )
     chosen = first + np.unique(np.linspace(0, n - 1, min(n, t.eval_windows)).astype(np.int64))
     return train_split, n_train, Validation(val_split, chosen, source)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 
 GENERATOR = "numpy.random.Generator(PCG64(seed))"
 EXACT_HAMMING_LIMIT = 4096  # rows up to which the minimum distance is computed over all pairs
@@ -91,13 +91,13 @@ def min_hamming(bits: np.ndarray, seed: int = 0) -> tuple[int, bool]:
 
 def build_codebook(vocab_size: int, n_bits: int, seed: int) -> Codebook:
     if n_bits < 1:
-        raise BvvtokError(f"--bits must be positive (got {n_bits})")
+        raise BvvtokError(f"{option('bits')} must be positive (got {n_bits})")
     if seed < 0:
-        raise BvvtokError(f"--seed must be a non-negative integer (got {seed})")
+        raise BvvtokError(f"{option('seed')} must be a non-negative integer (got {seed})")
     needed = max(1, math.ceil(math.log2(vocab_size))) if vocab_size > 1 else 1
     if n_bits < needed:
         raise BvvtokError(
-            f"{vocab_size:,} tokens need at least {needed} bits to be unique (2^{n_bits} = {2 ** n_bits:,}); raise --bits"
+            f"{vocab_size:,} tokens need at least {needed} bits to be unique (2^{n_bits} = {2 ** n_bits:,}); raise {option('bits')}"
         )
     if n_bits == 16:
         # ids differ from their neighbour in the last bit: the distance is exactly 1 for any V >= 2

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bvvtok import __version__
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import check_output_file
 from bvvtok.output import claim, real
 from bvvtok.substrate.folder import Fill, check_replace, write_substrate
@@ -56,7 +56,7 @@ def embed(
     one left out), into `out` (default: the vocabulary folder itself)."""
     chosen = configure(method, options)
     if dump_text is not None and not chosen.has_codes:
-        raise BvvtokError(f"--dump-text writes the codes, and a {method} substrate has none")
+        raise BvvtokError(f"{option('dump_text')} writes the codes, and a {method} substrate has none")
     with _destination(vocab_dir, out, chosen, force, dump_text) as (target, texts, settings):
         built = chosen.build(texts, settings, progress)
         fill = _pca_fill(built.codes, built.fill, progress) if isinstance(built.fill, Pca) else built.fill

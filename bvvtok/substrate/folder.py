@@ -28,7 +28,7 @@ import numpy as np
 
 from bvvtok import output as output_rules
 from bvvtok.commit import Update, replace_folder
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file, sha256_file, write_errors
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import real
@@ -50,7 +50,7 @@ def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: b
     """
     old = read_manifest(out).get("substrate") if out.is_dir() else None
     if old is not None and old.get("settings") != settings and not force:
-        raise BvvtokError(f"{out} already holds a different substrate ({old.get('settings')}); pass --force to replace it")
+        raise BvvtokError(f"{out} already holds a different substrate ({old.get('settings')}); pass {option('force', True)} to replace it")
     if real(out) != real(vocab_dir):
         output_rules.check_replace(out, force or old is not None)
 

@@ -23,7 +23,7 @@ import freetype
 import numpy as np
 from freetype.raw import FT_Get_Char_Index
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,12 @@ DATA_DIR = Path(__file__).resolve().parent / "data"  # package data: in a checko
 KNOWN_FONTS = DATA_DIR / "known_fonts.json"
 DEFAULT_CHAIN = ("unifont.otf", "unifont_upper.otf")
 SYSTEM_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".local/share/fonts")
-INSTALL_HINT = "install GNU Unifont (Debian/Ubuntu: sudo apt-get install fonts-unifont) or pass --font PATH"
+
+
+def install_hint() -> str:
+    """The fix for a missing font: a function, for it names the option as this caller gives it."""
+    return ("install GNU Unifont (Debian/Ubuntu: sudo apt-get install fonts-unifont) or name a font file "
+            f"({option('font')}, or $BVVTOK_FONT)")
 
 
 def known_fonts() -> dict[str, dict]:
@@ -74,7 +79,7 @@ def open_font(path: Path) -> Font:
     if path.is_dir():
         raise BvvtokError(f"font path {path} is a folder; pass a font file (.otf/.ttf)")
     if not path.is_file():
-        raise BvvtokError(f"font file {path} not found; {INSTALL_HINT}")
+        raise BvvtokError(f"font file {path} not found; {install_hint()}")
     font = Font(path)
     try:
         font.face
@@ -105,7 +110,7 @@ def resolve_chain(paths: Sequence[Path] = ()) -> list[Font]:
     found = [_find(name) for name in DEFAULT_CHAIN]
     if found[0] is None:
         searched = "the system's font folders" if FONTS_DIR is None else "fonts/ or the system's font folders"
-        raise BvvtokError(f"GNU Unifont (unifont.otf) not found in {searched}; {INSTALL_HINT}")
+        raise BvvtokError(f"GNU Unifont (unifont.otf) not found in {searched}; {install_hint()}")
     return [open_font(p) for p in found if p is not None]
 
 

@@ -35,7 +35,7 @@ class LoadedSubstrate:
 def load_substrate(folder: Path) -> LoadedSubstrate:
     folder = Path(folder)
     if not folder.is_dir():
-        raise BvvtokError(f"--substrate {folder} is not a folder; pass a folder written by `bvvtok embed`")
+        raise BvvtokError(f"substrate {folder} is not a folder; pass a folder written by `bvvtok embed`")
     failed = [c for c in verify(folder, quick=True) if not c.ok]
     if failed:
         first = failed[0]

@@ -21,7 +21,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from safetensors.numpy import load_file
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file, check_output_file, check_png_path
 from bvvtok.substrate.folder import EMBEDDINGS
 from bvvtok.substrate.token_text import token_texts
@@ -77,7 +77,7 @@ def map_substrate(folder: Path, method: str = "pca", sample: int = 4000, seed: i
     if method not in METHODS:
         raise BvvtokError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if sample < 2:
-        raise BvvtokError(f"--sample must be at least 2 to draw a map (got {sample})")
+        raise BvvtokError(f"{option('sample')} must be at least 2 to draw a map (got {sample})")
     if not (folder / EMBEDDINGS).is_file():
         raise BvvtokError(f"{folder} is not a substrate folder (no {EMBEDDINGS}); run `bvvtok embed {folder}` first")
     tokenizer = load_tokenizer(folder)

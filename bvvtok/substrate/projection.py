@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 
 CHUNK_ROWS = 8192  # rows handled at a time: small buffers, not [V, D] copies
 TABLE_COLUMNS = 128  # output columns per lookup table: D/4 groups * 16 sums * 128 float32 = 2 MB for D = 1024
@@ -82,7 +82,7 @@ def principal_axes(codes: np.ndarray, dim: int, factors: Sequence[Factor] = ()) 
     """(mean [D], components [dim, D]), float64, of 0/1 codes [V, D] (any dtype)."""
     n, d = codes.shape
     if not 1 <= dim <= d:
-        raise BvvtokError(f"--dim {dim} must be between 1 and the number of bits ({d})")
+        raise BvvtokError(f"{option('dim', dim)} must be between 1 and the number of bits ({d})")
     if n < 2:
         raise BvvtokError("PCA needs at least two tokens")
     dense = _dense_rows(n, factors)

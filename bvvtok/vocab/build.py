@@ -14,7 +14,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from bvvtok import __version__
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.manifest import write_manifest
 from bvvtok.output import atomic_folder
@@ -48,7 +48,7 @@ def read_extra_tokens(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
     except FileNotFoundError:
-        raise BvvtokError(f"extra-tokens file {path} not found; check the --extra-tokens path") from None
+        raise BvvtokError(f"extra-tokens file {path} not found; check the {option('extra_tokens')} path") from None
     except (OSError, UnicodeDecodeError) as e:
         raise BvvtokError(f"cannot read extra-tokens file {path}: {e}; pass a readable UTF-8 file, one token per line") from None
     tokens = {line.strip() for line in lines}
@@ -67,7 +67,7 @@ def resolve_languages(
         unknown = [lang for lang in requested if lang not in available]
         if unknown:
             have = ", ".join(sorted(available)) or "none"
-            raise BvvtokError(f"unknown language(s) {', '.join(unknown)} for {source} (it has: {have}); fix --langs")
+            raise BvvtokError(f"unknown language(s) {', '.join(unknown)} for {source} (it has: {have}); fix {option('langs')}")
         return list(requested), []
     if default is None:
         return list(available), []
@@ -88,11 +88,11 @@ def build_vocab(
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if top_k is not None and top_k < 1:
-        raise BvvtokError(f"--top-k must be at least 1 (got {top_k})")
+        raise BvvtokError(f"{option('top_k')} must be at least 1 (got {top_k})")
     inputs: list[dict[str, Any]] = []
     if ngram_files:
         stats = merge_stats(load_stats(Path(p)) for p in ngram_files)
-        languages, skipped = resolve_languages(langs, stats.codes, "the --ngrams files")
+        languages, skipped = resolve_languages(langs, stats.codes, "the n-gram statistics files")
         inputs += [{"role": "ngrams", "file": Path(p).name, "sha256": sha256_file(Path(p))} for p in ngram_files]
         entries = stats.entries(languages)  # the files decide which orders exist
     else:
@@ -116,7 +116,7 @@ def build_vocab(
     if not layout.placed:
         raise BvvtokError(
             f"the statistics fill none of the {preset.slot_count} n-gram slots (languages: {', '.join(languages) or 'none'}); "
-            "check --langs and that the files hold n-grams of 2+ characters"
+            f"check {option('langs')} and that the files hold n-grams of 2+ characters"
         )
     manifest = {
         "bvvtok_version": __version__,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.vocab.corpus import corpus_files, iter_texts
 from bvvtok.vocab.counting import NgramCounter, get_rule
 from bvvtok.vocab.languages import LANGUAGE_NAMES
@@ -30,13 +30,13 @@ def count_corpus(
 ) -> NgramStats:
     """Count the n-grams of each language's corpus with the given rule; keep the `top` per order."""
     if not inputs:
-        raise BvvtokError("no corpus given; pass --input LANG=PATH (e.g. --input en=wiki-en.txt)")
+        raise BvvtokError(f"no corpus given; {option('inputs', cli='--input')} names a corpus per language (e.g. en=wiki-en.txt)")
     if not orders or min(orders) < 1:
-        raise BvvtokError(f"n-gram orders must be positive integers (got {orders}); e.g. --orders 2,3,4,5")
+        raise BvvtokError(f"{option('orders')} must be positive integers, such as 2,3,4,5 (got {orders})")
     if top < 1:
-        raise BvvtokError(f"--top must be at least 1 (got {top})")
+        raise BvvtokError(f"{option('top')} must be at least 1 (got {top})")
     if max_entries < 2 * top:
-        raise BvvtokError(f"--max-entries {max_entries} is too small to keep the top {top}; give at least {2 * top}")
+        raise BvvtokError(f"{option('max_entries', max_entries)} is too small to keep the top {top}; give at least {2 * top}")
     units_of = get_rule(rule)
     entries = []
     approximate = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file
 
 FORMAT_NAME = "bvvtok-ngrams"
@@ -91,7 +91,7 @@ def load_stats(path: Path) -> NgramStats:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BvvtokError(f"n-gram statistics file {path} not found; check the --ngrams path") from None
+        raise BvvtokError(f"n-gram statistics file {path} not found; check the {option('ngram_files', cli='--ngrams')} path") from None
     except (OSError, UnicodeDecodeError) as e:
         raise BvvtokError(f"cannot read n-gram statistics {path}: {e}; pass a readable UTF-8 file") from None
     data = _parse(text, path)

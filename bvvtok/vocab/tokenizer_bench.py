@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tokenizers import Tokenizer
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file, check_output_file, check_png_path, distinct_names
 from bvvtok.vocab.corpus import read_documents
 from bvvtok.vocab.tokenizer_files import load_tokenizer
@@ -69,7 +69,7 @@ def bench_tokenizers(tokenizer_dirs: Sequence[Path], texts: dict[str, Path], lim
     if not tokenizer_dirs:
         raise BvvtokError("name at least one tokenizer folder to benchmark")
     if not texts:
-        raise BvvtokError("give at least one text as --text LANG=FILE")
+        raise BvvtokError(f"no text given; {option('texts', cli='--text')} names a file per language (e.g. en=news-en.txt)")
     if limit is not None and limit < 1:
         raise BvvtokError(f"limit {limit} is below 1; give a positive number of documents")
     folders = [Path(d).resolve() for d in tokenizer_dirs]

@@ -20,7 +20,7 @@ from importlib.metadata import version
 import numpy as np
 import wordfreq
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.vocab.counting import default_units, top_weighted_ngrams
 from bvvtok.vocab.languages import LANGUAGE_NAMES
 from bvvtok.vocab.stats import LanguageStats, NgramStats
@@ -51,7 +51,7 @@ def wordfreq_stats(
     langs = list(langs)
     missing = sorted(set(langs) - wordfreq_languages())
     if missing:
-        raise BvvtokError(f"wordfreq has no word list for {', '.join(missing)}; drop them from --langs or pass --ngrams")
+        raise BvvtokError(f"wordfreq has no word list for {', '.join(missing)}; drop them from {option('langs')} or pass {option('ngram_files', cli='--ngrams')}")
     orders = sorted(set(orders))
     entries = []
     for lang in langs:

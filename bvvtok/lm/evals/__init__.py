@@ -77,11 +77,6 @@ def register(task: type[Task]) -> type[Task]:
     return task
 
 
-def flag(name: str) -> str:
-    """The option of a task or setting, as Typer makes it of the parameter's name."""
-    return "--" + name.replace("_", "-")
-
-
 def requested_tasks(options: Mapping[str, Any]) -> list[Task]:
     """The tasks whose file `options` gives, in the options' order, each with the settings it takes from `options`.
 

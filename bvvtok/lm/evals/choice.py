@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from scipy.stats import t as student_t
 from tokenizers import Tokenizer
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.lm.evals import Column, Start, Task, numbered_lines, register
 from bvvtok.lm.generate import Sampling, generate
 
@@ -95,7 +95,7 @@ def read_questions(path: Path, strict: bool = False, on_skip: Callable[[str], No
         except (ValueError, KeyError, TypeError) as e:
             message = f"{path}:{number}: {e}"
             if strict:
-                raise BvvtokError(f"{message}; fix the line or drop --strict to skip it") from None
+                raise BvvtokError(f"{message}; fix the line or drop {option('strict', True)} to skip it") from None
             if on_skip:
                 on_skip(message)
             continue
@@ -200,9 +200,9 @@ class MultipleChoiceTask(Task):
 
     def check(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise BvvtokError(f"--protocol {self.protocol!r}: choose {', '.join(PROTOCOLS)}")
+            raise BvvtokError(f"{option('protocol')} {self.protocol!r}: choose {', '.join(PROTOCOLS)}")
         if self.runs < 1:
-            raise BvvtokError(f"--runs must be at least 1 (got {self.runs})")
+            raise BvvtokError(f"{option('runs')} must be at least 1 (got {self.runs})")
         self.sampling.check()
 
     def read(self, on_skip: Callable[[str], None] | None) -> list[Question]:

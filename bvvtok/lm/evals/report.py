@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file, check_output_file, sha256_file
-from bvvtok.lm.evals import TASKS, Start, Task, flag
+from bvvtok.lm.evals import TASKS, Start, Task
 from bvvtok.lm.run_folder import load_model
 
 Progress = Callable[[str, int], None]  # (task, total) when a task starts; then ("", 0) per item done
@@ -39,10 +39,10 @@ def evaluate_runs(runs: Sequence[Path], tasks: Sequence[Task], limit: int | None
                   on_skip: Callable[[str], None] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One dict of figures per run (keys in the tasks' order); each task's file read once, its first `limit` items."""
     if not tasks:
-        offered = ", ".join(sorted(map(flag, TASKS)))
+        offered = ", ".join(sorted(map(option, TASKS)))
         raise BvvtokError(f"nothing to evaluate: give a file to one of {offered}")
     if limit is not None and limit < 1:
-        raise BvvtokError(f"--limit must be at least 1 (got {limit})")
+        raise BvvtokError(f"{option('limit')} must be at least 1 (got {limit})")
     for task in tasks:
         task.check()
     items = [task.read(on_skip)[:limit] for task in tasks]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from bvvtok.difference import Describe
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.substrate.folder import CODES, Fill
 from bvvtok.substrate.token_text import TokenTexts
 from bvvtok.substrate.view import View, ids
@@ -60,10 +60,6 @@ def flag(default: Any, help: str, minimum: int | None = None) -> Any:
     """A method's setting, which `bvvtok embed` takes as --NAME (the field's name, `_` as `-`): its default,
     its help (what `embed --help` shows for this method) and the least value it accepts, if any."""
     return field(default=default, metadata={"help": help, "minimum": minimum})
-
-
-def flag_name(setting: str) -> str:
-    return "--" + setting.replace("_", "-")
 
 
 def scale_for(d_model: int, n_embed: int) -> int | None:
@@ -139,9 +135,9 @@ class Method(ABC):
 
     def __post_init__(self) -> None:
         for setting in self.flags().values():
-            value, minimum, name = getattr(self, setting.name), setting.metadata["minimum"], flag_name(setting.name)
+            value, minimum = getattr(self, setting.name), setting.metadata["minimum"]
             if minimum is not None and value is not None and value < minimum:
-                raise BvvtokError(f"{name} must be at least {minimum} (got {value})")
+                raise BvvtokError(f"{option(setting.name)} must be at least {minimum} (got {value})")
 
     @classmethod
     def flags(cls) -> dict[str, Field]:
@@ -207,10 +203,10 @@ def configure(name: str, options: Mapping[str, Any]) -> Method:
     given = {k: v for k, v in options.items() if v is not None}
     foreign = [k for k in given if k not in method.flags()]
     if foreign:
-        owners = [f"--method {n}" for n, m in METHODS.items() if any(k in m.flags() for k in foreign)]
-        takes = ", ".join(map(flag_name, method.flags())) or "no options"
-        flags, verb = " and ".join(map(flag_name, foreign)), "go" if len(foreign) > 1 else "goes"
-        raise BvvtokError(f"{flags} {verb} with {' or '.join(owners) or 'no method'}; --method {name} takes {takes}")
+        owners = [option("method", n) for n, m in METHODS.items() if any(k in m.flags() for k in foreign)]
+        takes = ", ".join(map(option, method.flags())) or "no options"
+        flags, verb = " and ".join(map(option, foreign)), "go" if len(foreign) > 1 else "goes"
+        raise BvvtokError(f"{flags} {verb} with {' or '.join(owners) or 'no method'}; {option('method', name)} takes {takes}")
     return method(**given)
 
 

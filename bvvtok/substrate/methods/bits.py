@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.substrate.codebook import GENERATOR, build_codebook
 from bvvtok.substrate.methods import (
     DEFAULT_D_MODEL,
@@ -71,12 +71,12 @@ class Bits(Method):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.bits is None:
-            raise BvvtokError("--method bits needs --bits N (e.g. 16, 64, 256, 1024)")
+            raise BvvtokError(f"{option('method', 'bits')} needs {option('bits')} (e.g. 16, 64, 256, 1024)")
         if self.dim is not None and not self.float:
-            raise BvvtokError("--dim goes with --float (a binary codebook is used as is)")
+            raise BvvtokError(f"{option('dim')} goes with {option('float', True)} (a binary codebook is used as is)")
         self.dim = self.bits if self.dim is None else self.dim
         if self.float and not 1 <= self.dim <= self.bits:
-            raise BvvtokError(f"--dim {self.dim} must be between 1 and the number of bits ({self.bits})")
+            raise BvvtokError(f"{option('dim', self.dim)} must be between 1 and the number of bits ({self.bits})")
 
     def build(self, texts: TokenTexts, settings: dict[str, Any], progress: Progress | None) -> Built:
         if progress:

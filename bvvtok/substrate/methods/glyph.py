@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from PIL import features
 
 from bvvtok.difference import first_difference, plural
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.manifest import read_manifest
 from bvvtok.substrate.fonts import Font, resolve_chain
 from bvvtok.substrate.methods import PCA_NOTE, Built, Method, Pca, Progress, codes_by_pca, flag, register, repeated_rows
@@ -68,13 +68,13 @@ class Glyph(Method):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.glyph_size not in GLYPH_SIZES:
-            raise BvvtokError(f"--glyph-size must be 32 or 64 (got {self.glyph_size})")
+            raise BvvtokError(f"{option('glyph_size')} must be 32 or 64 (got {self.glyph_size})")
         if self.workers is not None and self.workers < 1:
-            raise BvvtokError(f"--workers must be at least 1 (got {self.workers}); leave it out for one per CPU")
+            raise BvvtokError(f"{option('workers')} must be at least 1 (got {self.workers}); leave it out for one per CPU")
         bits = self.glyph_size * self.glyph_size
         self.dim = bits if self.dim is None else self.dim
         if not 1 <= self.dim <= bits:
-            raise BvvtokError(f"--dim {self.dim} must be between 1 and the number of bits ({bits})")
+            raise BvvtokError(f"{option('dim', self.dim)} must be between 1 and the number of bits ({bits})")
         self.chain = resolve_chain(self.font)
 
     def inputs(self) -> Sequence[Path]:
