@@ -190,7 +190,7 @@ def test_a_model_trains_on_it(tmp_path, monkeypatch):
     assert "frozen 16-dim gaussian substrate (scale 2)" in result.stdout
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     losses = [r.val_loss for r in rows if r.val_loss is not None]
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert len(losses) == 4 and losses[-1] < losses[0]  # steps 0 (before training), 10, 20, 30
     substrate = read_weight(vocab)
     trained = load_file(str(tmp_path / "run" / "model.safetensors"))["token_embeddings.weight"]
     assert np.array_equal(trained, substrate)  # frozen: bit-identical after training
