@@ -29,7 +29,7 @@ def test_the_walkthrough_prints_what_the_guide_shows(tmp_path):
     diff = guide.differences(SHOWN, now)
     assert not diff, "docs/guide.md differs from a fresh run; run python scripts/guide.py:\n" + "\n".join(diff)
     assert not list(tmp_path.glob("*.png")), "the walkthrough writes its pictures under artifacts/"
-    assert [p.name for p in guide.pictures(now, tmp_path)] == ["substrate-map.png", "frozen-vs-unfrozen.png"]
+    assert [made.name for made, _ in guide.pictures(now, tmp_path)] == ["substrate-map.png", "frozen-vs-unfrozen.png"]
 
 
 def test_every_walkthrough_block_has_commands_and_every_command_its_output():

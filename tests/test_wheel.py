@@ -2,9 +2,10 @@
 
 A non-editable install once left out the font table and the fast-path proof (then in the checkout's
 fonts/): the direct FreeType path silently turned off and manifests said "unifont.otf" instead of
-"unifont.otf 15.0.01". Here the wheel is built offline from a copy of the sources, installed with
-`pip --target` into a temporary folder, and run from a temporary current directory with that folder
-first on PYTHONPATH (the venv's editable install of the checkout comes after it: asserted).
+"unifont.otf 15.0.01". Here the wheel is built offline from a copy of the sources and installed into
+a fresh venv, which runs its own `bvvtok` from a temporary current directory. The venv borrows the
+dependencies of this one (a path line, offline: no index is reached); this venv's editable install
+of the checkout is not among them (asserted: bvvtok is imported from the fresh venv).
 """
 
 import json
@@ -48,6 +49,14 @@ finally:
 """
 
 
+def sysconfig_paths() -> list[str]:
+    """Where this venv's dependencies are installed (a path line adds them; the .pth files among them, this venv's
+    editable install of the checkout included, are not run)."""
+    import sysconfig
+
+    return sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+
+
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}"
@@ -79,15 +88,19 @@ def test_the_wheel_embeds_with_the_fast_path_and_names_its_fonts(tmp_path, tiny_
     names = zipfile.ZipFile(wheel).namelist()
     assert all(name in names for name in DATA), f"{wheel.name} lacks {[n for n in DATA if n not in names]}"
 
-    site = tmp_path / "site"
-    run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], tmp_path, pip_env)
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, env)
+    run([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)], tmp_path, pip_env)
+    python = venv / "bin" / "python"
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    (site / "borrowed_dependencies.pth").write_text("\n".join(sysconfig_paths()) + "\n", encoding="utf-8")
     here = tmp_path / "run"  # the current directory: neither the checkout nor the install
     here.mkdir()
     (here / "driver.py").write_text(DRIVER, encoding="utf-8")
-    env.update(PYTHONPATH=str(site), BVVTOK_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")  # a cold glyph cache
+    env.update(BVVTOK_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")  # a cold glyph cache
 
-    run([sys.executable, "-m", "bvvtok", "build-vocab", "--ngrams", str(tiny_stats), "--out", "vocab"], here, env)
-    shown = run([sys.executable, "driver.py", "embed", "vocab", "--dim", "16"], here, env)
+    run([str(venv / "bin" / "bvvtok"), "build-vocab", "--ngrams", str(tiny_stats), "--out", "vocab"], here, env)
+    shown = run([str(python), "driver.py", "embed", "vocab", "--dim", "16"], here, env)
     watched = json.loads((here / "watched.json").read_text(encoding="utf-8"))
 
     where = {k: v and Path(v) for k, v in watched["where"].items()}
@@ -105,4 +118,4 @@ def test_the_wheel_embeds_with_the_fast_path_and_names_its_fonts(tmp_path, tiny_
     assert manifest["substrate"]["fonts"] == described  # with names and versions, as from the checkout
     named = ", ".join(f"{f['file']} {f['version']}" for f in described)  # "unifont.otf 15.0.01, ..."
     assert named in shown
-    assert named in run([sys.executable, "-m", "bvvtok", "info", "vocab"], here, env)
+    assert named in run([str(venv / "bin" / "bvvtok"), "info", "vocab"], here, env)
