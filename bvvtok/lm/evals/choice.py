@@ -152,8 +152,8 @@ def loglik(model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Questio
     for q in questions:
         context = tokenizer.encode(f"{q.question}\nAnswer:", add_special_tokens=False).ids
         scores = []
-        for option in q.options:
-            ending = tokenizer.encode(f" {option}", add_special_tokens=False).ids
+        for answer in q.options:
+            ending = tokenizer.encode(f" {answer}", add_special_tokens=False).ids
             ids = (context + ending)[-(model.context + 1) :]
             n = min(len(ending), len(ids) - 1)
             seq = torch.tensor(ids, device=device)
