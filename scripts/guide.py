@@ -26,6 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bvvtok.files import atomic_file
+
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "guide.md"
 BLOCK = re.compile(r"^```console\n(.*?)^```$", re.DOTALL | re.MULTILINE)
@@ -156,9 +158,11 @@ def main() -> int:
             print("\n".join(diff) or "docs/guide.md shows what its walkthrough prints")
             return 1 if diff else 0
         for made, shown_as in pictures(now, Path(tmp)):
-            shutil.copyfile(made, shown_as)
+            with atomic_file(shown_as, force=True) as part:
+                shutil.copyfile(made, part)
             print(f"wrote {shown_as.relative_to(ROOT)}", file=sys.stderr)
-    GUIDE.write_text(now, encoding="utf-8")
+    with atomic_file(GUIDE, force=True) as part:
+        part.write_text(now, encoding="utf-8")
     print(f"wrote {GUIDE.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
