@@ -29,6 +29,17 @@ def command_line() -> Iterator[None]:
         _command_line.reset(token)
 
 
+@contextlib.contextmanager
+def library_names() -> Iterator[None]:
+    """Within the block, `option` names parameters as Python does, even under the CLI: for messages about a file
+    whose keys are the parameters' names (an experiment spec's `dim = 300`), not flags."""
+    token = _command_line.set(False)
+    try:
+        yield
+    finally:
+        _command_line.reset(token)
+
+
 def cli_flag(name: str, value: object = None, cli: str | None = None) -> str:
     """The command-line rendering of `option`: `--top-k 0`; a bool is the flag alone (`--force`, `--unfrozen`)."""
     shown = cli or "--" + name.replace("_", "-")

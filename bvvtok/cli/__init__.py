@@ -6,7 +6,7 @@ library; bvvtok.cli.app turns it into one line on stderr and exit code 2.
 
 # isort: off
 from bvvtok.cli.app import app
-from bvvtok.cli import vocab, substrate, lm  # noqa: F401  each registers its commands, in the pipeline's order (the help's)
+from bvvtok.cli import vocab, substrate, lm, experiment  # noqa: F401  each registers its commands, in the pipeline's order (the help's)
 # isort: on
 
 __all__ = ["app", "main"]

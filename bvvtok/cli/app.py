@@ -152,6 +152,13 @@ app = _App(
 )
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """Commands under `bvvtok NAME` (`bvvtok experiment run`), with the errors and help of every other command."""
+    group = _App(cls=_Group, help=help, no_args_is_help=True, add_completion=False)
+    app.add_typer(group, name=name)
+    return group
+
+
 def _version(value: bool) -> None:
     if value:
         console.print(f"bvvtok {__version__}")

@@ -13,12 +13,14 @@ an optional top-level `preset` and the tables `[model]` and `[train]`:
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bvvtok.errors import BvvtokError, option
+from bvvtok.files import atomic_file
 from bvvtok.inputs import read_text_file
 
 
@@ -146,7 +148,7 @@ class RunConfig:
         return {"model": {**dataclasses.asdict(self.model), "scale": self.model.scale}, "train": dataclasses.asdict(self.train)}
 
 
-def _merge(base: Any, values: dict[str, Any], where: str) -> Any:
+def merge_fields(base: Any, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f.type for f in dataclasses.fields(base)}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -174,6 +176,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def write_config_file(path: Path, config: RunConfig) -> Path:
+    """`config` as a file `read_config_file` reads back to the same configuration (the substrate's sizes left out:
+    they come from the substrate)."""
+    model = {k: v for k, v in dataclasses.asdict(config.model).items() if k not in ("vocab_size", "n_embed")}
+    lines = []
+    for table, values in (("model", model), ("train", dataclasses.asdict(config.train))):
+        lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), ""]
+    with atomic_file(path, force=True) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
 def resolve_config(
     preset: str | None, config_file: Path | None, model_flags: dict[str, Any], train_flags: dict[str, Any]
 ) -> RunConfig:
@@ -184,11 +198,11 @@ def resolve_config(
         raise BvvtokError(f"unknown preset {name!r}; choose {' or '.join(PRESETS)}")
     config = RunConfig()
     for source, tables in ((f"preset {name}", PRESETS[name]), (option("config_file", config_file, cli="--config"), file)):
-        model = _merge(config.model, tables.get("model", {}), source)
-        config = RunConfig(model, _merge(config.train, tables.get("train", {}), source))
+        model = merge_fields(config.model, tables.get("model", {}), source)
+        config = RunConfig(model, merge_fields(config.train, tables.get("train", {}), source))
     flags_model = {k: v for k, v in model_flags.items() if v is not None}
     flags_train = {k: v for k, v in train_flags.items() if v is not None}
-    config = RunConfig(_merge(config.model, flags_model, "flags"), _merge(config.train, flags_train, "flags"))
+    config = RunConfig(merge_fields(config.model, flags_model, "flags"), merge_fields(config.train, flags_train, "flags"))
     check(config)
     return config
 

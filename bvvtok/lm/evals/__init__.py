@@ -42,6 +42,7 @@ class Column:
     key: str
     title: str
     text: Callable[[Any, Mapping[str, Any]], str] = two_decimals
+    lower_is_better: bool = False  # a loss (True), or a score such as accuracy (False): which way a difference points
 
 
 @dataclass

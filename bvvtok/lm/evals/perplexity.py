@@ -67,8 +67,10 @@ class PerplexityTask(Task):
     """--perplexity FILE: documents of a .txt (blank-line separated) or .jsonl file."""
 
     name = "perplexity"
-    columns = (Column("loss", "loss/token", lambda value, row: f"{value:.4f}"), Column("perplexity", "perplexity"),
-               Column("bits_per_char", "bits/char"), Column("bits_per_byte", "bits/byte"))  # fmt: skip
+    columns = (Column("loss", "loss/token", lambda value, row: f"{value:.4f}", True),
+               Column("perplexity", "perplexity", lower_is_better=True),
+               Column("bits_per_char", "bits/char", lower_is_better=True),
+               Column("bits_per_byte", "bits/byte", lower_is_better=True))  # fmt: skip
 
     def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
         return read_documents(self.path)

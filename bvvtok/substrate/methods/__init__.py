@@ -173,6 +173,20 @@ class Method(ABC):
         return {k: v for k, v in section.items() if k != "settings"}
 
     @classmethod
+    def fitted(cls, settings: dict[str, Any], d_model: int) -> dict[str, Any]:
+        """`settings` completed for a model `d_model` wide (`bvvtok experiment` builds each substrate so): the width,
+        `dim`, defaults to d_model and must divide it; `d_model` is recorded where the method takes it. A ValueError
+        says what would fit instead."""
+        fitted = {**settings, **({"d_model": d_model} if "d_model" in cls.flags() else {})}
+        if "dim" not in cls.flags():
+            return fitted
+        fitted["dim"] = fitted.get("dim") or d_model
+        if d_model % fitted["dim"]:
+            raise ValueError(f"dim {fitted['dim']} does not divide d_model {d_model}: the model repeats each value "
+                             f"d_model / dim times; choose a dim that divides {d_model}, or leave dim out")  # fmt: skip
+        return fitted
+
+    @classmethod
     @abstractmethod
     def summary(cls, section: dict[str, Any]) -> str:
         """One line for `info`."""

@@ -109,6 +109,20 @@ class Bits(Method):
         return options if options.get("float") else {k: v for k, v in options.items() if k != "dim"}
 
     @classmethod
+    def fitted(cls, settings: dict[str, Any], d_model: int) -> dict[str, Any]:
+        """A codebook is used as is, each bit repeated d_model / bits times: the bits must divide d_model."""
+        bits = settings.get("bits")
+        if settings.get("float"):
+            return super().fitted(settings, d_model)
+        if not isinstance(bits, int) or bits < 1 or d_model % bits == 0:
+            return {**settings, "d_model": d_model}
+        fits = [b for b in (16, 32, 64, 128, 256, 512, 1024) if d_model % b == 0 and b <= d_model]
+        raise ValueError(f"{bits}-bit codes do not fit d_model {d_model} (a codebook is used as is, each bit repeated "
+                         f"d_model / bits times): choose bits that divide {d_model}"
+                         f"{' (' + ', '.join(map(str, fits)) + ')' if fits else ''}, set float = true (PCA to "
+                         f"{min(d_model, bits)} dims), or a d_model that {bits} divides")  # fmt: skip
+
+    @classmethod
     def summary(cls, section: dict[str, Any]) -> str:
         return f"bits, {section['bits']} per token, seed {section['seed']}" + ("" if _plain(section) else ", FLOAT")
 
