@@ -316,7 +316,7 @@ def captured_figures(monkeypatch) -> list:
 
     figures = []
     save = plots.save_png
-    monkeypatch.setattr(plots, "save_png", lambda figure, out, force=True: (figures.append(figure), save(figure, out, force)))
+    monkeypatch.setattr(plots, "save_png", lambda f, out, force=True: (figures.append(f), save(f, out, force)))
     return figures
 
 
@@ -340,7 +340,8 @@ def test_compare_leaves_step_zero_out_of_the_axis_and_says_so(tmp_path, monkeypa
     assert low < min(trained) and max(trained) < high < 11.0  # the trained part fills the axis; step 0 is off it
     assert high - low < 1.1 * (max(trained) - min(trained))
     assert loss.get_title(loc="left") == "step 0 (untrained): 11.00 nats/token, above the range shown"
-    assert bpb.get_ylim()[1] < 8.0 and bpb.get_title(loc="left") == "step 0 (untrained): 8.00 bits/byte, above the range shown"
+    assert bpb.get_ylim()[1] < 8.0
+    assert bpb.get_title(loc="left") == "step 0 (untrained): 8.00 bits/byte, above the range shown"
     assert loss.get_xlim()[0] <= 0  # step 0 is still drawn, going up off the top
 
 
