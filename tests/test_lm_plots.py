@@ -11,7 +11,8 @@ from PIL import Image
 
 from bvvtok.errors import BvvtokError
 from bvvtok.lm.metrics import FIELDS, Row, read_metrics, write_metrics
-from bvvtok.lm.plots import RunSummary, compare_runs, plot_losses
+from bvvtok.lm.plots import RunSummary, compare_runs, fit_to_training, plot_losses, value_range
+from conftest import invoke
 
 TRAIN_COLOUR = (0x1F, 0x77, 0xB4)  # matplotlib's first and second default colours (C0, C1)
 VAL_COLOUR = (0xFF, 0x7F, 0x0E)
@@ -31,12 +32,16 @@ def make_rows(steps: int = 20, eval_every: int | None = 5, offset: float = 0.0) 
     ]
 
 
-def write_run(folder: Path, rows: list[Row], frozen: bool = True, init: str = "substrate", steps: int = 20) -> Path:
-    """A fake run folder: metrics.csv and config.json as the trainer writes them."""
+def write_run(folder: Path, rows: list[Row], frozen: bool = True, init: str = "substrate", steps: int = 20,
+              substrate: dict | None = None, n_embed: int | None = None) -> Path:  # fmt: skip
+    """A fake run folder: metrics.csv and config.json as the trainer writes them, and the substrate manifest's
+    section `substrate` if given."""
     folder.mkdir(parents=True)
     write_metrics(folder / "metrics.csv", rows)
-    config = {"model": {"frozen": frozen, "init": init, "d_model": 32, "n_layer": 2}, "train": {"steps": steps}}
-    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    model = {"frozen": frozen, "init": init, "d_model": 32, "n_layer": 2, **({"n_embed": n_embed} if n_embed else {})}
+    (folder / "config.json").write_text(json.dumps({"model": model, "train": {"steps": steps}}), encoding="utf-8")
+    if substrate is not None:
+        (folder / "substrate.json").write_text(json.dumps({"substrate": substrate}), encoding="utf-8")
     return folder
 
 
@@ -285,3 +290,73 @@ def test_compare_errors(runs, tmp_path):
     with pytest.raises(BvvtokError, match="wrong type"):
         compare_runs([no_config], None)
     assert not (tmp_path / "c.png").exists() and not (tmp_path / "c.jpg").exists()
+
+
+def test_compare_names_the_substrate_in_the_table_and_the_legend(tmp_path):
+    glyph = write_run(tmp_path / "glyph", make_rows(), substrate={"method": "glyph", "dim": 256}, n_embed=256)
+    bits = write_run(tmp_path / "bits", make_rows(), substrate={"method": "bits"}, n_embed=16)  # the width: config's
+    unfrozen = write_run(tmp_path / "unfrozen", make_rows(), frozen=False, substrate={"method": "glyph", "dim": 256})
+    broken = write_run(tmp_path / "broken", make_rows(), substrate={"method": 7, "dim": "wide"})
+    (tmp_path / "broken" / "substrate.json").write_text("{not json", encoding="utf-8")
+    unknown = write_run(tmp_path / "unknown", make_rows())
+    summaries = compare_runs([glyph, bits, unfrozen, broken, unknown], None)
+    assert [s.substrate for s in summaries] == ["glyph 256", "bits 16", "glyph 256", "-", "-"]
+    assert [s.label for s in summaries] == [
+        "glyph (glyph 256, frozen)", "bits (bits 16, frozen)", "unfrozen (glyph 256, unfrozen, init substrate)",
+        "broken (frozen)", "unknown (frozen)",
+    ]  # fmt: skip
+    result = invoke("compare", glyph, bits, unfrozen)
+    assert result.exit_code == 0, result.output
+    assert "substrate" in result.stdout and "glyph 256" in result.stdout and "bits 16" in result.stdout
+
+
+def captured_figures(monkeypatch) -> list:
+    """The figures compare draws, caught on their way to the file."""
+    import bvvtok.lm.plots as plots
+
+    figures = []
+    save = plots.save_png
+    monkeypatch.setattr(plots, "save_png", lambda f, out, force=True: (figures.append(f), save(f, out, force)))
+    return figures
+
+
+def untrained_first(offset: float = 0.0) -> list[Row]:
+    """Step 0 (the untrained model, far above) and then a run validated every 5 steps, with bits per byte."""
+    rows = [Row(0, None, 11.0, None, None, 8.0), *make_rows(offset=offset)]
+    for r in rows[1:]:
+        r.val_bpb = None if r.val_loss is None else r.val_loss / 2
+    return rows
+
+
+def test_compare_leaves_step_zero_out_of_the_axis_and_says_so(tmp_path, monkeypatch):
+    figures = captured_figures(monkeypatch)
+    a = write_run(tmp_path / "a", untrained_first())
+    b = write_run(tmp_path / "b", untrained_first(offset=0.3))
+    compare_runs([a, b], tmp_path / "compare.png")
+    (figure,) = figures
+    loss, bpb = figure.axes
+    trained = [5.2 - 0.1 * s + o for s in (5, 10, 15, 20) for o in (0.0, 0.3)]  # the validated steps after 0
+    low, high = loss.get_ylim()
+    assert low < min(trained) and max(trained) < high < 11.0  # the trained part fills the axis; step 0 is off it
+    assert high - low < 1.1 * (max(trained) - min(trained))
+    assert loss.get_title(loc="left") == "step 0 (untrained): 11.00 nats/token, above the range shown"
+    assert bpb.get_ylim()[1] < 8.0
+    assert bpb.get_title(loc="left") == "step 0 (untrained): 8.00 bits/byte, above the range shown"
+    assert loss.get_xlim()[0] <= 0  # step 0 is still drawn, going up off the top
+
+
+def test_fit_to_training_notes_only_what_it_leaves_out():
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    within = [Row(0, None, 4.1, None, None), Row(5, 4.0, 4.0, 1e-3, 1.0), Row(10, 3.0, 4.2, 1e-3, 1.0)]
+    assert fit_to_training(ax, [("a", within, "val_loss", {})], "nats/token") is None  # step 0 inside: nothing to say
+    assert ax.get_ylim() == pytest.approx((3.99, 4.21))
+    below = [Row(0, None, 1.0, None, None), *within[1:]]
+    assert fit_to_training(ax, [("a", below, "val_loss", {})], "nats/token") == (
+        "step 0 (untrained): 1.00 nats/token, below the range shown"
+    )
+    only_start = [Row(0, None, 9.0, None, None)]
+    assert fit_to_training(ax, [("a", only_start, "val_loss", {})], "nats/token") is None  # nothing trained: left as is
+    assert value_range([2.0, math.nan, math.inf]) == pytest.approx((1.9, 2.1))  # one finite value: a band around it
+    assert value_range([math.nan]) is None

@@ -407,16 +407,18 @@ def compare_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE.png", help="Write the validation-loss curves here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
-    """Validation curves of several runs (loss and bits per byte) in one picture, and a table of their final figures."""
+    """Validation curves of several runs (loss and bits per byte) in one picture, and a table of their substrates and final
+    figures."""
     from bvvtok.lm.plots import compare_runs
 
     summaries = compare_runs(runs, out, force)
-    table = DataTable("run", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte", keys=2, box=box.SIMPLE_HEAD,
-                        pad_edge=False)  # fmt: skip
+    table = DataTable("run", "substrate", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte",
+                      keys=3, box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
     for s in summaries:
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
-        table.add_row(s.name, "frozen" if s.frozen else f"unfrozen ({s.init})", f"{s.steps_done:,}/{s.steps_planned:,}",
-                      fmt(s.final_train_loss), fmt(s.final_val_loss), fmt(s.best_val_loss), fmt(s.final_val_bpb))  # fmt: skip
+        table.add_row(s.name, s.substrate, "frozen" if s.frozen else f"unfrozen ({s.init})",
+                      f"{s.steps_done:,}/{s.steps_planned:,}", fmt(s.final_train_loss), fmt(s.final_val_loss),
+                      fmt(s.best_val_loss), fmt(s.final_val_bpb))  # fmt: skip
     print_table(table)
     if out is not None:
         console.print(f"wrote {out}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib.style
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -24,6 +25,7 @@ from bvvtok.files import atomic_file, check_output_file, check_png_path, distinc
 from bvvtok.lm.metrics import METRICS, Row, read_metrics
 
 CONFIG = "config.json"
+SUBSTRATE_MANIFEST = "substrate.json"  # as bvvtok.lm.run_folder names it (which imports torch)
 NOT_A_RUN = "is it a run folder written by bvvtok train?"
 Curve = tuple[str, list[Row], str, dict[str, Any]]  # label, rows, the Row field to draw, line style
 
@@ -40,16 +42,71 @@ class RunSummary:
     final_val_loss: float | None
     best_val_loss: float | None
     final_val_bpb: float | None = None  # bits per byte: comparable across tokenizers (None: bvvtok 0.1's metrics)
+    method: str | None = None  # the substrate's method (glyph, bits, gaussian), None if the folder does not say
+    dim: int | None = None  # its width (n_embed)
+
+    @property
+    def substrate(self) -> str:
+        """The substrate as the table shows it: "glyph 256", "bits 16" ("-" if unknown)."""
+        return " ".join(str(part) for part in (self.method, self.dim) if part is not None) or "-"
 
     @property
     def label(self) -> str:
-        """The legend entry: the name, whether the embedding trained, and its init unless it is the substrate."""
+        """The legend entry: the name, the substrate, whether the embedding trained, and its init unless it is the
+        substrate (two frozen runs on different substrates must not both read "frozen")."""
+        substrate = "" if self.substrate == "-" else f"{self.substrate}, "
         if self.frozen and self.init == "substrate":
-            return f"{self.name} (frozen)"
-        return f"{self.name} ({'frozen' if self.frozen else 'unfrozen'}, init {self.init})"
+            return f"{self.name} ({substrate}frozen)"
+        return f"{self.name} ({substrate}{'frozen' if self.frozen else 'unfrozen'}, init {self.init})"
 
 
-Panel = tuple[str, list[Curve]]  # the y-axis label, and the curves drawn on it
+Panel = tuple[str, list[Curve], str | None]  # the y-axis label, the curves drawn on it, the unit to fit the axis in
+
+
+def save_png(figure: Figure, out: Path, force: bool = True) -> None:
+    """`figure` into `out` (atomic), drawn under the default style and without the Software tag: same bytes."""
+    with matplotlib.style.context("default"), atomic_file(Path(out), force) as tmp:
+        figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+
+
+def value_range(values: Iterable[float], margin: float = 0.05) -> tuple[float, float] | None:
+    """(low, high) around the finite `values` with `margin` of their span either side; None if there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    low, high = min(finite), max(finite)
+    pad = (high - low) * margin or max(abs(high) * margin, 1e-3)  # one value: a band around it
+    return low - pad, high + pad
+
+
+def outside(values: Iterable[float], limits: tuple[float, float], what: str, unit: str) -> str | None:
+    """A note for the finite `values` that fall outside `limits` ("step 0: 7.95 bits/byte, above the range shown"),
+    None if all are inside: a reader must know that a point was left off the picture, and where it is."""
+    out = sorted(v for v in values if math.isfinite(v) and not limits[0] <= v <= limits[1])
+    if not out:
+        return None
+    side = "above" if out[0] > limits[1] else "below" if out[-1] < limits[0] else "outside"
+    span = f"{out[0]:.2f}" if f"{out[0]:.2f}" == f"{out[-1]:.2f}" else f"{out[0]:.2f}–{out[-1]:.2f}"
+    return f"{what}: {span} {unit}, {side} the range shown"
+
+
+def fit_to_training(ax: Axes, curves: Sequence[Curve], unit: str) -> str | None:
+    """Set the y limits on the values after step 0 and return the note that says where step 0 went (or None).
+
+    Step 0 is the untrained model (ln V nats, about 8 bits per byte): on the axis it squashes the trained part, where
+    runs differ by hundredths, into a flat line.
+    """
+    values = [(r.step, getattr(r, field)) for _, rows, field, _ in curves for r in rows]
+    limits = value_range(v for step, v in values if step > 0)
+    if limits is None:
+        return None
+    ax.set_ylim(limits)
+    return outside((v for step, v in values if step == 0), limits, "step 0 (untrained)", unit)
+
+
+def note(ax: Axes, text: str) -> None:
+    """A small grey line above the axes, on the left: what the picture leaves out or how to read it."""
+    ax.set_title(text, loc="left", fontsize="small", color="0.35")
 
 
 def _draw(out: Path, force: bool, title: str, panels: list[Panel]) -> None:
@@ -59,15 +116,16 @@ def _draw(out: Path, force: bool, title: str, panels: list[Panel]) -> None:
         figure = Figure(figsize=(8 if len(panels) == 1 else 12, 5), layout="constrained")
         FigureCanvasAgg(figure)
         figure.suptitle(title)
-        for i, (ylabel, curves) in enumerate(panels, 1):
+        for i, (ylabel, curves, unit) in enumerate(panels, 1):
             ax = figure.add_subplot(1, len(panels), i)
             for label, rows, field, style in curves:
                 ax.plot([r.step for r in rows], [getattr(r, field) for r in rows], label=label, **style)
             ax.set(xlabel="step", ylabel=ylabel)
             ax.grid(True, alpha=0.4)
             ax.legend()
-        with atomic_file(Path(out), force) as tmp:
-            figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+            if unit is not None and (text := fit_to_training(ax, curves, unit)):
+                note(ax, text)
+    save_png(figure, out, force)
 
 
 def smoothed(rows: Sequence[Row], field: str) -> list[Row]:
@@ -92,10 +150,10 @@ def plot_losses(rows: Sequence[Row], out: Path, title: str) -> None:
                            ("train, smoothed", smoothed(trained, "train_loss"), "train_loss", {"color": "C0", "linewidth": 1.2})]  # fmt: skip
     losses += [("validation", val, "val_loss", {"color": "C1", "marker": "o", "markersize": 4})] if val else []
     bits: list[Curve] = [("validation", bpb, "val_bpb", {"color": "C1", "marker": "o", "markersize": 4})] if bpb else []
-    _draw(out, True, title, [("loss (nats/token)", losses), ("validation bits per byte of text", bits)])
+    _draw(out, True, title, [("loss (nats/token)", losses, None), ("validation bits per byte of text", bits, None)])
 
 
-def _config(folder: Path) -> tuple[bool, str, int]:
+def _config(folder: Path) -> tuple[bool, str, int, int | None]:
     path = folder / CONFIG
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -106,7 +164,21 @@ def _config(folder: Path) -> tuple[bool, str, int]:
         raise BvvtokError(f"{path} is not a run config ({type(e).__name__}: {e}); {NOT_A_RUN}") from None
     if not isinstance(frozen, bool) or not isinstance(init, str) or type(steps) is not int:
         raise BvvtokError(f"{path}: model.frozen, model.init or train.steps has the wrong type; {NOT_A_RUN}")
-    return frozen, init, steps
+    n_embed = config["model"].get("n_embed")
+    return frozen, init, steps, n_embed if type(n_embed) is int else None
+
+
+def _substrate(folder: Path) -> tuple[str | None, int | None]:
+    """The method and width in the run's copy of the substrate manifest ((None, None) where it has none: a summary
+    does not need it, and older or foreign folders may lack it)."""
+    try:
+        section = json.loads((folder / SUBSTRATE_MANIFEST).read_text(encoding="utf-8"))["substrate"]
+        method, dim = section.get("method"), section.get("dim")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    return method if isinstance(method, str) else None, dim if type(dim) is int else None
+
+
 
 
 def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False) -> list[RunSummary]:
@@ -126,13 +198,15 @@ def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False
     bits: list[Curve] = []
     for given, folder, name in zip(run_dirs, folders, distinct_names(folders)):
         rows = read_metrics(folder / METRICS)
-        frozen, init, steps = _config(folder)
+        frozen, init, steps, n_embed = _config(folder)
+        method, dim = _substrate(folder)
         val = [r for r in rows if r.val_loss is not None]
         losses = [r.val_loss for r in val if not math.isnan(r.val_loss)]
         last = rows[-1] if rows else None
         summary = RunSummary(
             name, Path(given), frozen, init, last.step if last else 0, steps, last.train_loss if last else None,
             val[-1].val_loss if val else None, min(losses, default=None), val[-1].val_bpb if val else None,
+            method, dim if dim is not None else n_embed,
         )  # fmt: skip
         summaries.append(summary)
         style = {"color": f"C{len(curves)}", "marker": "o", "markersize": 3}  # one colour per drawn run
@@ -144,5 +218,6 @@ def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False
     if out is not None:
         if not curves:
             raise BvvtokError("none of the runs has validation rows (val_loss is always empty); leave out the .png")
-        _draw(out, force, "validation", [("loss (nats/token)", curves), ("bits per byte of text", bits)])
+        _draw(out, force, "validation", [("loss (nats/token)", curves, "nats/token"),
+                                          ("bits per byte of text", bits, "bits/byte")])
     return summaries

@@ -1,0 +1,1 @@
+"""`bvvtok experiment`: substrates x frozen/unfrozen x seeds, trained, evaluated and reported with intervals."""
