@@ -31,7 +31,7 @@ from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
-from bvvtok.lm.data import TokenData, is_token_folder, load_tokens, prepare_tokens
+from bvvtok.lm.data import TokenData, corpus_tokens
 from bvvtok.lm.distributed import SHARDS, World, autocast
 from bvvtok.lm.memory import MemoryPlan, check_fits, plan
 from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
@@ -317,13 +317,11 @@ def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
 
 def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, world: World, progress) -> TokenData:
     """Tokenize on rank 0 (or reuse the cache), then every rank opens the same shards."""
-    if len(corpus) == 1 and is_token_folder(corpus[0]):
-        return load_tokens(corpus[0])
     data = None
     if world.main:
-        data = prepare_tokens(substrate.folder, corpus, val_fraction=config.train.val_fraction, progress=progress)
+        data = corpus_tokens(substrate.folder, corpus, config.train.val_fraction, progress)
     distributed.barrier(world)
-    return data or prepare_tokens(substrate.folder, corpus, val_fraction=config.train.val_fraction)
+    return data or corpus_tokens(substrate.folder, corpus, config.train.val_fraction)
 
 
 def _check_disk(out: Path, model: GPT) -> None:
