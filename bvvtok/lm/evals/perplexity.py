@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,7 +74,8 @@ class PerplexityTask(Task):
     def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
         return read_documents(self.path)
 
-    def score(self, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str], start: Start) -> dict[str, Any]:
+    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str],
+              start: Start) -> dict[str, Any]:  # fmt: skip
         p = perplexity(model, tokenizer, documents, start("perplexity", len(documents)))
         return {"tokens": p.tokens, "loss": p.loss, "perplexity": p.perplexity, "bits_per_char": p.bits_per_char,
                 "bits_per_byte": p.bits_per_byte}  # fmt: skip
