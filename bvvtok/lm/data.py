@@ -137,8 +137,8 @@ def corpus_tokens(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: flo
     if len(corpus) == 1 and is_token_folder(corpus[0]):
         data = load_tokens(corpus[0])
         if data.manifest["tokens"].get("tokenizer_sha256") != _tokenizer_sha(Path(tokenizer_dir)):
-            raise BvvtokError(f"{corpus[0]} holds the ids of another tokenizer than {Path(tokenizer_dir) / 'tokenizer.json'}; "
-                              "give the text itself, or tokens prepared with that tokenizer")  # fmt: skip
+            raise BvvtokError(f"{corpus[0]} holds the ids of another tokenizer than {tokenizer_dir}'s; give the text "
+                              "itself, or tokens prepared with that tokenizer")  # fmt: skip
         return data
     return prepare_tokens(tokenizer_dir, corpus, val_fraction=val_fraction, progress=progress)
 
