@@ -35,6 +35,10 @@ def two_decimals(value: Any, row: Mapping[str, Any]) -> str:
     return f"{value:.2f}"
 
 
+def four_decimals(value: Any, row: Mapping[str, Any]) -> str:
+    return f"{value:.4f}"
+
+
 @dataclass(frozen=True)
 class Column:
     """A figure the printed table shows: its key in a row, its title, and how a value reads (None reads "-")."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from bvvtok.lm.evals import Column, Start, Task, register
+from bvvtok.lm.evals import Column, Start, Task, four_decimals, register
 from bvvtok.vocab.corpus import read_documents
 from bvvtok.vocab.layout import EOS
 
@@ -68,7 +68,7 @@ class PerplexityTask(Task):
     """--perplexity FILE: documents of a .txt (blank-line separated) or .jsonl file."""
 
     name = "perplexity"
-    columns = (Column("loss", "loss/token", lambda value, row: f"{value:.4f}"), Column("perplexity", "perplexity"),
+    columns = (Column("loss", "loss/token", four_decimals), Column("perplexity", "perplexity"),
                Column("bits_per_char", "bits/char"), Column("bits_per_byte", "bits/byte"))  # fmt: skip
 
     def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
