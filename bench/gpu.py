@@ -61,9 +61,9 @@ import bvvtok
 from bvvtok.errors import BvvtokError
 from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, resolve_config, with_substrate
-from bvvtok.lm.distributed import World, pick_device
+from bvvtok.lm.distributed import World, autocast, pick_device
 from bvvtok.lm.generate import Sampling, generate
-from bvvtok.lm.train import autocast, pick_dtype
+from bvvtok.lm.train import pick_dtype
 from bvvtok.substrate.load import load_substrate
 
 ROOT = Path(__file__).resolve().parent.parent

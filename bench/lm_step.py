@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from bvvtok.lm.config import RunConfig
+from bvvtok.lm.distributed import autocast
 from bvvtok.lm.model import GPT
-from bvvtok.lm.train import autocast, lr_factor
+from bvvtok.lm.train import lr_factor
 
 Wrap = Callable[[nn.Module], nn.Module]  # DDP or FSDP around the (compiled) model
 

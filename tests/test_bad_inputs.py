@@ -137,6 +137,7 @@ CASES = [
     Case("eval-perplexity-missing", "eval {run} --perplexity {tmp}/nonexistent", NOT_FOUND),
     Case("eval-multiple-choice-missing", "eval {run} --multiple-choice {tmp}/nonexistent", NOT_FOUND),
     Case("eval-translation-missing", "eval {run} --translation {tmp}/nonexistent", NOT_FOUND),
+    Case("eval-held-out-missing", "eval {run} --held-out {tmp}/nonexistent", ("--held-out", *NOT_FOUND)),
     Case("bench-tokenizer-text-missing", "bench-tokenizer {vocab} --text en={tmp}/nonexistent", NOT_FOUND),
     # found beside them
     Case("train-config-folder", TRAIN + " --config {tmp}", ("is a folder; give a file",)),

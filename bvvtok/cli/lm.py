@@ -346,7 +346,8 @@ def eval_command(
     ctx: typer.Context,
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run, mixture or grown folders.")],
     # the tasks: each option of a file is the task of that name in bvvtok/lm/evals/, the options after it its settings
-    perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Held-out text (.txt, blank-line separated documents, or .jsonl): loss, perplexity, bits per character.")] = None,
+    perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Documents (.txt, separated by blank lines, or .jsonl): loss, perplexity, bits per character.")] = None,
+    held_out: Annotated[Optional[Path], typer.Option(metavar="CORPUS", help="A corpus as train --corpus takes it: loss and bits per byte on the validation windows training picks from it, with each run's own settings.")] = None,
     multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
     protocol: Annotated[str, typer.Option(metavar="NAME", help="Multiple choice: generative (the papers'), loglik (lm-eval-harness's) or both.")] = "both",
     runs: Annotated[int, typer.Option("--runs", metavar="N", help="Generative protocol: sampled runs, reported as mean +- 95% CI.")] = 10,
@@ -364,7 +365,7 @@ def eval_command(
     results: Annotated[Optional[list[Path]], typer.Option("--results", "-o", metavar="FILE", help="Also write the table to FILE.csv or FILE.json. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --results files.")] = False,
 ) -> None:
-    """Perplexity, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
+    """Perplexity, held-out loss, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
     from bvvtok.lm.distributed import pick_device
     from bvvtok.lm.evals import requested_tasks
     from bvvtok.lm.evals.report import check_results_path, evaluate_runs, write_results
@@ -386,8 +387,8 @@ def eval_command(
         on_skip = lambda message: bar.console.print(f"skipped {message}", highlight=False)  # noqa: E731
         rows = evaluate_runs(run_dirs, tasks, limit, chosen, progress, on_skip)
     print_table(_eval_table(rows, [column for task in tasks for column in task.columns]))
-    if perplexity and len({r["tokenizer_sha256"] for r in rows}) > 1:
-        console.print("note: the runs have different tokenizers; compare bits per character (loss and perplexity are per token)")
+    if (perplexity or held_out) and len({r["tokenizer_sha256"] for r in rows}) > 1:
+        console.print("note: the runs have different tokenizers; compare bits per character or byte (losses and perplexity are per token)")
     for path in results or []:
         write_results(rows, path, force)
         console.print(f"wrote {path}")

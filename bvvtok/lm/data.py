@@ -130,6 +130,19 @@ def prepare_tokens(
         return dataclasses.replace(load_tokens(folder), tokenized_s=time.perf_counter() - began)
 
 
+def corpus_tokens(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: float = 0.01,
+                  progress: Callable[[int, int], None] | None = None) -> TokenData:  # fmt: skip
+    """The tokens of what `train --corpus` takes: a folder prepare_tokens wrote, opened as it is (it must hold ids of
+    `tokenizer_dir`'s tokenizer), or text, tokenized with that tokenizer (or found in the cache)."""
+    if len(corpus) == 1 and is_token_folder(corpus[0]):
+        data = load_tokens(corpus[0])
+        if data.manifest["tokens"].get("tokenizer_sha256") != _tokenizer_sha(Path(tokenizer_dir)):
+            raise BvvtokError(f"{corpus[0]} holds the ids of another tokenizer than {tokenizer_dir}'s; give the text "
+                              "itself, or tokens prepared with that tokenizer")  # fmt: skip
+        return data
+    return prepare_tokens(tokenizer_dir, corpus, val_fraction=val_fraction, progress=progress)
+
+
 def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[tuple[Path, str]], key: str, described: list[dict[str, Any]],
                   tokenizer_sha: str, val_fraction: float, force: bool, progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
     tokenizer = load_tokenizer(tokenizer_dir)

@@ -45,6 +45,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision on `device` at `dtype` (bf16 on CUDA); nothing to do in fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def join(device: str) -> World:
     """Join the process group when launched by torchrun; otherwise a world of one."""
     chosen = pick_device(device)

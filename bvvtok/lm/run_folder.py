@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from bvvtok.commit import Update, recover_for_reading, replace_folder
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, sha256_file, umask
 from bvvtok.inputs import check_input_folder
-from bvvtok.lm.config import ModelConfig, with_defaults
+from bvvtok.lm.config import ModelConfig, TrainConfig, with_defaults
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 from bvvtok.manifest import check_files, dump_json, read_manifest, write_json, write_manifest
@@ -79,6 +79,13 @@ def member_configs(raw: dict[str, Any]) -> tuple[list[ModelConfig], list[float]]
     models = raw["members"] if "members" in raw else [raw["model"]]
     weights = raw.get("mixture_weights", [1.0])
     return [ModelConfig(**{k: v for k, v in m.items() if k != "scale"}) for m in models], weights
+
+
+def train_config(raw: dict[str, Any]) -> TrainConfig:
+    """The training configuration of a folder's config; TrainConfig's defaults where it has none (a mixture, an
+    import, a grown model), and for the fields it predates."""
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    return TrainConfig(**{f.name: train[f.name] for f in fields(TrainConfig) if f.name in train})
 
 
 def build_model(raw: dict[str, Any]) -> GPT | Mixture:

@@ -25,15 +25,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.lm import distributed
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
-from bvvtok.lm.data import TokenData, is_token_folder, load_tokens, prepare_tokens
-from bvvtok.lm.distributed import SHARDS, World
+from bvvtok.lm.data import TokenData, corpus_tokens
+from bvvtok.lm.distributed import SHARDS, World, autocast
 from bvvtok.lm.memory import MemoryPlan, check_fits, plan
 from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
 from bvvtok.lm.model import GPT, Block
@@ -51,7 +50,7 @@ from bvvtok.lm.run_folder import (
     start_run,
     substrate_of,
 )
-from bvvtok.lm.text_bytes import bits_per_byte, special_ids, text_bytes
+from bvvtok.lm.validation import validation_loss, validation_windows
 from bvvtok.lm.windows import WindowOrder, batch, plan_windows
 from bvvtok.output import check_replace, claim, real
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
@@ -77,12 +76,6 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
-
-
-def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -120,10 +113,7 @@ class Trainer:
         self.model = model.to(world.device)
         self.context = self.model.context
         self.split, n_train, self.validation = plan_windows(data, self.context, self.model.vocab_size, config.train)
-        # bits per byte: which targets are text, and the bytes of each validation window's text (the same every time)
-        self.special = special_ids(tokenizer, self.model.vocab_size).to(world.device)
-        self.window_bytes = [text_bytes(tokenizer, self.validation.split.window(int(i), self.context)[1:])
-                             for i in self.validation.windows]  # fmt: skip
+        self.val_windows = validation_windows(self.validation, self.context, tokenizer, self.model.vocab_size, world.device)
         self.order = WindowOrder(n_train, config.train.seed)
         self.dtype = pick_dtype(options.dtype, world.device)
         self.strategy = distributed.strategy(options.strategy)
@@ -166,30 +156,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return distributed.sum_all(world, [loss_sum / t.grad_accum])[0] / world.size, lr
 
-    @torch.no_grad()
     def evaluate(self) -> tuple[float, float | None]:
         """Mean loss over the validation windows, and their bits per byte, shared among the processes."""
-        world, validation, size = self.world, self.validation, self.config.train.batch_size
-        positions = range(world.rank, len(validation.windows), world.size)
-        mine = [(validation.windows[i], self.window_bytes[i]) for i in positions]
-        most = -(-len(validation.windows) // world.size)  # the windows of the rank with the most
-        total, tokens, text_loss, nbytes = 0.0, 0.0, 0.0, 0
-        self.net.eval()
-        for start in range(0, most, size):  # as many forwards on every rank: a sharded forward is collective
-            part = mine[start : start + size]
-            windows = np.array([w for w, _ in part] or validation.windows[:1])
-            x, y = batch(validation.split, windows, self.context, world.device)
-            with autocast(world.device, self.dtype):
-                logits, _ = self.net(x)
-            if part:  # a rank out of windows ran its forward for the others' sake
-                losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
-                total += losses.sum().item()
-                tokens += y.numel()
-                text_loss += losses[~self.special[y.flatten()]].sum().item()
-                nbytes += sum(b for _, b in part)
-        self.net.train()
-        total, tokens, text_loss, nbytes = distributed.sum_all(world, [total, tokens, text_loss, nbytes])
-        return total / tokens, bits_per_byte(text_loss, int(nbytes))
+        figures = validation_loss(self.net, self.val_windows, self.config.train.batch_size, self.dtype, self.world)
+        return figures.loss, figures.bits_per_byte
 
     def resume(self, checkpoint: Checkpoint) -> int:
         """Continue from `checkpoint`: its weights, optimizer, schedule and RNG; returns the step it was at."""
@@ -347,13 +317,11 @@ def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
 
 def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, world: World, progress) -> TokenData:
     """Tokenize on rank 0 (or reuse the cache), then every rank opens the same shards."""
-    if len(corpus) == 1 and is_token_folder(corpus[0]):
-        return load_tokens(corpus[0])
     data = None
     if world.main:
-        data = prepare_tokens(substrate.folder, corpus, val_fraction=config.train.val_fraction, progress=progress)
+        data = corpus_tokens(substrate.folder, corpus, config.train.val_fraction, progress)
     distributed.barrier(world)
-    return data or prepare_tokens(substrate.folder, corpus, val_fraction=config.train.val_fraction)
+    return data or corpus_tokens(substrate.folder, corpus, config.train.val_fraction)
 
 
 def _check_disk(out: Path, model: GPT) -> None:

@@ -35,6 +35,10 @@ def two_decimals(value: Any, row: Mapping[str, Any]) -> str:
     return f"{value:.2f}"
 
 
+def four_decimals(value: Any, row: Mapping[str, Any]) -> str:
+    return f"{value:.4f}"
+
+
 @dataclass(frozen=True)
 class Column:
     """A figure the printed table shows: its key in a row, its title, and how a value reads (None reads "-")."""
@@ -60,8 +64,9 @@ class Task(ABC):
         """The items of the file, read once for all models (a task that skips bad items reports them to on_skip)."""
 
     @abstractmethod
-    def score(self, model: Any, tokenizer: Any, items: list[Any], start: Start) -> dict[str, Any]:
-        """The named figures of one model on the items, in the order rows (and CSV columns) have them."""
+    def score(self, folder: Path, model: Any, tokenizer: Any, items: list[Any], start: Start) -> dict[str, Any]:
+        """The named figures of one model (loaded from `folder`, which holds its configuration) on the items, in the
+        order rows (and CSV columns) have them."""
 
     @property
     @abstractmethod

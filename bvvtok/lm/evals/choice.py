@@ -208,7 +208,7 @@ class MultipleChoiceTask(Task):
     def read(self, on_skip: Callable[[str], None] | None) -> list[Question]:
         return read_questions(self.path, self.strict, on_skip)
 
-    def score(self, model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Question],
+    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, questions: list[Question],
               start: Start) -> dict[str, Any]:  # fmt: skip
         row: dict[str, Any] = {"chance": None}  # the first of its figures in rows, filled in by either protocol
         if "generative" in self.protocols:

@@ -97,7 +97,7 @@ class ClozeTask(Task):
     def read(self, on_skip: Callable[[str], None] | None) -> list[Passage]:
         return read_passages(self.path)
 
-    def score(self, model: torch.nn.Module, tokenizer: Tokenizer, passages: list[Passage],
+    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, passages: list[Passage],
               start: Start) -> dict[str, Any]:  # fmt: skip
         c = cloze(model, tokenizer, passages, start("cloze", len(passages)))
         return {"cloze": c.accuracy, "cloze_passages": c.passages}

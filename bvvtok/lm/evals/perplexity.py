@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from bvvtok.lm.evals import Column, Start, Task, register
+from bvvtok.lm.evals import Column, Start, Task, four_decimals, register
 from bvvtok.vocab.corpus import read_documents
 from bvvtok.vocab.layout import EOS
 
@@ -67,7 +68,7 @@ class PerplexityTask(Task):
     """--perplexity FILE: documents of a .txt (blank-line separated) or .jsonl file."""
 
     name = "perplexity"
-    columns = (Column("loss", "loss/token", lambda value, row: f"{value:.4f}", True),
+    columns = (Column("loss", "loss/token", four_decimals, lower_is_better=True),
                Column("perplexity", "perplexity", lower_is_better=True),
                Column("bits_per_char", "bits/char", lower_is_better=True),
                Column("bits_per_byte", "bits/byte", lower_is_better=True))  # fmt: skip
@@ -75,7 +76,8 @@ class PerplexityTask(Task):
     def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
         return read_documents(self.path)
 
-    def score(self, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str], start: Start) -> dict[str, Any]:
+    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str],
+              start: Start) -> dict[str, Any]:  # fmt: skip
         p = perplexity(model, tokenizer, documents, start("perplexity", len(documents)))
         return {"tokens": p.tokens, "loss": p.loss, "perplexity": p.perplexity, "bits_per_char": p.bits_per_char,
                 "bits_per_byte": p.bits_per_byte}  # fmt: skip

@@ -51,7 +51,7 @@ def evaluate_runs(runs: Sequence[Path], tasks: Sequence[Task], limit: int | None
         model, tokenizer = load_model(run, device)
         row: dict[str, Any] = {"run": Path(run).name, "tokenizer_sha256": sha256_file(Path(run) / "tokenizer.json")[:12]}
         for task, its_items in zip(tasks, items):
-            row |= task.score(model, tokenizer, its_items, _starter(Path(run).name, progress))
+            row |= task.score(Path(run), model, tokenizer, its_items, _starter(Path(run).name, progress))
         rows.append(row)
     return rows
 

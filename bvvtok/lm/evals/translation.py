@@ -73,7 +73,7 @@ class TranslationTask(Task):
     def read(self, on_skip: Callable[[str], None] | None) -> list[tuple[str, str]]:
         return read_pairs(self.path)
 
-    def score(self, model: torch.nn.Module, tokenizer: Tokenizer, pairs: list[tuple[str, str]],
+    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, pairs: list[tuple[str, str]],
               start: Start) -> dict[str, Any]:  # fmt: skip
         t = translate(model, tokenizer, pairs, self.src_lang, self.tgt_lang, start("translation", len(pairs)))
         return {self.columns[0].key: t.bleu, "bleu_signature": t.signature, "pairs": t.pairs}

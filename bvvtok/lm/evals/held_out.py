@@ -1,0 +1,69 @@
+"""The loss of a model on the validation windows `bvvtok train` reads from a corpus: eval and training agree.
+
+The windows are chosen by training's own code: the corpus tokenized with the folder's tokenizer (found in the
+token cache when training tokenized it already), split by `val_fraction`, and `eval_windows` windows of the
+model's context planned by bvvtok.lm.windows.plan_windows; the settings are the folder's (config.json's `train`;
+TrainConfig's defaults for a folder without one, such as a mixture). The loss is computed by training's own
+function (bvvtok.lm.validation), so for a run trained on the corpus it is the last validation loss of its
+metrics.csv. Reported: the loss per token (nats, `</s>` included), bits per byte, and the text tokens and their
+UTF-8 bytes (what converts a loss per token into bits per byte).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from bvvtok.errors import BvvtokError, option
+from bvvtok.lm.data import corpus_tokens, is_token_folder
+from bvvtok.lm.evals import Column, Start, Task, four_decimals, register
+from bvvtok.lm.run_folder import read_raw_config, train_config
+from bvvtok.lm.validation import validation_loss, validation_windows
+from bvvtok.lm.windows import plan_windows
+from bvvtok.vocab.corpus import corpus_files
+
+
+@register
+@dataclass
+class HeldOutTask(Task):
+    """--held-out CORPUS: loss and bits per byte on the validation windows training picks from CORPUS (a corpus
+    file, a folder of them, or a folder `bvvtok prepare` wrote)."""
+
+    name = "held_out"
+    val_fraction: float | None = None  # None: each folder's own; a value puts several folders on the same windows
+    eval_windows: int | None = None  # None: each folder's own
+    columns = (Column("held_out_bpb", "held-out bits/byte", four_decimals, lower_is_better=True),
+               Column("held_out_loss", "held-out loss", four_decimals, lower_is_better=True))  # fmt: skip
+
+    def check(self) -> None:
+        if self.val_fraction is not None and not 0 < self.val_fraction <= 0.5:
+            raise BvvtokError(f"{option('val_fraction', self.val_fraction)} must be in (0, 0.5]; validation needs held-out text")
+        if self.eval_windows is not None and self.eval_windows < 1:
+            raise BvvtokError(f"{option('eval_windows', self.eval_windows)} must be at least 1")
+
+    def read(self, on_skip: Callable[[str], None] | None) -> list[Path]:
+        """The corpus as the one item, which --limit leaves whole: the windows are training's, not a selection."""
+        if not is_token_folder(self.path):
+            try:
+                corpus_files(Path(self.path))
+            except BvvtokError as e:
+                raise BvvtokError(f"{option('held_out')}: {e}") from None
+        return [Path(self.path)]
+
+    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, corpus: list[Path],
+              start: Start) -> dict[str, Any]:  # fmt: skip
+        forced = {"val_fraction": self.val_fraction, "eval_windows": self.eval_windows}
+        t = replace(train_config(read_raw_config(folder)), **{k: v for k, v in forced.items() if v is not None})
+        data = corpus_tokens(folder, corpus, t.val_fraction)  # the folder holds its tokenizer
+        _, _, validation = plan_windows(data, model.context, model.vocab_size, t)
+        windows = validation_windows(validation, model.context, tokenizer, model.vocab_size, next(model.parameters()).device)
+        batches = -(-len(validation.windows) // t.batch_size)
+        # training's batches of windows: the same sums in the same order, so the same figure on the same device
+        v = validation_loss(model, windows, t.batch_size, on_batch=start("held-out", batches))
+        return {"held_out_loss": v.loss, "held_out_bpb": v.bits_per_byte, "held_out_tokens": v.text_tokens,
+                "held_out_bytes": v.text_bytes}  # fmt: skip
