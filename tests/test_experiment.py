@@ -92,7 +92,7 @@ def test_every_cell_is_trained_evaluated_and_reported(finished):
     assert [(r["arm"], r["seed"]) for r in rows] == [(a, s) for a in ("bits16", "gauss", "unfrozen") for s in ("0", "1")]
     assert {r["state"] for r in rows} == {"done"}
     assert {(r["arm"], r["method"], r["dim"], r["frozen"]) for r in rows} == {
-        ("bits16", "bits", "16", "True"), ("gauss", "gaussian", "32", "True"), ("unfrozen", "bits", "16", "False")}
+        ("bits16", "bits", "16", "true"), ("gauss", "gaussian", "32", "true"), ("unfrozen", "bits", "16", "false")}
     assert {r["steps"] for r in rows} == {"6"} and {r["tokens"] for r in rows} == {str(6 * 4 * 16)}
     for name in ("results.csv", "summary.csv", "report.md", "curves.png", "final.png"):
         assert (finished / name).is_file(), name
@@ -141,7 +141,7 @@ def check_interval(row: dict[str, str], values: list[float]) -> None:
 def test_a_run_killed_mid_cell_and_rerun_gives_the_same_results(world, finished, tmp_path):
     spec = write_spec(tmp_path / "micro.toml", world)
     args = ["experiment", "run", spec, "--out", tmp_path / "killed"]
-    trace = subprocess.run([sys.executable, KILL_AT, "0", *map(str, args)], capture_output=True, text=True)
+    trace = subprocess.run([sys.executable, KILL_AT, "0", *map(str, args[:-1]), tmp_path / "trace"], capture_output=True, text=True)
     assert trace.returncode == 0, trace.stderr
     moments = [line for line in trace.stderr.splitlines() if line.startswith("moment ")]
     checkpoints = [i for i, line in enumerate(moments, 1) if "checkpoint" in line]

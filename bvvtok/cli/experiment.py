@@ -54,21 +54,26 @@ def run_command(
 
 def _print_plan(plan, to_run, seconds: float) -> None:
     spec = plan.spec
-    table = DataTable("arm", "kind", "model", "parameters", "steps", "cells", title=f"{spec.name}: {plural(len(spec.seeds), 'seed')} "
-                      f"({', '.join(map(str, spec.seeds))})", title_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
+    title = f"{spec.name}: {plural(len(spec.seeds), 'seed')} ({', '.join(map(str, spec.seeds))})"
+    table = DataTable("arm", "substrate", "embedding", "model", "parameters", "steps", "cells", title=title,
+                      title_justify="left", box=box.SIMPLE_HEAD)  # fmt: skip
     for arm in spec.arms.values():
         cells = [c for c in plan.cells if c.arm is arm]
         first = cells[0]
         m = first.config.model if first.config else None
-        model = f"{m.n_layer} x {m.d_model}, context {m.context}" if m else "-"
-        params = f"{first.parameters['total']:,}" if first.parameters else "-"
-        steps = f"{first.config.train.steps:,}" if first.config else "-"
         pending = sum(c in to_run for c in cells)
-        table.add_row(plan.label(arm), arm.kind, model, params, steps, f"{pending} to run" if pending else "done")
+        table.add_row(arm.name, f"{first.substrate.method} {first.substrate.width}", arm.describe(spec),
+                      f"{m.n_layer} x {m.d_model}" if m else "-",
+                      f"{first.parameters['total']:,}" if first.parameters else "-",
+                      f"{first.config.train.steps:,}" if first.config else "-", f"{pending} to run" if pending else "done")  # fmt: skip
     print_table(table)
     if to_run:
-        console.print(f"{plural(len(to_run), 'cell')} to run; their training takes about {seconds / 60:,.0f} min on this "
-                      "machine (from a measured step of each model)")  # fmt: skip
+        console.print(f"{plural(len(to_run), 'cell')} to run; their training takes about {_minutes(seconds)} on this machine "
+                      "(from a measured step of each model)")  # fmt: skip
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:,.0f} min" if seconds >= 90 else f"{seconds:,.0f} s"
 
 
 @experiment_app.command("status", epilog=example("bvvtok experiment status artifacts/ablation"))

@@ -104,15 +104,15 @@ def run_cell(job: CellJob, echo: Callable[[str], None] | None = None) -> str:
             write_json(job.folder / RECORD, {**record, "state": "failed", "reason": reason,
                                              "wall_s": spent + time.perf_counter() - began})  # fmt: skip
             return "failed"
-    rows = _rows(job)
-    done = {
-        **record, "state": "done", "steps": made.steps, "tokens_per_step": made.tokens_per_step,
-        "tokens": made.steps * made.tokens_per_step, "parameters": made.parameters,
-        "wall_s": round(spent + time.perf_counter() - began, 3),
-        "tokens_per_s": mean_tokens_per_s(rows) if rows else None, "unigram_bpb": unigram_bpb, "figures": figures,
-    }  # fmt: skip
-    write_json(job.folder / RECORD, done)
-    say(f"done: validation {figures['final_val_bpb']:.4f} bits per byte")
+        rows = _rows(job)
+        done = {
+            **record, "state": "done", "steps": made.steps, "tokens_per_step": made.tokens_per_step,
+            "tokens": made.steps * made.tokens_per_step, "parameters": made.parameters,
+            "wall_s": round(spent + time.perf_counter() - began, 3),
+            "tokens_per_s": mean_tokens_per_s(rows) if rows else None, "unigram_bpb": unigram_bpb, "figures": figures,
+        }  # fmt: skip
+        write_json(job.folder / RECORD, done)
+        say(f"done: validation {figures['final_val_bpb']:.4f} bits per byte")
     return "done"
 
 

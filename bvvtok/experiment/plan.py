@@ -53,7 +53,7 @@ class Plan:
     def label(self, arm: Arm) -> str:
         """The legend of an arm: its name, substrate and width, and how it trains."""
         sub = self.substrates[arm.substrate(self.spec)]
-        return f"{arm.name} ({sub.name}: {sub.method} {sub.width}-dim, {arm.describe(self.spec)})"
+        return f"{arm.name} ({sub.method} {sub.width}-dim, {arm.describe(self.spec)})"
 
 
 def make_plan(spec: Spec) -> Plan:

@@ -11,7 +11,7 @@ UTF-8 bytes (what converts a loss per token into bits per byte).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -67,3 +67,15 @@ class HeldOutTask(Task):
         v = validation_loss(model, windows, t.batch_size, on_batch=start("held-out", batches))
         return {"held_out_loss": v.loss, "held_out_bpb": v.bits_per_byte, "held_out_tokens": v.text_tokens,
                 "held_out_bytes": v.text_bytes}  # fmt: skip
+
+
+def held_out_figures(folder: Path, corpus: Sequence[Path], val_fraction: float | None = None,
+                     eval_windows: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The task's figures for one model folder on the held-out windows of `corpus` (several paths are one corpus, as
+    `train --corpus` takes them), with `val_fraction` and `eval_windows` forced where given."""
+    from bvvtok.lm.run_folder import load_model
+
+    task = HeldOutTask(Path(corpus[0]), val_fraction, eval_windows)
+    task.check()
+    model, tokenizer = load_model(folder)
+    return task.score(Path(folder), model, tokenizer, [Path(c) for c in corpus], lambda what, total: lambda: None)
