@@ -3,7 +3,7 @@
 - `--out` is never one of the command's inputs, a folder holding one, or a folder inside one.
 - An existing folder is replaced only with `--force`, and only when bvvtok wrote it: it
   has a manifest, and everything in it is a file the manifest lists (or a part bvvtok
-  knows, such as a run's `checkpoint/`). Anything else there is the user's: refused.
+  knows, such as a run's `checkpoint/` and `tensorboard/`). Anything else there is the user's: refused.
   Never the current directory, a folder above it, or a file system's root.
 - A symbolic link given as `--out` is followed: the output is written where it points.
 - One writer per output: `claim` holds the writer lock (bvvtok.lock) for the whole block,
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 from bvvtok.commit import recover, replace_folder
@@ -23,8 +24,13 @@ from bvvtok.files import MANIFEST_NAME, TEMP
 from bvvtok.lock import writer_lock
 from bvvtok.manifest import read_manifest
 
-# Subfolders bvvtok writes inside its folders (a run's checkpoint), and the files they may hold.
-KNOWN_SUBFOLDERS = {"checkpoint": {"model.safetensors", "optimizer.pt", "state.json", "optimizer"}}
+# Subfolders bvvtok writes inside its folders, and the names (fnmatch patterns) they may hold: a run's checkpoint, and
+# the logs of its trackers (bvvtok.lm.tracking), named as TensorBoard and wandb name them.
+KNOWN_SUBFOLDERS = {
+    "checkpoint": {"model.safetensors", "optimizer.pt", "state.json", "optimizer"},
+    "tensorboard": {"events.out.tfevents.*"},
+    "wandb": {"run_id.txt", "run-*", "offline-run-*", "latest-run", "debug.log", "debug-internal.log"},
+}
 
 
 def real(path: Path) -> Path:
@@ -62,7 +68,8 @@ def foreign_entries(folder: Path) -> list[str]:
             continue
         known = KNOWN_SUBFOLDERS.get(name)
         if known is not None and path.is_dir() and not path.is_symlink():
-            inside = [p.name for p in path.iterdir() if p.name not in known and not TEMP.fullmatch(p.name)]
+            inside = [p.name for p in path.iterdir()
+                      if not any(fnmatch(p.name, k) for k in known) and not TEMP.fullmatch(p.name)]  # fmt: skip
             foreign += [f"{name}/{n}" for n in sorted(inside)]
             continue
         foreign.append(name)

@@ -117,6 +117,8 @@ def train_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing RUN_DIR.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Start from a run, grown run or mixture (its architecture and weights).")] = None,
     train_only: Annotated[Optional[list[str]], typer.Option(metavar="PATTERN", help="With --init-from: train only parameters whose names match (fnmatch, e.g. 'members.*.head.*'). Repeatable.")] = None,
+    # not --log: torchrun's own parser refuses it, after the script's name too, as short for its --log-dir
+    track: Annotated[Optional[list[str]], typer.Option(metavar="NAME", help="Also send the curves to tensorboard (RUN_DIR/tensorboard) or wandb (Weights & Biases; WANDB_MODE and the rest apply). Repeatable.")] = None,
     **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_config_flags)
 ) -> None:
     """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
@@ -165,7 +167,7 @@ def train_command(
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
                        lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
-                       strategy, activation_checkpointing)  # fmt: skip
+                       strategy, activation_checkpointing, track or ())  # fmt: skip
     if show:
         console.print(_run_end(result, out, time.perf_counter() - started))
 

@@ -29,7 +29,7 @@ from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
-from bvvtok.lm import distributed
+from bvvtok.lm import distributed, tracking
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
 from bvvtok.lm.data import TokenData, corpus_tokens
 from bvvtok.lm.distributed import SHARDS, World, autocast
@@ -100,6 +100,7 @@ class TrainOptions:
     force: bool = False  # replace `out` (bvvtok's own folder only)
     init_from: Path | None = None  # start from a run, grown run or mixture: its architecture and weights
     train_only: tuple[str, ...] = ()  # with init_from: the parameters that move (fnmatch patterns)
+    track: tuple[str, ...] = ()  # also send the curves to these trackers (bvvtok.lm.tracking.TRACKERS)
 
 
 class Trainer:
@@ -210,18 +211,21 @@ def train(
     train_only: Sequence[str] = (),
     strategy: str = "ddp",
     activation_checkpointing: bool = False,
+    track: Sequence[str] = (),
 ) -> TrainResult:
     """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
-    (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move)."""
+    (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move).
+    `track` names trackers that get the curves too: "tensorboard", "wandb" (bvvtok.lm.tracking)."""
     options = TrainOptions(device, dtype, compile, strategy, activation_checkpointing, resume, force,
-                           Path(init_from) if init_from else None, tuple(train_only))  # fmt: skip
+                           Path(init_from) if init_from else None, tuple(train_only), tracking.check(track))  # fmt: skip
     distributed.strategy(strategy)  # a bad name is refused before any work
     world = distributed.join(device)
     corpus = [Path(c) for c in corpus]
     inputs = [Path(substrate_dir), *corpus, *([options.init_from] if options.init_from else [])]
     try:
         with claim(Path(out), inputs) if world.main else contextlib.nullcontext(real(Path(out))) as target:
-            return _run(world, Path(substrate_dir), corpus, target, config, options, on_event, data_progress)
+            with tracking.Tracking(options.track, target, on_event) as events:  # only rank 0 gets events: it alone logs
+                return _run(world, Path(substrate_dir), corpus, target, config, options, events, data_progress)
     finally:
         distributed.leave(world)
 
