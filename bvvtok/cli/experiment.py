@@ -34,7 +34,8 @@ def run_command(
     parallel: Annotated[Optional[int], typer.Option(metavar="N", help="Cells at once. Default: 1 here; no limit on Slurm.")] = None,
     gpus_per_cell: Annotated[int, typer.Option(metavar="N", help="GPUs per cell; above 1 a cell trains under torchrun.")] = 0,
     slurm: Annotated[Optional[list[str]], typer.Option(metavar="KEY=VALUE", help="An sbatch option for every cell's job (partition=gpu, time=240, account=...). Repeatable.")] = None,
-    log: Annotated[Optional[list[str]], typer.Option(metavar="NAME", help="Also log every cell's training to tensorboard or wandb. Repeatable.")] = None,
+    track: Annotated[Optional[list[str]], typer.Option(metavar="NAME", help="Also log every cell's training to tensorboard or wandb (as train --track). Repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the spec and print the plan and its time; build and run nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Take a changed spec: finished cells whose settings did not change are kept, the rest made again.")] = False,
 ) -> None:
     """Build, train, evaluate and report every cell (arm x seed) of a spec; a rerun goes on where it stopped."""
@@ -43,7 +44,9 @@ def run_command(
 
     options = ExecutorOptions(parallel, gpus_per_cell, _slurm_options(slurm or []),
                               echo=lambda line: console.print(line, highlight=False))  # fmt: skip
-    result = run_experiment(spec, out, executor, options, tuple(log or ()), force, on_plan=_print_plan)
+    result = run_experiment(spec, out, executor, options, tuple(track or ()), force, on_plan=_print_plan, dry_run=dry_run)
+    if dry_run:
+        return
     done = sum(state == "done" for state in result.states.values())
     console.print(f"{out}: {done} of {plural(len(result.states), 'cell')} done; wrote "
                   + ", ".join(p.name for p in result.report))  # fmt: skip

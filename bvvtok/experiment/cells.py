@@ -57,7 +57,7 @@ class CellJob:
     tasks: tuple[tuple[Task, str], ...]  # the spec's [eval], each with the tag of its figures (see `tagged`)
     sources: dict[str, Path] = field(default_factory=dict)  # arm -> its model folder at this seed
     processes: int = 1  # > 1: the cell trains under torchrun, a process per GPU
-    log: tuple[str, ...] = ()  # train's trackers (bvvtok.lm.tracking)
+    track: tuple[str, ...] = ()  # where train also logs its curves (bvvtok.lm.tracking)
 
     @property
     def folder(self) -> Path:
@@ -136,9 +136,11 @@ def _make(job: CellJob, say: Callable[[str], None]) -> Made:
 
 def _train(job: CellJob, config: RunConfig, init_from: Path | None, say: Callable[[str], None]) -> Made:
     """Train `config` into the cell's run folder, resuming it where it has a checkpoint."""
+    from bvvtok.commit import recover_for_reading
     from bvvtok.lm.run_folder import has_checkpoint
 
     run = job.folder / RUN
+    recover_for_reading(run)  # a commit a killed run left half done: finished first, then its checkpoint is seen
     resume = has_checkpoint(run)
     if resume:
         say("resuming from its last checkpoint")
@@ -159,7 +161,7 @@ def _train(job: CellJob, config: RunConfig, init_from: Path | None, say: Callabl
             say(f"step {row.step}: validation loss {row.val_loss:.4f}, {row.val_bpb or float('nan'):.4f} bits per byte")
 
     result = train(job.substrate_dir, list(job.corpus), run, config, resume=resume, on_event=on_event,
-                   init_from=init_from, **({"log": job.log} if job.log else {}))  # fmt: skip
+                   init_from=init_from, track=job.track)  # fmt: skip
     return Made(result.rows[-1].step if result.rows else 0, _tokens_per_step(config, 1), result.unigram_entropy,
                 result.parameters)  # fmt: skip
 
@@ -179,7 +181,7 @@ def _torchrun(job: CellJob, config: RunConfig, init_from: Path | None, resume: b
                "--config", str(path), *[a for c in job.corpus for a in ("--corpus", str(c))]]  # fmt: skip
     command += ["--resume"] if resume else []
     command += ["--init-from", str(init_from)] if init_from is not None else []
-    command += [a for backend in job.log for a in ("--log", backend)]
+    command += [a for backend in job.track for a in ("--track", backend)]
     with open(job.folder / LOG, "a", encoding="utf-8") as log:
         finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if finished.returncode != 0:

@@ -10,6 +10,7 @@ the finished cells whose settings did not change and makes the rest again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,7 +30,7 @@ from bvvtok.files import MANIFEST_NAME, atomic_file
 from bvvtok.lm.config import differences
 from bvvtok.lm.evals import TASKS, Task
 from bvvtok.manifest import read_manifest, write_json, write_manifest
-from bvvtok.output import claim
+from bvvtok.output import claim, real
 
 SPEC_COPY = "spec.toml"
 VOCAB = "vocab"
@@ -54,13 +55,15 @@ def run_experiment(
     out: Path,
     executor: str = "local",
     options: ExecutorOptions = ExecutorOptions(),
-    log: Sequence[str] = (),
+    track: Sequence[str] = (),
     force: bool = False,
     on_plan: Callable[[Plan, list[CellPlan], float], None] | None = None,
     estimate: bool = True,
+    dry_run: bool = False,
 ) -> ExperimentResult:
     """Check, plan, build, run every cell that is not done, and write the report. `on_plan(plan, to_run, seconds)`
-    is told the plan before any work, with the estimated training time of the cells to run (0 without `estimate`)."""
+    is told the plan before any work, with the estimated training time of the cells to run (0 without `estimate`).
+    With `dry_run`, nothing more: the plan is checked and told, nothing written."""
     from bvvtok.experiment.plan import estimate_seconds
 
     spec_path, out = Path(spec_path), Path(out)
@@ -68,14 +71,16 @@ def run_experiment(
     plan = make_plan(spec)
     runner = get_executor(executor, options)
     inputs = [spec_path, *spec.corpus, *(spec.vocab.get("ngrams") or []), *([spec.vocab["path"]] if "path" in spec.vocab else [])]
-    with claim(out, inputs) as target:
+    with claim(out, inputs) if not dry_run else contextlib.nullcontext(real(out)) as target:
         _check_folder(target, out, spec, force)
-        jobs = _jobs(target, plan, options.gpus_per_cell, tuple(log))
-        if force:
-            _forget(target, jobs)
+        jobs = _jobs(target, plan, options.gpus_per_cell, tuple(track))
         to_run = [job.cell for job in jobs if not is_done(job)]
         if on_plan is not None:
             on_plan(plan, to_run, estimate_seconds(plan, to_run) if estimate else 0.0)
+        if dry_run:
+            return ExperimentResult(out, plan, {job.cell.name: cell_state(job.folder)[0] for job in jobs}, [])
+        if force:
+            _forget(target, jobs)
         _start(target, plan, spec_path)
         _build(target, plan)
         for wave in sorted({job.cell.wave for job in jobs}):
@@ -162,7 +167,7 @@ def _tasks(spec: Spec) -> tuple[tuple[Task, str], ...]:
     return tuple(tasks)
 
 
-def _jobs(target: Path, plan: Plan, gpus_per_cell: int, log: tuple[str, ...]) -> list[CellJob]:
+def _jobs(target: Path, plan: Plan, gpus_per_cell: int, track: tuple[str, ...]) -> list[CellJob]:
     """Every cell's job, its key covering everything its result depends on (the cells it starts from included)."""
     spec = plan.spec
     first = spec.arm_config({}, {}, spec.seeds[0]).train
@@ -184,7 +189,7 @@ def _jobs(target: Path, plan: Plan, gpus_per_cell: int, log: tuple[str, ...]) ->
         }  # fmt: skip
         keys[cell.name] = _key(identity)
         jobs.append(CellJob(target, cell, keys[cell.name], plan.label(arm), target / SUBSTRATES / cell.substrate.name,
-                            corpus, held_out, tasks, sources, max(1, gpus_per_cell), log))  # fmt: skip
+                            corpus, held_out, tasks, sources, max(1, gpus_per_cell), track))  # fmt: skip
     return jobs
 
 

@@ -73,9 +73,11 @@ def read_spec(path: Path) -> Spec:
         raise BvvtokError(f"{path} is not valid TOML ({e}); see docs/experiment.md for the format") from None
     problems = Problems()
     spec = _parse(path, raw, problems)
-    if spec is not None and _graph(spec, problems):
+    if spec is not None:
+        unsound = _unsound(spec, problems)
         for arm in spec.arms.values():
-            arm.check(spec, problems.under(f"arms.{arm.name}"))
+            if arm.name not in unsound:
+                arm.check(spec, problems.under(f"arms.{arm.name}"))
         if spec.baseline is not None and spec.baseline not in spec.arms:
             problems.add("baseline", f"{spec.baseline!r} is not an arm; choose one of {', '.join(spec.arms)}")
     problems.raise_if_any(path)
@@ -83,28 +85,27 @@ def read_spec(path: Path) -> Spec:
     return spec
 
 
-def _graph(spec: Spec, problems: Problems) -> bool:
-    """Whether every arm starts from arms that exist, without a loop (the arms' own checks rely on it)."""
-    fine = True
+def _unsound(spec: Spec, problems: Problems) -> set[str]:
+    """The arms that start from an arm that does not exist or, through others, from themselves (each a problem), and
+    the arms that start from those: the arms' own checks rely on what they start from."""
+    bad = set()
     for arm in spec.arms.values():
-        for source in arm.needs():
-            if source not in spec.arms:
-                problems.add(f"arms.{arm.name}", f"starts from {source!r}, which is not an arm; choose one of {', '.join(spec.arms)}")
-                fine = False
-    if not fine:
-        return False
-    for arm in spec.arms.values():
-        seen, todo = set(), list(arm.needs())
-        while todo:
+        missing = [source for source in arm.needs() if source not in spec.arms]
+        for source in missing:
+            problems.add(f"arms.{arm.name}", f"starts from {source!r}, which is not an arm; choose one of {', '.join(spec.arms)}")
+        seen, todo = set(), [n for n in arm.needs() if n in spec.arms]
+        while todo and arm.name not in seen:
             source = todo.pop()
-            if source == arm.name:
-                problems.add(f"arms.{arm.name}", "starts, through other arms, from itself: arms cannot form a loop")
-                fine = False
-                break
             if source not in seen:
                 seen.add(source)
-                todo += spec.arms[source].needs()
-    return fine
+                todo += [n for n in spec.arms[source].needs() if n in spec.arms]
+        if arm.name in seen:
+            problems.add(f"arms.{arm.name}", "starts, through other arms, from itself: arms cannot form a loop")
+        if missing or arm.name in seen:
+            bad.add(arm.name)
+    while grown := {a.name for a in spec.arms.values() if a.name not in bad and bad & set(a.needs())}:
+        bad |= grown
+    return bad
 
 
 def _parse(path: Path, raw: dict[str, Any], problems: Problems) -> Spec | None:
@@ -124,15 +125,14 @@ def _parse(path: Path, raw: dict[str, Any], problems: Problems) -> Spec | None:
         problems.add("baseline", "give the name of an arm")
         baseline = None
     model, train = overrides(tables["model"], tables["train"], problems)
-    substrates = {name: _substrate(name, table, problems) for name, table in _named(tables["substrates"], "substrates", problems)}
+    substrates = {n: _substrate(n, table, problems) for n, table in _named(tables["substrates"], "substrates", problems)}
     if not substrates:
         problems.add("substrates", "no substrates; add a table such as [substrates.glyph] with method = \"glyph\"")
     arms: dict[str, Arm] = {}
-    for name, table in _named(tables["arms"], "arms", problems):
-        kind = kind_of(table)
-        arm = kind.parse(name, table, problems.under(f"arms.{name}"))
+    for arm_name, table in _named(tables["arms"], "arms", problems):
+        arm = kind_of(table).parse(arm_name, table, problems.under(f"arms.{arm_name}"))
         if arm is not None:
-            arms[name] = arm
+            arms[arm_name] = arm
     if not tables["arms"]:
         problems.add("arms", "no arms; add a table such as [arms.glyph] with substrate = \"glyph\"")
     return Spec(path, raw, name if isinstance(name, str) else "", preset, seeds, baseline, _vocab(tables["vocab"], problems),
