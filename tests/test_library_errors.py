@@ -111,7 +111,8 @@ CASES = [
          "export {run} --out {tmp}/e --format onnx", "unknown --format 'onnx'"),
     Case("device", lambda p: pick_device("tpu"), "device 'tpu': choose auto, cpu or cuda",
          "generate {run} --prompt the --device tpu", "--device 'tpu': choose auto, cpu or cuda"),
-    Case("evaluate-nothing", lambda p: evaluate_runs([p["run"]], []), "give a file to one of cloze, multiple_choice"),
+    Case("evaluate-nothing", lambda p: evaluate_runs([p["run"]], []),
+         "give a file to one of cloze, held_out, multiple_choice"),
 ]
 
 

@@ -72,7 +72,8 @@ def test_a_corpus_that_is_not_one_is_a_one_line_error(char_run, tmp_path):  # a 
     (tmp_path / "empty").mkdir()
     assert_user_error(invoke("eval", char_run, "--held-out", tmp_path / "empty"), "--held-out", "holds no")
     (tmp_path / "notes.md").write_text("text", encoding="utf-8")
-    assert_user_error(invoke("eval", char_run, "--held-out", tmp_path / "notes.md"), "--held-out", "unsupported corpus file")
+    assert_user_error(invoke("eval", char_run, "--held-out", tmp_path / "notes.md"), "--held-out",
+                      "unsupported corpus file")
 
 
 def test_tokens_of_another_tokenizer_are_refused(char_run, cache, tmp_path):
@@ -81,7 +82,8 @@ def test_tokens_of_another_tokenizer_are_refused(char_run, cache, tmp_path):
     assert_user_error(invoke("eval", char_run, "--held-out", prepared, "--device", "cpu"), "another tokenizer")
 
 
-@pytest.mark.parametrize("settings, fragment", [({"val_fraction": 0.7}, "val_fraction=0.7"), ({"eval_windows": 0}, "eval_windows=0")])
+@pytest.mark.parametrize("settings, fragment",
+                         [({"val_fraction": 0.7}, "val_fraction=0.7"), ({"eval_windows": 0}, "eval_windows=0")])
 def test_bad_settings_are_refused_before_any_model_is_read(tmp_path, settings, fragment):
     with pytest.raises(BvvtokError, match=fragment):
         evaluate_runs([tmp_path / "no-run"], [HeldOutTask(tmp_path / "c.txt", **settings)])

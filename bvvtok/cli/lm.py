@@ -367,7 +367,7 @@ def eval_command(
     results: Annotated[Optional[list[Path]], typer.Option("--results", "-o", metavar="FILE", help="Also write the table to FILE.csv or FILE.json. Repeatable.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --results files.")] = False,
 ) -> None:
-    """Perplexity, held-out loss, multiple-choice and cloze accuracy, and BLEU of one or several runs, on local files, as one table."""
+    """Perplexity, held-out loss, multiple-choice and cloze accuracy, and BLEU of one or several runs, as one table."""
     from bvvtok.lm.distributed import pick_device
     from bvvtok.lm.evals import requested_tasks
     from bvvtok.lm.evals.report import check_results_path, evaluate_runs, write_results
@@ -390,7 +390,8 @@ def eval_command(
         rows = evaluate_runs(run_dirs, tasks, limit, chosen, progress, on_skip)
     print_table(_eval_table(rows, [column for task in tasks for column in task.columns]))
     if (perplexity or held_out) and len({r["tokenizer_sha256"] for r in rows}) > 1:
-        console.print("note: the runs have different tokenizers; compare bits per character or byte (losses and perplexity are per token)")
+        console.print("note: the runs have different tokenizers; compare bits per character or byte "
+                      "(losses and perplexity are per token)")
     for path in results or []:
         write_results(rows, path, force)
         console.print(f"wrote {path}")

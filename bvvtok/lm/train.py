@@ -114,7 +114,8 @@ class Trainer:
         self.model = model.to(world.device)
         self.context = self.model.context
         self.split, n_train, self.validation = plan_windows(data, self.context, self.model.vocab_size, config.train)
-        self.val_windows = validation_windows(self.validation, self.context, tokenizer, self.model.vocab_size, world.device)
+        self.val_windows = validation_windows(self.validation, self.context, tokenizer, self.model.vocab_size,
+                                              world.device)
         self.order = WindowOrder(n_train, config.train.seed)
         self.dtype = pick_dtype(options.dtype, world.device)
         self.strategy = distributed.strategy(options.strategy)

@@ -49,8 +49,9 @@ def validation_windows(validation: Validation, context: int, tokenizer: Tokenize
 
 
 @torch.no_grad()
-def validation_loss(net: torch.nn.Module, windows: ValidationWindows, batch_size: int, dtype: torch.dtype = torch.float32,
-                    world: World | None = None, on_batch: Callable[[], None] | None = None) -> ValidationLoss:  # fmt: skip
+def validation_loss(net: torch.nn.Module, windows: ValidationWindows, batch_size: int,
+                    dtype: torch.dtype = torch.float32, world: World | None = None,
+                    on_batch: Callable[[], None] | None = None) -> ValidationLoss:  # fmt: skip
     """The loss of `net` on the windows, `batch_size` windows per forward, autocast to `dtype`; with `world`, shared
     among its processes (every process must call it). No world: one process on the model's device."""
     world = world if world is not None else World(0, 1, next(net.parameters()).device)
@@ -78,5 +79,6 @@ def validation_loss(net: torch.nn.Module, windows: ValidationWindows, batch_size
         if on_batch:
             on_batch()
     net.train(was_training)
-    total, tokens, text_loss, text_tokens, nbytes = distributed.sum_all(world, [total, tokens, text_loss, text_tokens, nbytes])
+    sums = distributed.sum_all(world, [total, tokens, text_loss, text_tokens, nbytes])
+    total, tokens, text_loss, text_tokens, nbytes = sums
     return ValidationLoss(total / tokens, bits_per_byte(text_loss, int(nbytes)), int(text_tokens), int(nbytes))

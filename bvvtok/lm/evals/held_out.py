@@ -42,7 +42,8 @@ class HeldOutTask(Task):
 
     def check(self) -> None:
         if self.val_fraction is not None and not 0 < self.val_fraction <= 0.5:
-            raise BvvtokError(f"{option('val_fraction', self.val_fraction)} must be in (0, 0.5]; validation needs held-out text")
+            raise BvvtokError(f"{option('val_fraction', self.val_fraction)} must be in (0, 0.5]; validation needs "
+                              "held-out text")
         if self.eval_windows is not None and self.eval_windows < 1:
             raise BvvtokError(f"{option('eval_windows', self.eval_windows)} must be at least 1")
 
@@ -61,7 +62,8 @@ class HeldOutTask(Task):
         t = replace(train_config(read_raw_config(folder)), **{k: v for k, v in forced.items() if v is not None})
         data = corpus_tokens(folder, corpus, t.val_fraction)  # the folder holds its tokenizer
         _, _, validation = plan_windows(data, model.context, model.vocab_size, t)
-        windows = validation_windows(validation, model.context, tokenizer, model.vocab_size, next(model.parameters()).device)
+        device = next(model.parameters()).device
+        windows = validation_windows(validation, model.context, tokenizer, model.vocab_size, device)
         batches = -(-len(validation.windows) // t.batch_size)
         # training's batches of windows: the same sums in the same order, so the same figure on the same device
         v = validation_loss(model, windows, t.batch_size, on_batch=start("held-out", batches))
