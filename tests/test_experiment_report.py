@@ -153,8 +153,8 @@ def test_report_md_says_resolved_and_not_resolved(report):
     expected = (f"bits \u2212 unfrozen: {signed(mean)} bits/byte, 95% interval {signed(low)} to {signed(high)} over"
                 " 3 seeds: resolved, bits is higher")  # fmt: skip
     assert f"- {expected}\n" in text
-    assert text.startswith("# frozen vs unfrozen\n\n3 arms (glyph 256-dim, frozen; bits 16-dim, frozen; glyph 256-dim, "
-                           "unfrozen) × 4 seeds (0, 1, 2, 3) = 10 cells, each trained 200 steps of 256 tokens (51,200 "
+    assert text.startswith("# frozen vs unfrozen\n\n3 arms (glyph: glyph 256-dim, frozen; bits: bits 16-dim, frozen; "
+                           "unfrozen: glyph 256-dim, unfrozen) × 4 seeds (0, 1, 2, 3) = 10 cells, each trained 200 steps of 256 tokens (51,200 "
                            "tokens): 9 done, 1 failed.")  # fmt: skip
     g_mean, _, g_low, g_high = interval(FINAL["glyph"])
     assert (f"| glyph | glyph 256-dim, frozen | 3 | {g_mean:.4f} ± {(g_high - g_low) / 2:.4f} | {g_low:.4f} to "

@@ -51,9 +51,9 @@ class Plan:
     cells: list[CellPlan]  # wave by wave, then in the spec's order of arms, then by seed
 
     def label(self, arm: Arm) -> str:
-        """The legend of an arm: its name, substrate and width, and how it trains."""
+        """What an arm is, for legends beside its name: its substrate's method and width, and how it trains."""
         sub = self.substrates[arm.substrate(self.spec)]
-        return f"{arm.name} ({sub.method} {sub.width}-dim, {arm.describe(self.spec)})"
+        return f"{sub.method} {sub.width}-dim, {arm.describe(self.spec)}"
 
 
 def make_plan(spec: Spec) -> Plan:

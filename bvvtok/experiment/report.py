@@ -139,7 +139,7 @@ def _left_out(info: ReportInfo, cells: Sequence[CellResult]) -> list[str]:
     lines = []
     for c in cells:
         r = c.record
-        where = f"{r['cell']} ({_label(info, r['arm'])}, seed {r['seed']})"
+        where = f"{r['cell']} ({info.labels.get(r['arm'], r['arm'])}, seed {r['seed']})"
         if r["state"] != "done":
             lines.append(f"{where}: {r['state']}" + (f": {r['reason']}" if r.get("reason") else ""))
             continue
@@ -151,7 +151,8 @@ def _left_out(info: ReportInfo, cells: Sequence[CellResult]) -> list[str]:
 
 
 def _label(info: ReportInfo, arm: str) -> str:
-    return info.labels.get(arm, arm)
+    """The arm's name and what it is, as legends show it: "glyph: glyph 256-dim, frozen"."""
+    return f"{arm}: {info.labels[arm]}" if arm in info.labels else arm
 
 
 def _unigram(cells: Sequence[CellResult]) -> float | None:
@@ -282,7 +283,7 @@ def _plan(info: ReportInfo, cells: Sequence[CellResult]) -> str:
     text += f": {counts}."
     if info.baseline is None:
         return text + " No baseline: no paired differences."
-    return text + (f" Each arm is compared with the baseline, {info.baseline} ({_label(info, info.baseline)}), seed by"
+    return text + (f" Each arm is compared with the baseline, {info.baseline} ({info.labels.get(info.baseline, '')}), seed by"
                    " seed over the seeds both finished.")  # fmt: skip
 
 
@@ -298,7 +299,7 @@ def _markdown(info: ReportInfo, cells: Sequence[CellResult], values: dict[tuple[
         for arm in info.arms:
             v = values[arm, f.key]
             n, mean, interval = _columns(estimate(list(v.values())) if v else None)
-            lines.append(f"| {_cell(arm)} | {_cell(_label(info, arm))} | {n} | {mean} | {interval} |")
+            lines.append(f"| {_cell(arm)} | {_cell(info.labels.get(arm, ''))} | {n} | {mean} | {interval} |")
         lines.append("")
     comparisons = _comparisons(info)
     if comparisons and headlines:
