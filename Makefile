@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench
+.PHONY: setup demo experiment test bench
 
 setup:
 	@./scripts/setup.sh
@@ -21,6 +21,11 @@ demo: setup
 	$(BIN)/python scripts/fortunes_corpus.py artifacts/corpus
 	$(BIN)/bvvtok train --substrate artifacts/vocab-65k-256 --corpus artifacts/corpus --out artifacts/run-tiny --preset tiny --force
 	$(BIN)/bvvtok generate artifacts/run-tiny --prompt "The meaning of life is" --max-new-tokens 60 --top-k 40 --seed 0
+
+# The papers' ablation at the tiny scale: 5 arms x 3 seeds, trained, evaluated and reported (docs/experiment.md).
+experiment: setup
+	$(BIN)/python scripts/fortunes_corpus.py artifacts/corpus
+	$(BIN)/bvvtok experiment run experiments/ablation-tiny.toml --out artifacts/ablation
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -66,9 +66,15 @@ def world(tmp_path_factory):
         yield folder, vocab, corpus
 
 
-def write_spec(path: Path, world, steps: int = 6, extra: str = "") -> Path:
+def write_spec(path: Path, world, steps: int = 6, extra: str = "", arms: tuple[str, ...] = ()) -> Path:
+    """The micro spec; with `arms`, only those arms (a cell's result depends on its own arm alone)."""
     _, vocab, corpus = world
-    path.write_text(SPEC.format(vocab=vocab, corpus=corpus, steps=steps) + extra, encoding="utf-8")
+    text = SPEC.format(vocab=vocab, corpus=corpus, steps=steps)
+    if arms:
+        head, *tables = text.split("[arms.")
+        text = head + "".join(f"[arms.{t}" for t in tables if t.split("]")[0] in arms)
+        text = text if "unfrozen" in arms else text.replace('baseline = "unfrozen"\n', "")
+    path.write_text(text + extra, encoding="utf-8")
     return path
 
 
@@ -82,9 +88,11 @@ def finished(world):
     return folder / "done"
 
 
-def results(folder: Path) -> list[dict[str, str]]:
+def results(folder: Path, arms: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """results.csv without the times (of `arms` only, if given)."""
     with open(folder / "results.csv", encoding="utf-8", newline="") as f:
-        return [{k: v for k, v in row.items() if k not in TIMES} for row in csv.DictReader(f)]
+        rows = [{k: v for k, v in row.items() if k not in TIMES} for row in csv.DictReader(f)]
+    return [r for r in rows if not arms or r["arm"] in arms]
 
 
 def test_every_cell_is_trained_evaluated_and_reported(finished):
@@ -139,7 +147,7 @@ def check_interval(row: dict[str, str], values: list[float]) -> None:
 
 
 def test_a_run_killed_mid_cell_and_rerun_gives_the_same_results(world, finished, tmp_path):
-    spec = write_spec(tmp_path / "micro.toml", world)
+    spec = write_spec(tmp_path / "micro.toml", world, arms=("bits16",))
     args = ["experiment", "run", spec, "--out", tmp_path / "killed"]
     trace = subprocess.run([sys.executable, KILL_AT, "0", *map(str, args[:-1]), tmp_path / "trace"], capture_output=True, text=True)
     assert trace.returncode == 0, trace.stderr
@@ -154,15 +162,22 @@ def test_a_run_killed_mid_cell_and_rerun_gives_the_same_results(world, finished,
     again = invoke(*args)
     assert again.exit_code == 0, again.output
     assert "resuming from its last checkpoint" in again.output
-    assert results(tmp_path / "killed") == results(finished)
+    assert results(tmp_path / "killed") == results(finished, ("bits16",))
 
 
 def test_submitit_local_executor_gives_the_same_figures(world, finished, tmp_path):
-    spec = write_spec(tmp_path / "micro.toml", world)
+    spec = write_spec(tmp_path / "micro.toml", world, arms=("gauss",))
     result = invoke("experiment", "run", spec, "--out", tmp_path / "submitit", "--executor", "submitit-local", "--parallel", "2")
     assert result.exit_code == 0, result.output
-    assert results(tmp_path / "submitit") == results(finished)
+    assert results(tmp_path / "submitit") == results(finished, ("gauss",))
     assert list((tmp_path / "submitit" / "submitit").rglob("*_log.out")), "submitit wrote no job logs"
+
+
+def test_local_worker_processes_give_the_same_figures(world, finished, tmp_path):
+    spec = write_spec(tmp_path / "micro.toml", world, arms=("unfrozen",))
+    result = invoke("experiment", "run", spec, "--out", tmp_path / "parallel", "--parallel", "2")
+    assert result.exit_code == 0, result.output
+    assert results(tmp_path / "parallel") == results(finished, ("unfrozen",))
 
 
 def test_a_rerun_skips_finished_cells_and_a_changed_spec_is_refused(world, finished, tmp_path):
@@ -173,11 +188,13 @@ def test_a_rerun_skips_finished_cells_and_a_changed_spec_is_refused(world, finis
     rerun = invoke("experiment", "run", spec, "--out", out)
     assert rerun.exit_code == 0, rerun.output
     assert {p: p.stat().st_mtime_ns for p in out.glob("cells/*/cell.json")} == before
-    changed = write_spec(tmp_path / "micro.toml", world, steps=9)
-    assert_user_error(invoke("experiment", "run", changed, "--out", out), "another spec", "train.steps: 6 -> 9", "--force")
+    changed = write_spec(tmp_path / "micro.toml", world, extra="[arms.gauss.train]\nsteps = 9\n")
+    assert_user_error(invoke("experiment", "run", changed, "--out", out), "another spec", "arms.gauss.train", "--force")
     forced = invoke("experiment", "run", changed, "--out", out, "--force")
     assert forced.exit_code == 0, forced.output
-    assert {r["steps"] for r in results(out)} == {"9"}
+    assert {(r["arm"], r["steps"]) for r in results(out)} == {("bits16", "6"), ("unfrozen", "6"), ("gauss", "9")}
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/cell.json") if not p.parent.name.startswith("gauss")}
+    assert kept == {p: t for p, t in before.items() if not p.parent.name.startswith("gauss")}
 
 
 def test_growth_and_mixture_arms(world, tmp_path):
@@ -190,7 +207,8 @@ steps = 3
 [arms.mix]
 combine = ["bits16", "unfrozen"]
 """
-    spec = write_spec(tmp_path / "micro.toml", world, extra=extra).read_text(encoding="utf-8").replace("seeds = [0, 1]", "seeds = [0]")
+    spec = write_spec(tmp_path / "micro.toml", world, extra=extra, arms=("bits16", "unfrozen")).read_text(encoding="utf-8")
+    spec = spec.replace("seeds = [0, 1]", "seeds = [0]")
     (tmp_path / "micro.toml").write_text(spec, encoding="utf-8")
     result = invoke("experiment", "run", tmp_path / "micro.toml", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -209,7 +227,7 @@ substrate = "bits16"
 [arms.diverges.train]
 lr = 1e30
 """
-    spec = write_spec(tmp_path / "micro.toml", world, extra=extra)
+    spec = write_spec(tmp_path / "micro.toml", world, extra=extra, arms=("bits16",))
     result = invoke("experiment", "run", spec, "--out", tmp_path / "out")
     assert result.exit_code == 1, result.output
     rows = results(tmp_path / "out")

@@ -89,7 +89,7 @@ def run_cell(job: CellJob, echo: Callable[[str], None] | None = None) -> str:
     job.folder.mkdir(parents=True, exist_ok=True)
     before = read_record(job.folder)
     spent = before.get("wall_s", 0.0) if before.get("key") == job.key else 0.0  # earlier attempts' time
-    record = _base(job)
+    record = base_record(job)
     write_json(job.folder / RECORD, {**record, "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
                                      "wall_s": spent})  # fmt: skip
     began = time.perf_counter()
@@ -116,7 +116,8 @@ def run_cell(job: CellJob, echo: Callable[[str], None] | None = None) -> str:
     return "done"
 
 
-def _base(job: CellJob) -> dict[str, Any]:
+def base_record(job: CellJob) -> dict[str, Any]:
+    """What a cell's record says of it whatever its state: which arm, seed and substrate, and its key."""
     cell = job.cell
     config = cell.config
     return {
@@ -191,26 +192,30 @@ def _torchrun(job: CellJob, config: RunConfig, init_from: Path | None, resume: b
 def _evaluate(job: CellJob, made: Made) -> tuple[dict[str, float], float | None]:
     """The figures of the cell's model: the held-out loss and bits per byte (the same windows for every cell), the
     best of its own validation curve where it trained on the experiment's text, and the spec's [eval] tasks."""
-    from bvvtok.lm.evals.held_out import held_out_figures
+    from bvvtok.lm.evals.held_out import held_out_figures, held_out_text
     from bvvtok.lm.evals.report import evaluate_runs
 
-    run = job.folder / RUN
-    held = held_out_figures(run, job.held_out.corpus, job.held_out.val_fraction, job.held_out.eval_windows)
-    figures = {"final_val_loss": held["held_out_loss"], "final_val_bpb": held["held_out_bpb"]}
+    run, held = job.folder / RUN, job.held_out
     rows = [r for r in _rows(job) if r.step > 0 and r.val_loss is not None]
-    if rows and job.corpus == job.held_out.corpus:
+    t = job.cell.config.train if job.cell.config is not None else None
+    own = rows and t is not None and job.corpus == held.corpus and (t.val_fraction, t.eval_windows) == (
+        held.val_fraction, held.eval_windows)  # fmt: skip
+    if own:  # its last validation read these very windows (eval --held-out gives the same figure)
+        figures = {"final_val_loss": rows[-1].val_loss, "final_val_bpb": rows[-1].val_bpb}
         figures["best_val_loss"] = min(r.val_loss for r in rows)  # type: ignore[type-var]
-        bpbs = [r.val_bpb for r in rows if r.val_bpb is not None]
-        figures["best_val_bpb"] = min(bpbs) if bpbs else None  # type: ignore[assignment]
-    else:  # a model without a curve of its own on this text: its best is its final
+        figures["best_val_bpb"] = min(r.val_bpb for r in rows if r.val_bpb is not None)
+    else:  # a model without a curve of its own on this text: scored on it, its best is its final
+        scored = held_out_figures(run, held.corpus, held.val_fraction, held.eval_windows)
+        figures = {"final_val_loss": scored["held_out_loss"], "final_val_bpb": scored["held_out_bpb"]}
         figures["best_val_loss"], figures["best_val_bpb"] = figures["final_val_loss"], figures["final_val_bpb"]
     for task, tag in job.tasks:
         (row,) = evaluate_runs([run], [task])
         figures |= {tagged(k, tag): v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     unigram = None
-    if made.unigram_entropy is not None and held["held_out_bytes"]:
-        unigram = made.unigram_entropy / math.log(2) * held["held_out_tokens"] / held["held_out_bytes"]
-    return figures, unigram
+    if made.unigram_entropy is not None:  # nats per token of the training text, in bits per byte of the held-out's
+        tokens, nbytes = held_out_text(run, held.corpus, held.val_fraction, held.eval_windows)
+        unigram = made.unigram_entropy / math.log(2) * tokens / nbytes if nbytes else None
+    return figures, unigram  # type: ignore[return-value]
 
 
 def tagged(key: str, tag: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bvvtok.errors import BvvtokError, option
-from bvvtok.experiment.cells import RECORD, CellJob, read_record, run_cell
+from bvvtok.experiment.cells import RECORD, CellJob, base_record, read_record, run_cell
 from bvvtok.manifest import write_json
 
 
@@ -107,7 +107,7 @@ class Slurm(Executor):
         try:
             import submitit  # noqa: F401
         except ImportError:
-            raise BvvtokError(f"{option('executor', self.name)} needs submitit: pip install submitit") from None
+            raise BvvtokError(f"{option('executor', self.name)} needs submitit: pip install 'bvvtok[slurm]'") from None
         folder = jobs[0].experiment / "submitit"
         executor = self.executor(folder / "%j")
         executor.update_parameters(**self.parameters(jobs))
@@ -146,4 +146,4 @@ class SubmititLocal(Slurm):
 def _died(job: CellJob, reason: str) -> None:
     record = read_record(job.folder)
     if record.get("state") != "done":
-        write_json(job.folder / RECORD, {**record, "cell": job.cell.name, "state": "failed", "reason": reason})
+        write_json(job.folder / RECORD, {**record, **base_record(job), "state": "failed", "reason": reason})

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, library_names
 from bvvtok.experiment.arms import Arm, kind_of
 from bvvtok.experiment.problems import Problems
 from bvvtok.inputs import read_text_file
@@ -255,4 +255,13 @@ def _eval(table: dict[str, Any], problems: Problems) -> dict[str, Any]:
             checked[key] = value
         else:
             problems.add(f"eval.{key}", f"not an eval task or setting; tasks: {', '.join(TASKS)}")
+    for name, files in checked.items():  # each task with the settings it takes, checked as eval checks them
+        if name in TASKS and files:
+            task = TASKS[name]
+            settings = {f.name: checked[f.name] for f in dataclasses.fields(task) if f.name in checked and f.name != "path"}
+            try:
+                with library_names():
+                    task(files[0], **settings).check()
+            except (BvvtokError, TypeError, ValueError) as e:
+                problems.add(f"eval.{name}", str(e))
     return checked

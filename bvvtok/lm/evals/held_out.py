@@ -20,10 +20,11 @@ import torch
 from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError, option
+from bvvtok.lm.config import TrainConfig
 from bvvtok.lm.data import corpus_tokens, is_token_folder
 from bvvtok.lm.evals import Column, Start, Task, four_decimals, register
 from bvvtok.lm.run_folder import read_raw_config, train_config
-from bvvtok.lm.validation import validation_loss, validation_windows
+from bvvtok.lm.validation import ValidationWindows, validation_loss, validation_windows
 from bvvtok.lm.windows import plan_windows
 from bvvtok.vocab.corpus import corpus_files
 
@@ -56,14 +57,20 @@ class HeldOutTask(Task):
                 raise BvvtokError(f"{option('held_out')}: {e}") from None
         return [Path(self.path)]
 
-    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, corpus: list[Path],
-              start: Start) -> dict[str, Any]:  # fmt: skip
+    def windows(self, folder: Path, corpus: Sequence[Path], context: int, vocab_size: int, tokenizer: Tokenizer,
+                device: torch.device | str = "cpu") -> tuple[ValidationWindows, TrainConfig]:  # fmt: skip
+        """The windows training picks from `corpus` for a model of `context` in `folder`, and the settings used."""
         forced = {"val_fraction": self.val_fraction, "eval_windows": self.eval_windows}
         t = replace(train_config(read_raw_config(folder)), **{k: v for k, v in forced.items() if v is not None})
         data = corpus_tokens(folder, corpus, t.val_fraction)  # the folder holds its tokenizer
-        _, _, validation = plan_windows(data, model.context, model.vocab_size, t)
+        _, _, validation = plan_windows(data, context, vocab_size, t)
+        return validation_windows(validation, context, tokenizer, vocab_size, device), t
+
+    def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, corpus: list[Path],
+              start: Start) -> dict[str, Any]:  # fmt: skip
         device = next(model.parameters()).device
-        windows = validation_windows(validation, model.context, tokenizer, model.vocab_size, device)
+        windows, t = self.windows(folder, corpus, model.context, model.vocab_size, tokenizer, device)
+        validation = windows.validation
         batches = -(-len(validation.windows) // t.batch_size)
         # training's batches of windows: the same sums in the same order, so the same figure on the same device
         v = validation_loss(model, windows, t.batch_size, on_batch=start("held-out", batches))
@@ -81,3 +88,21 @@ def held_out_figures(folder: Path, corpus: Sequence[Path], val_fraction: float |
     task.check()
     model, tokenizer = load_model(folder)
     return task.score(Path(folder), model, tokenizer, [Path(c) for c in corpus], lambda what, total: lambda: None)
+
+
+def held_out_text(folder: Path, corpus: Sequence[Path], val_fraction: float | None = None,
+                  eval_windows: int | None = None) -> tuple[int, int]:  # fmt: skip
+    """The text tokens of the held-out windows `held_out_figures` reads, and their UTF-8 bytes, without running the
+    model: what converts a loss per token into bits per byte."""
+    from bvvtok.lm.run_folder import member_configs
+    from bvvtok.vocab.tokenizer_files import load_tokenizer
+
+    model = member_configs(read_raw_config(Path(folder)))[0][0]
+    task = HeldOutTask(Path(corpus[0]), val_fraction, eval_windows)
+    task.check()
+    windows, _ = task.windows(Path(folder), [Path(c) for c in corpus], model.context, model.vocab_size,
+                              load_tokenizer(Path(folder)))  # fmt: skip
+    validation = windows.validation
+    text = sum(int((~windows.special[torch.from_numpy(validation.split.window(int(i), model.context)[1:])]).sum())
+               for i in validation.windows)  # fmt: skip
+    return text, sum(windows.window_bytes)
