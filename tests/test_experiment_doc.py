@@ -36,7 +36,7 @@ def rewritten(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", REPORT)
 def test_the_kept_report_is_what_the_record_gives(rewritten, name):
-    assert (rewritten / name).read_bytes() == (RECORD / name).read_bytes(), f"run python scripts/experiment_doc.py on the experiment"
+    assert (rewritten / name).read_bytes() == (RECORD / name).read_bytes(), "run python scripts/experiment_doc.py on the experiment"
 
 
 def test_the_page_shows_the_report(rewritten):

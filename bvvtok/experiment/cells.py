@@ -8,7 +8,6 @@ is made again from where it stopped (a run resumes from its last checkpoint). Wh
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -16,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +32,6 @@ from bvvtok.manifest import write_json
 RECORD = "cell.json"
 RUN = "run"  # the cell's model folder
 LOG = "log.txt"
-STATES = ("pending", "running", "done", "failed")
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ def run_cell(job: CellJob, echo: Callable[[str], None] | None = None) -> str:
     write_json(job.folder / RECORD, {**record, "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
                                      "wall_s": spent})  # fmt: skip
     began = time.perf_counter()
-    with _log(job.folder / LOG) as log:
+    with open(job.folder / LOG, "a", encoding="utf-8") as log:
         say = _teller(job.cell.name, log, echo)
         try:
             made = _make(job, say)
@@ -237,12 +235,6 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, (BvvtokError, CellFailed)):
         return str(error).splitlines()[0]
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'}"
-
-
-@contextlib.contextmanager
-def _log(path: Path) -> Iterator[IO[str]]:
-    with open(path, "a", encoding="utf-8") as log:
-        yield log
 
 
 def _teller(name: str, log: IO[str], echo: Callable[[str], None] | None) -> Callable[[str], None]:

@@ -28,7 +28,6 @@ from bvvtok.experiment.stats import estimate
 from bvvtok.lm.plots import note, outside, value_range
 
 
-
 @dataclass
 class ArmCurves:
     label: str  # the arm's label, as the legend shows it

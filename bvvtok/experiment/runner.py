@@ -54,7 +54,7 @@ def run_experiment(
     spec_path: Path,
     out: Path,
     executor: str = "local",
-    options: ExecutorOptions = ExecutorOptions(),
+    options: ExecutorOptions | None = None,
     track: Sequence[str] = (),
     force: bool = False,
     on_plan: Callable[[Plan, list[CellPlan], float], None] | None = None,
@@ -69,6 +69,7 @@ def run_experiment(
     spec_path, out = Path(spec_path), Path(out)
     spec = read_spec(spec_path)
     plan = make_plan(spec)
+    options = options or ExecutorOptions()
     runner = get_executor(executor, options)
     inputs = [spec_path, *spec.corpus, *(spec.vocab.get("ngrams") or []), *([spec.vocab["path"]] if "path" in spec.vocab else [])]
     with claim(out, inputs) if not dry_run else contextlib.nullcontext(real(out)) as target:

@@ -57,7 +57,8 @@ class Spec:
     def arm_config(self, arm_model: dict[str, Any], arm_train: dict[str, Any], seed: int) -> RunConfig:
         """The run configuration of a cell: the preset, then [model]/[train], then the arm's, then the seed."""
         config = RunConfig(ModelConfig(), TrainConfig())
-        for model, train in (PRESETS[self.preset].values(), (self.model, self.train), (arm_model, arm_train)):
+        preset = PRESETS[self.preset]
+        for model, train in ((preset["model"], preset["train"]), (self.model, self.train), (arm_model, arm_train)):
             config = RunConfig(merge_fields(config.model, model, "model"), merge_fields(config.train, train, "train"))
         config = RunConfig(config.model, dataclasses.replace(config.train, seed=seed))
         check(config)
@@ -73,15 +74,13 @@ def read_spec(path: Path) -> Spec:
         raise BvvtokError(f"{path} is not valid TOML ({e}); see docs/experiment.md for the format") from None
     problems = Problems()
     spec = _parse(path, raw, problems)
-    if spec is not None:
-        unsound = _unsound(spec, problems)
-        for arm in spec.arms.values():
-            if arm.name not in unsound:
-                arm.check(spec, problems.under(f"arms.{arm.name}"))
-        if spec.baseline is not None and spec.baseline not in spec.arms:
-            problems.add("baseline", f"{spec.baseline!r} is not an arm; choose one of {', '.join(spec.arms)}")
+    unsound = _unsound(spec, problems)
+    for arm in spec.arms.values():
+        if arm.name not in unsound:
+            arm.check(spec, problems.under(f"arms.{arm.name}"))
+    if spec.baseline is not None and spec.baseline not in spec.arms:
+        problems.add("baseline", f"{spec.baseline!r} is not an arm; choose one of {', '.join(spec.arms)}")
     problems.raise_if_any(path)
-    assert spec is not None
     return spec
 
 
@@ -108,7 +107,7 @@ def _unsound(spec: Spec, problems: Problems) -> set[str]:
     return bad
 
 
-def _parse(path: Path, raw: dict[str, Any], problems: Problems) -> Spec | None:
+def _parse(path: Path, raw: dict[str, Any], problems: Problems) -> Spec:
     for key in sorted(set(raw) - set(TOP_KEYS)):
         problems.add(key, f"unknown key; the keys are {', '.join(TOP_KEYS)}")
     tables = {key: _table(raw, key, problems) for key in ("vocab", "data", "model", "train", "substrates", "arms", "eval")}
