@@ -13,7 +13,19 @@ from bvvtok.cli import app
 from bvvtok.vocab.build import build_vocab, save_vocab
 from bvvtok.vocab.stats import load_stats
 
-COMMANDS = sorted(typer.main.get_command(app).commands)
+def leaf_commands(group, prefix: str = "") -> dict:
+    """Every command by its full name: "train", or "experiment run" for a command of a group."""
+    found = {}
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            found |= leaf_commands(command, f"{prefix}{name} ")
+        else:
+            found[prefix + name] = command
+    return found
+
+
+LEAVES = leaf_commands(typer.main.get_command(app))
+COMMANDS = sorted(LEAVES)
 CORPUS = ["the the the then", "the cat"]
 
 
@@ -29,7 +41,7 @@ def test_the_documented_commands_exist():
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
-    result = invoke(command, "--help")
+    result = invoke(*command.split(), "--help")
     assert result.exit_code == 0, result.output
     assert "--help" in result.stdout
 
@@ -38,14 +50,14 @@ def help_page(*command: str) -> str:
     """The rendered --help, wide enough that no line of it wraps."""
     from typer.testing import CliRunner
 
-    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"}, prog_name="bvvtok")
+    result = CliRunner().invoke(app, [*" ".join(command).split(), "--help"], env={"COLUMNS": "250"}, prog_name="bvvtok")
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
 def params(command: str) -> list:
     """The command's parameters, its --help included."""
-    click_command = typer.main.get_command(app).commands[command]
+    click_command = LEAVES[command]
     ctx = click_command.make_context(command, ["--help"], resilient_parsing=True)
     return click_command.get_params(ctx)
 
@@ -54,7 +66,7 @@ def params(command: str) -> list:
 def test_help_keeps_bracketed_words(command):
     """A help text's `[model]` is a word, not Rich markup that vanishes (issue 20, item 9)."""
     page = help_page(command)
-    click_command = typer.main.get_command(app).commands[command]
+    click_command = LEAVES[command]
     texts = [click_command.help, click_command.epilog, *(p.help for p in params(command))]
     words = [w for text in texts if text for w in re.findall(r"\[[\w/ -]+\]", text.replace("\\[", "["))]
     missing = [w for w in words if w not in page]
@@ -92,11 +104,11 @@ def test_every_output_path_is_out_or_o(command):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_shows_an_example_that_parses(command):
     """Each --help ends with `Example:` and a command line of that command whose flags exist and which parses."""
-    click_command = typer.main.get_command(app).commands[command]
+    click_command = LEAVES[command]
     lines = [line for line in (click_command.epilog or "").splitlines() if line.startswith(f"bvvtok {command} ")]
     assert len(lines) == 1, f"{command} has no example line `bvvtok {command} ...` in its epilog"
     assert lines[0] in help_page(command)
-    args = shlex.split(lines[0])[2:]
+    args = shlex.split(lines[0])[1 + len(command.split()) :]
     flags = {opt for p in params(command) for opt in (*p.opts, *p.secondary_opts)}
     unknown = [a for a in args if a.startswith("-") and a not in flags]
     assert not unknown, f"the example of {command} uses {unknown}, which it does not have"
@@ -112,8 +124,10 @@ def test_train_help_shows_the_presets_defaults():
 def test_top_level_help():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in COMMANDS:
-        assert command in result.stdout
+    for command in COMMANDS:  # a group's commands on its own page
+        group, _, sub = command.rpartition(" ")
+        assert (group or sub) in result.stdout
+        assert sub in (help_page(group) if group else result.stdout)
 
 
 # --- build-vocab ---
