@@ -55,7 +55,7 @@ def run_command(
         raise typer.Exit(code=1)
 
 
-def _print_plan(plan, to_run, seconds: float) -> None:
+def _print_plan(plan, to_run, seconds: float | None) -> None:
     spec = plan.spec
     title = f"{spec.name}: {plural(len(spec.seeds), 'seed')} ({', '.join(map(str, spec.seeds))})"
     table = DataTable("arm", "substrate", "embedding", "model", "parameters", "steps", "cells", title=title,
@@ -70,13 +70,19 @@ def _print_plan(plan, to_run, seconds: float) -> None:
                       f"{first.parameters['total']:,}" if first.parameters else "-",
                       f"{first.config.train.steps:,}" if first.config else "-", f"{pending} to run" if pending else "done")  # fmt: skip
     print_table(table)
-    if to_run:
+    if to_run and seconds is not None:
         console.print(f"{plural(len(to_run), 'cell')} to run; their training takes about {_minutes(seconds)} on this machine "
                       "(from a measured step of each model)")  # fmt: skip
+    elif to_run:
+        console.print(f"{plural(len(to_run), 'cell')} to run, on the cluster's nodes")
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:,.0f} min" if seconds >= 90 else f"{seconds:,.0f} s"
+    """A duration in the unit that reads best: 45 s, 27 min, 5.2 h, 3,756 days."""
+    for limit, unit, size in ((90, "s", 1), (90 * 60, "min", 60), (48 * 3600, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds / size:,.{1 if unit == 'h' else 0}f} {unit}"
+    return f"{seconds / 86400:,.0f} days"
 
 
 @experiment_app.command("status", epilog=example("bvvtok experiment status artifacts/ablation"))

@@ -34,6 +34,7 @@ class ExecutorOptions:
 class Executor(ABC):
     name: ClassVar[str]
     about: ClassVar[str]
+    here: ClassVar[bool] = True  # the cells run on this machine (so a step measured here says how long they take)
 
     def __init__(self, options: ExecutorOptions) -> None:
         self.options = options
@@ -88,6 +89,7 @@ class Local(Executor):
 class Slurm(Executor):
     name = "slurm"
     about = "a Slurm cluster through submitit: a job per cell, as a job array (--slurm KEY=VALUE: sbatch's options)"
+    here = False
 
     def executor(self, folder: Path) -> Any:
         import submitit
@@ -128,6 +130,7 @@ class Slurm(Executor):
 class SubmititLocal(Slurm):
     name = "submitit-local"
     about = "submitit's LocalExecutor: each cell a job in a subprocess here, as on Slurm (to try a cluster set-up)"
+    here = True
 
     def executor(self, folder: Path) -> Any:
         import submitit

@@ -140,25 +140,33 @@ def _parameters(config: RunConfig | None) -> dict[str, int] | None:
         return GPT(m, torch.empty(m.vocab_size, m.n_embed)).parameter_counts()
 
 
+MEASURED_TOKENS = 128  # a step is measured on this many tokens and scaled up: the 335M paper model in seconds on a CPU
+
+
 def measure_step(config: RunConfig, repeats: int = 2) -> float:
-    """Seconds of one optimizer step of this model on this machine (random tokens, after a warm-up step)."""
+    """Seconds of one optimizer step of this model here (on the GPU if there is one): a step on one short window,
+    after a warm-up step, scaled to the tokens a step reads (batch_size x grad_accum windows of the context)."""
+    from bvvtok.lm.distributed import pick_device
     from bvvtok.lm.model import GPT
 
     m, t = config.model, config.train
+    device = pick_device("auto")
     torch.manual_seed(0)
-    model = GPT(m, torch.nn.functional.normalize(torch.randn(m.vocab_size, m.n_embed), dim=1))
+    model = GPT(m, torch.nn.functional.normalize(torch.randn(m.vocab_size, m.n_embed), dim=1)).to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], fused=True)
-    ids = torch.randint(0, m.vocab_size, (t.batch_size, m.context + 1))
+    tokens = min(m.context, MEASURED_TOKENS)
+    ids = torch.randint(0, m.vocab_size, (1, tokens + 1), device=device)
     took = []
     for _ in range(repeats + 1):
         began = time.perf_counter()
-        for _ in range(t.grad_accum):
-            _, loss = model(ids[:, :-1], ids[:, 1:])
-            loss.backward()
+        _, loss = model(ids[:, :-1], ids[:, 1:])
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         took.append(time.perf_counter() - began)
-    return min(took[1:])
+    return min(took[1:]) * t.batch_size * t.grad_accum * m.context / tokens
 
 
 def estimate_seconds(plan: Plan, cells: list[CellPlan]) -> float:

@@ -57,12 +57,13 @@ def run_experiment(
     options: ExecutorOptions | None = None,
     track: Sequence[str] = (),
     force: bool = False,
-    on_plan: Callable[[Plan, list[CellPlan], float], None] | None = None,
+    on_plan: Callable[[Plan, list[CellPlan], float | None], None] | None = None,
     estimate: bool = True,
     dry_run: bool = False,
 ) -> ExperimentResult:
     """Check, plan, build, run every cell that is not done, and write the report. `on_plan(plan, to_run, seconds)`
-    is told the plan before any work, with the estimated training time of the cells to run (0 without `estimate`).
+    is told the plan before any work, with the estimated training time of the cells to run (None without `estimate`,
+    or where the cells run on other machines).
     With `dry_run`, nothing more: the plan is checked and told, nothing written."""
     from bvvtok.experiment.plan import estimate_seconds
 
@@ -77,7 +78,7 @@ def run_experiment(
         jobs = _jobs(target, plan, options.gpus_per_cell, tuple(track))
         to_run = [job.cell for job in jobs if not is_done(job)]
         if on_plan is not None:
-            on_plan(plan, to_run, estimate_seconds(plan, to_run) if estimate else 0.0)
+            on_plan(plan, to_run, estimate_seconds(plan, to_run) if estimate and runner.here else None)
         if dry_run:
             return ExperimentResult(out, plan, {job.cell.name: cell_state(job.folder)[0] for job in jobs}, [])
         if force:
