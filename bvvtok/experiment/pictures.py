@@ -7,9 +7,9 @@ Decisions where the design leaves a choice:
   or more. With 2 seeds that interval is 12.7 sd / sqrt(2) wide either side, about six times the distance between
   the two runs: drawn, it would cover the picture and hide the curves, so 2 seeds get their min-max instead (a note
   on the picture says so); 1 seed gets no band. summary.csv always has the true interval.
-- The y axis of curves.png covers the points after step 0 (the untrained model, about 8 bits per byte, would squash
-  the trained part into a flat line); a note over the axes gives step 0's values. The unigram entropy is drawn as a
-  dashed line when including it at most doubles the span of the axis, else the note gives its value.
+- The y axis of curves.png covers the points after step 0 (the model before training, about 8 bits per byte, would
+  squash the trained part into a flat line); a note over the axes gives step 0's values. The unigram entropy is drawn
+  as a dashed line when including it at most doubles the span of the axis, else the note gives its value.
 - final.png is a forest plot: one row per arm (spec order, top down), each seed a dot, the mean a diamond, its
   interval a bar; one panel per headline figure, side by side, sharing the rows.
 """
@@ -113,7 +113,7 @@ def curves_figure(title: str, arms: list[ArmCurves], unigram: float | None) -> F
         if limits is not None:
             ax.set_ylim(limits)
             start = [v for arm, _ in drawn for curve in arm.seeds for tokens, v in curve if tokens == 0]
-            notes += [n for n in [outside(start, limits, "step 0 (untrained)", "bits/byte")] if n]
+            notes += [n for n in [outside(start, limits, "step 0 (before training)", "bits/byte")] if n]
         if unigram is not None:
             away = outside([unigram], limits, "unigram entropy", "bits/byte") if limits is not None else None
             if away:

@@ -104,12 +104,13 @@ def write_report(folder: Path, info: ReportInfo, cells: list[CellResult]) -> lis
 def _ordered(info: ReportInfo, cells: Sequence[CellResult]) -> list[CellResult]:
     """The cells by arm (spec order) and seed; a cell of an unknown arm or a second cell of an arm and seed refused."""
     if info.baseline is not None and info.baseline not in info.arms:
-        raise BvvtokError(f"the baseline {info.baseline!r} is not one of the arms ({', '.join(info.arms)})")
+        raise BvvtokError(f"the baseline {info.baseline!r} is not one of the arms ({', '.join(info.arms)}); name one")
     seen: set[tuple[str, int]] = set()
     for c in cells:
         arm, seed = c.record["arm"], c.record["seed"]
         if arm not in info.arms:
-            raise BvvtokError(f"cell {c.record['cell']}: arm {arm!r} is not one of the arms ({', '.join(info.arms)})")
+            raise BvvtokError(f"cell {c.record['cell']}: arm {arm!r} is not one of the arms ({', '.join(info.arms)}); "
+                              "was the spec edited after the cell ran?")  # fmt: skip
         if (arm, seed) in seen:
             raise BvvtokError(f"cell {c.record['cell']}: a second cell of arm {arm} and seed {seed}; keep one")
         seen.add((arm, seed))
@@ -120,7 +121,7 @@ def _figure(record: dict[str, Any], key: str) -> float | None:
     """The cell's figure `key` as a float (None if it has none); a value that is not a number is refused."""
     value = (record.get("figures") or {}).get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise BvvtokError(f"cell {record['cell']}: figure {key} is {value!r}, not a number")
+        raise BvvtokError(f"cell {record['cell']}: figure {key} is {value!r}, not a number; fix its cell.json")
     return None if value is None else float(value)
 
 
