@@ -69,7 +69,8 @@ def spread_words(counts: set[int]) -> str | None:
     return "; ".join(words) or None
 
 
-def _seeds(n: int) -> str:
+def seed_count(n: int) -> str:
+    """The number of seeds in words: "1 seed", "3 seeds"."""
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
@@ -105,7 +106,7 @@ def curves_figure(title: str, arms: list[ArmCurves], unigram: float | None) -> F
         for arm, points in drawn:
             xs = [tokens for tokens, _, _ in points]
             ax.plot(xs, [mean for _, mean, _ in points], color=arm.colour, marker="o", markersize=3,
-                    label=f"{arm.label} ({_seeds(len(arm.seeds))})")  # fmt: skip
+                    label=f"{arm.label} ({seed_count(len(arm.seeds))})")  # fmt: skip
             banded = [(tokens, b) for tokens, _, b in points if b is not None]
             if banded:
                 ax.fill_between([t for t, _ in banded], [b[0] for _, b in banded], [b[1] for _, b in banded],
@@ -166,7 +167,7 @@ def final_figure(title: str, headlines: list[Headline]) -> Figure | None:
         labels = []
         for i, arm in enumerate(headlines[0].arms):
             counts = {len(h.arms[i].values) for h in headlines}  # the seeds, when every panel has the same number
-            labels.append(f"{arm.label}\n({_seeds(counts.pop())})" if len(counts) == 1 else arm.label)
+            labels.append(f"{arm.label}\n({seed_count(counts.pop())})" if len(counts) == 1 else arm.label)
         axes[0].set_yticks(range(rows), labels[::-1])
         axes[0].set_ylim(-0.6, rows - 0.4)
     return figure

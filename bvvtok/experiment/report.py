@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bvvtok.errors import BvvtokError
-from bvvtok.experiment.pictures import ArmCurves, ArmValues, Headline, curves_figure, final_figure
+from bvvtok.experiment.pictures import ArmCurves, ArmValues, Headline, curves_figure, final_figure, seed_count
 from bvvtok.experiment.stats import Estimate, estimate, paired
 from bvvtok.files import atomic_file
 from bvvtok.lm.metrics import Row
@@ -238,10 +238,6 @@ def _number(value: float, sign: bool = False) -> str:
     return format(value, "+.4f" if sign else ".4f").replace("-", MINUS)
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -272,9 +268,10 @@ def sentence(arm: str, baseline: str, e: Estimate | None, unit: str) -> str:
 def _plan(info: ReportInfo, cells: Sequence[CellResult]) -> str:
     seeds = sorted({c.record["seed"] for c in cells})
     arms = "; ".join(_label(info, arm) for arm in info.arms)
-    text = (f"{len(info.arms)} arms ({arms}) × {_seeds(len(seeds))} ({', '.join(map(str, seeds))}) = "
+    text = (f"{len(info.arms)} arms ({arms}) × {seed_count(len(seeds))} ({', '.join(map(str, seeds))}) = "
             f"{len(cells)} cells")  # fmt: skip
-    budgets = {(c.record.get("steps"), c.record.get("tokens_per_step")) for c in cells if c.record.get("steps")}
+    trained = [c.record for c in cells if c.record.get("steps") and c.record.get("tokens_per_step")]  # not combine
+    budgets = {(r["steps"], r["tokens_per_step"]) for r in trained}
     if len(budgets) == 1:
         steps, per_step = budgets.pop()
         text += f", each trained {steps:,} steps of {per_step:,} tokens ({steps * per_step:,} tokens)"
