@@ -286,3 +286,22 @@ def test_an_output_folder_of_another_command_is_refused(world, tmp_path):
     assert invoke("embed", substrate, "--method", "bits", "--bits", "16").exit_code == 0
     assert_user_error(invoke("experiment", "run", spec, "--out", substrate), "written by another bvvtok command")
     assert (tmp_path / "mine" / "notes.txt").read_text(encoding="utf-8") == "my notes"
+
+
+def test_slurm_jobs_ask_for_what_the_flags_say(world, tmp_path):
+    """The parameters given to submitit's Slurm executor are ones it takes (it refuses unknown names), from the flags."""
+    import submitit
+
+    from bvvtok.experiment.executors import ExecutorOptions, get_executor
+    from bvvtok.experiment.plan import make_plan
+    from bvvtok.experiment.runner import _jobs
+    from bvvtok.experiment.spec import read_spec
+
+    plan = make_plan(read_spec(write_spec(tmp_path / "micro.toml", world)))
+    jobs = _jobs(tmp_path / "out", plan, 8, ())
+    slurm = get_executor("slurm", ExecutorOptions(parallel=4, gpus_per_cell=8, slurm={"partition": "gpu", "time": "240"}))
+    parameters = slurm.parameters(jobs)
+    assert parameters["gpus_per_node"] == 8 and parameters["slurm_array_parallelism"] == 4
+    assert parameters["slurm_partition"] == "gpu" and parameters["slurm_time"] == "240"
+    submitit.AutoExecutor(folder=tmp_path / "logs", cluster="slurm").update_parameters(**parameters)  # refuses unknown names
+    assert {job.processes for job in jobs} == {8}  # a cell with 8 GPUs trains under torchrun, a process per GPU

@@ -284,7 +284,7 @@ def test_curves_leave_step_zero_out_of_the_y_limits_and_say_so():
     assert high - low < 2 * (max(trained) + 0.2 - 1.9)
     assert ax.get_xlabel() == "tokens trained" and ax.get_ylabel() == "validation bits per byte of text"
     title = ax.get_title(loc="left")
-    assert "step 0 (untrained): 8.00 bits/byte, above the range shown" in title
+    assert "step 0 (before training): 8.00 bits/byte, above the range shown" in title
     assert "band: its 95% t-interval" in title
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     unigram = "unigram entropy of the training text (1.90 bits/byte)"

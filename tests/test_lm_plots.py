@@ -339,9 +339,9 @@ def test_compare_leaves_step_zero_out_of_the_axis_and_says_so(tmp_path, monkeypa
     low, high = loss.get_ylim()
     assert low < min(trained) and max(trained) < high < 11.0  # the trained part fills the axis; step 0 is off it
     assert high - low < 1.1 * (max(trained) - min(trained))
-    assert loss.get_title(loc="left") == "step 0 (untrained): 11.00 nats/token, above the range shown"
+    assert loss.get_title(loc="left") == "step 0 (before training): 11.00 nats/token, above the range shown"
     assert bpb.get_ylim()[1] < 8.0
-    assert bpb.get_title(loc="left") == "step 0 (untrained): 8.00 bits/byte, above the range shown"
+    assert bpb.get_title(loc="left") == "step 0 (before training): 8.00 bits/byte, above the range shown"
     assert loss.get_xlim()[0] <= 0  # step 0 is still drawn, going up off the top
 
 
@@ -354,7 +354,7 @@ def test_fit_to_training_notes_only_what_it_leaves_out():
     assert ax.get_ylim() == pytest.approx((3.99, 4.21))
     below = [Row(0, None, 1.0, None, None), *within[1:]]
     assert fit_to_training(ax, [("a", below, "val_loss", {})], "nats/token") == (
-        "step 0 (untrained): 1.00 nats/token, below the range shown"
+        "step 0 (before training): 1.00 nats/token, below the range shown"
     )
     only_start = [Row(0, None, 9.0, None, None)]
     assert fit_to_training(ax, [("a", only_start, "val_loss", {})], "nats/token") is None  # nothing trained: left as is

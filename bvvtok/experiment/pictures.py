@@ -7,9 +7,9 @@ Decisions where the design leaves a choice:
   or more. With 2 seeds that interval is 12.7 sd / sqrt(2) wide either side, about six times the distance between
   the two runs: drawn, it would cover the picture and hide the curves, so 2 seeds get their min-max instead (a note
   on the picture says so); 1 seed gets no band. summary.csv always has the true interval.
-- The y axis of curves.png covers the points after step 0 (the untrained model, about 8 bits per byte, would squash
-  the trained part into a flat line); a note over the axes gives step 0's values. The unigram entropy is drawn as a
-  dashed line when including it at most doubles the span of the axis, else the note gives its value.
+- The y axis of curves.png covers the points after step 0 (the model before training, about 8 bits per byte, would
+  squash the trained part into a flat line); a note over the axes gives step 0's values. The unigram entropy is drawn
+  as a dashed line when including it at most doubles the span of the axis, else the note gives its value.
 - final.png is a forest plot: one row per arm (spec order, top down), each seed a dot, the mean a diamond, its
   interval a bar; one panel per headline figure, side by side, sharing the rows.
 """
@@ -68,7 +68,8 @@ def spread_words(counts: set[int]) -> str | None:
     return "; ".join(words) or None
 
 
-def _seeds(n: int) -> str:
+def seed_count(n: int) -> str:
+    """The number of seeds in words: "1 seed", "3 seeds"."""
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
@@ -104,7 +105,7 @@ def curves_figure(title: str, arms: list[ArmCurves], unigram: float | None) -> F
         for arm, points in drawn:
             xs = [tokens for tokens, _, _ in points]
             ax.plot(xs, [mean for _, mean, _ in points], color=arm.colour, marker="o", markersize=3,
-                    label=f"{arm.label} ({_seeds(len(arm.seeds))})")  # fmt: skip
+                    label=f"{arm.label} ({seed_count(len(arm.seeds))})")  # fmt: skip
             banded = [(tokens, b) for tokens, _, b in points if b is not None]
             if banded:
                 ax.fill_between([t for t, _ in banded], [b[0] for _, b in banded], [b[1] for _, b in banded],
@@ -112,7 +113,7 @@ def curves_figure(title: str, arms: list[ArmCurves], unigram: float | None) -> F
         if limits is not None:
             ax.set_ylim(limits)
             start = [v for arm, _ in drawn for curve in arm.seeds for tokens, v in curve if tokens == 0]
-            notes += [n for n in [outside(start, limits, "step 0 (untrained)", "bits/byte")] if n]
+            notes += [n for n in [outside(start, limits, "step 0 (before training)", "bits/byte")] if n]
         if unigram is not None:
             away = outside([unigram], limits, "unigram entropy", "bits/byte") if limits is not None else None
             if away:
@@ -165,7 +166,7 @@ def final_figure(title: str, headlines: list[Headline]) -> Figure | None:
         labels = []
         for i, arm in enumerate(headlines[0].arms):
             counts = {len(h.arms[i].values) for h in headlines}  # the seeds, when every panel has the same number
-            labels.append(f"{arm.label}\n({_seeds(counts.pop())})" if len(counts) == 1 else arm.label)
+            labels.append(f"{arm.label}\n({seed_count(counts.pop())})" if len(counts) == 1 else arm.label)
         axes[0].set_yticks(range(rows), labels[::-1])
         axes[0].set_ylim(-0.6, rows - 0.4)
     return figure

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bvvtok.errors import BvvtokError
-from bvvtok.experiment.pictures import ArmCurves, ArmValues, Headline, curves_figure, final_figure
+from bvvtok.experiment.pictures import ArmCurves, ArmValues, Headline, curves_figure, final_figure, seed_count
 from bvvtok.experiment.stats import Estimate, estimate, paired
 from bvvtok.files import atomic_file
 from bvvtok.lm.metrics import Row
@@ -104,12 +104,13 @@ def write_report(folder: Path, info: ReportInfo, cells: list[CellResult]) -> lis
 def _ordered(info: ReportInfo, cells: Sequence[CellResult]) -> list[CellResult]:
     """The cells by arm (spec order) and seed; a cell of an unknown arm or a second cell of an arm and seed refused."""
     if info.baseline is not None and info.baseline not in info.arms:
-        raise BvvtokError(f"the baseline {info.baseline!r} is not one of the arms ({', '.join(info.arms)})")
+        raise BvvtokError(f"the baseline {info.baseline!r} is not one of the arms ({', '.join(info.arms)}); name one")
     seen: set[tuple[str, int]] = set()
     for c in cells:
         arm, seed = c.record["arm"], c.record["seed"]
         if arm not in info.arms:
-            raise BvvtokError(f"cell {c.record['cell']}: arm {arm!r} is not one of the arms ({', '.join(info.arms)})")
+            raise BvvtokError(f"cell {c.record['cell']}: arm {arm!r} is not one of the arms ({', '.join(info.arms)}); "
+                              "was the spec edited after the cell ran?")  # fmt: skip
         if (arm, seed) in seen:
             raise BvvtokError(f"cell {c.record['cell']}: a second cell of arm {arm} and seed {seed}; keep one")
         seen.add((arm, seed))
@@ -120,7 +121,7 @@ def _figure(record: dict[str, Any], key: str) -> float | None:
     """The cell's figure `key` as a float (None if it has none); a value that is not a number is refused."""
     value = (record.get("figures") or {}).get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise BvvtokError(f"cell {record['cell']}: figure {key} is {value!r}, not a number")
+        raise BvvtokError(f"cell {record['cell']}: figure {key} is {value!r}, not a number; fix its cell.json")
     return None if value is None else float(value)
 
 
@@ -238,10 +239,6 @@ def _number(value: float, sign: bool = False) -> str:
     return format(value, "+.4f" if sign else ".4f").replace("-", MINUS)
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -272,9 +269,10 @@ def sentence(arm: str, baseline: str, e: Estimate | None, unit: str) -> str:
 def _plan(info: ReportInfo, cells: Sequence[CellResult]) -> str:
     seeds = sorted({c.record["seed"] for c in cells})
     arms = "; ".join(_label(info, arm) for arm in info.arms)
-    text = (f"{len(info.arms)} arms ({arms}) × {_seeds(len(seeds))} ({', '.join(map(str, seeds))}) = "
+    text = (f"{len(info.arms)} arms ({arms}) × {seed_count(len(seeds))} ({', '.join(map(str, seeds))}) = "
             f"{len(cells)} cells")  # fmt: skip
-    budgets = {(c.record.get("steps"), c.record.get("tokens_per_step")) for c in cells if c.record.get("steps")}
+    trained = [c.record for c in cells if c.record.get("steps") and c.record.get("tokens_per_step")]  # not combine
+    budgets = {(r["steps"], r["tokens_per_step"]) for r in trained}
     if len(budgets) == 1:
         steps, per_step = budgets.pop()
         text += f", each trained {steps:,} steps of {per_step:,} tokens ({steps * per_step:,} tokens)"

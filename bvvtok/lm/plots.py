@@ -93,15 +93,15 @@ def outside(values: Iterable[float], limits: tuple[float, float], what: str, uni
 def fit_to_training(ax: Axes, curves: Sequence[Curve], unit: str) -> str | None:
     """Set the y limits on the values after step 0 and return the note that says where step 0 went (or None).
 
-    Step 0 is the untrained model (ln V nats, about 8 bits per byte): on the axis it squashes the trained part, where
-    runs differ by hundredths, into a flat line.
+    Step 0 is the model before training (untrained: ln V nats, about 8 bits per byte): on the axis it squashes the
+    trained part, where runs differ by hundredths, into a flat line.
     """
     values = [(r.step, getattr(r, field)) for _, rows, field, _ in curves for r in rows]
     limits = value_range(v for step, v in values if step > 0)
     if limits is None:
         return None
     ax.set_ylim(limits)
-    return outside((v for step, v in values if step == 0), limits, "step 0 (untrained)", unit)
+    return outside((v for step, v in values if step == 0), limits, "step 0 (before training)", unit)
 
 
 def note(ax: Axes, text: str) -> None:
@@ -177,8 +177,6 @@ def _substrate(folder: Path) -> tuple[str | None, int | None]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, None
     return method if isinstance(method, str) else None, dim if type(dim) is int else None
-
-
 
 
 def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False) -> list[RunSummary]:
