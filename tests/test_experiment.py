@@ -303,5 +303,10 @@ def test_slurm_jobs_ask_for_what_the_flags_say(world, tmp_path):
     parameters = slurm.parameters(jobs)
     assert parameters["gpus_per_node"] == 8 and parameters["slurm_array_parallelism"] == 4
     assert parameters["slurm_partition"] == "gpu" and parameters["slurm_time"] == "240"
-    submitit.AutoExecutor(folder=tmp_path / "logs", cluster="slurm").update_parameters(**parameters)  # refuses unknown names
+    # submitit checks Slurm's parameter names without a cluster through its debug executor
+    submitit.AutoExecutor(folder=tmp_path / "logs", cluster="debug").update_parameters(**parameters)
     assert {job.processes for job in jobs} == {8}  # a cell with 8 GPUs trains under torchrun, a process per GPU
+    spec = tmp_path / "micro.toml"
+    assert_user_error(invoke("experiment", "run", spec, "--out", tmp_path / "out", "--executor", "slurm", "--slurm", "partiton=gpu"),
+                      "--slurm", "Unknown argument 'partiton'")
+    assert not (tmp_path / "out").exists()

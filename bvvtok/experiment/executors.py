@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -39,6 +40,9 @@ class Executor(ABC):
     def __init__(self, options: ExecutorOptions) -> None:
         self.options = options
 
+    def check(self) -> None:
+        """Refuse options it cannot use, before any work."""
+
     @abstractmethod
     def run(self, jobs: Sequence[CellJob]) -> None:
         """Run the cells (independent of each other) to their end."""
@@ -59,7 +63,9 @@ def get_executor(name: str, options: ExecutorOptions) -> Executor:
         raise BvvtokError(f"{option('parallel', options.parallel)} must be at least 1")
     if options.gpus_per_cell < 0:
         raise BvvtokError(f"{option('gpus_per_cell', options.gpus_per_cell)} must not be negative")
-    return EXECUTORS[name](options)
+    executor = EXECUTORS[name](options)
+    executor.check()
+    return executor
 
 
 def _threads(count: int) -> None:
@@ -105,11 +111,20 @@ class Slurm(Executor):
         chosen |= {f"slurm_{k}": v for k, v in self.options.slurm.items()}
         return {k: v for k, v in chosen.items() if v is not None}
 
-    def run(self, jobs: Sequence[CellJob]) -> None:
+    def check(self) -> None:
+        """submitit knows sbatch's options: an unknown --slurm KEY is refused here, not when the jobs are submitted."""
         try:
-            import submitit  # noqa: F401
+            import submitit
         except ImportError:
             raise BvvtokError(f"{option('executor', self.name)} needs submitit: pip install 'bvvtok[slurm]'") from None
+        with tempfile.TemporaryDirectory() as folder:  # the debug executor checks slurm_* names without a cluster
+            try:
+                submitit.AutoExecutor(folder=folder, cluster="debug").update_parameters(
+                    **{f"slurm_{k}": v for k, v in self.options.slurm.items()})  # fmt: skip
+            except (NameError, ValueError, TypeError) as e:
+                raise BvvtokError(f"{option('slurm')}: {str(e).splitlines()[0]}") from None
+
+    def run(self, jobs: Sequence[CellJob]) -> None:
         folder = jobs[0].experiment / "submitit"
         executor = self.executor(folder / "%j")
         executor.update_parameters(**self.parameters(jobs))
