@@ -1,4 +1,4 @@
-"""Rebuilding the published bvv241 tokenizers from the published statistics (recipe.md section 6).
+"""Rebuilding the published bvv241 tokenizers from the published statistics (the published recipe).
 
 Needs ../shared/reference (not part of the project); skipped where it is absent.
 """

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from bvvtok.errors import BvvtokError
 from bvvtok.vocab.counting import NgramCounter, bvv241_units, default_units, get_rule, top_weighted_ngrams
 
-# --- the bvv241 rule (recipe.md section 2) ---
+# --- the bvv241 rule (the published recipe) ---
 
 
 def test_bvv241_straightens_quotes():

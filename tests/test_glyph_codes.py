@@ -1,4 +1,4 @@
-"""Glyph codes: the recipe's fixed points (recipe.md section 6) and the fast batch path against the reference.
+"""Glyph codes: the recipe's fixed points (the published recipe) and the fast batch path against the reference.
 
 `recipe.reference_code` is the specification (one token at a time, as the notebooks did);
 `glyph_codes.glyph_codes` must give the same bits, bit for bit, for every kind of token.
@@ -27,7 +27,7 @@ from bvvtok.substrate.glyph_codes import glyph_codes  # noqa: E402
 from bvvtok.substrate.glyphs import fonts_per_char, open_pillow_fonts, render_glyphs, render_glyphs_cached  # noqa: E402
 from bvvtok.substrate.recipe import RECIPES, easy_code_points, get_recipe, is_easy, reference_code, snake_order  # noqa: E402
 
-# recipe.md section 6: numpy.packbits(bits).tobytes().hex() with Debian's Unifont 15.0.01 unifont.otf
+# the published recipe: numpy.packbits(bits).tobytes().hex() with Debian's Unifont 15.0.01 unifont.otf
 FIXED_POINTS = {
     ("bvv241-2-3", "A"): "b9a8cb28c9e080b1218890820024908200024e808042c2e04e401c2c42a0c0820180920a2200b012020022001a0000000000080020000000020000000000000000000000000000000000000000000000000000000000000000000000000000000000000040000000000000000000000000000000000000000000000010000000",
     ("bvv241-2-3", "the"): "0004040c0e0c204803022000021000000021000000002100200c00c02d000c000008008290000400008042908000400040a0048c4044c0c100884080408840a084010100404040880000408100000000800042800000034000000010000000000000000000000000002000400000000000000800000080000000200000000000",
@@ -144,7 +144,7 @@ def test_recipes_differ_only_for_easy_tokens(reference):
 
 
 def test_recipe_table():
-    """recipe.md section 3's table."""
+    """the published recipe's table."""
     r23, rmax = RECIPES["bvv241-2-3"], RECIPES["bvv241-max"]
     assert (r23.easy.rotate, r23.easy.shift, r23.easy.noise, r23.easy.blur) == (4, 2, 0.01, True)
     assert (rmax.easy.rotate, rmax.easy.shift, rmax.easy.noise, rmax.easy.blur) == (7, 3, 0.03, True)
@@ -167,7 +167,7 @@ def test_script_class(token, easy):
 
 
 def test_easy_code_points_follow_the_recipe_ranges():
-    """recipe.md section 3: easy is U+0000-024F, U+0370-03FF, U+0400-058F (written here as the
+    """the published recipe: easy is U+0000-024F, U+0370-03FF, U+0400-058F (written here as the
     notebooks' regular expression); every code point of the first planes' start, and a few beyond."""
     recipe_md = re.compile("[\u0000-\u024f\u0370-\u03ff\u0400-\u058f]")
     code_points = [*range(0x1000), 0x4E2D, 0xFFFF, 0x10000, 0x10FFFF]

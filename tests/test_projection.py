@@ -1,4 +1,4 @@
-"""The projection (recipe.md section 3, step 7): scikit-learn PCA semantics, then unit rows."""
+"""The projection (the published recipe): scikit-learn PCA semantics, then unit rows."""
 
 import numpy as np
 import pytest

@@ -184,7 +184,7 @@ def test_codes_are_the_glyph_codes_of_the_tokens(built, chain):
 
 
 def test_codes_fixed_point(built):
-    """recipe.md section 6: the code of 'the' (bvv241-2-3) as packbits hex."""
+    """the published recipe: the code of 'the' (bvv241-2-3) as packbits hex."""
     folder, _, _ = built
     _, codes, _ = load_folder(folder)
     assert codes[TOKENS.index("the")].tobytes().hex() == (

@@ -1,6 +1,6 @@
 """A decoder-only transformer on a frozen substrate, readable top to bottom.
 
-The published facts (recipe.md section 5): rotary positions, GELU, an output head
+The published facts: rotary positions, GELU, an output head
 not tied to the input embedding, and an input embedding that is the substrate
 itself. bvvtok's own choices where the papers are silent: pre-norm LayerNorm,
 an MLP of width 4 x d_model, biases in the linear layers, no dropout.

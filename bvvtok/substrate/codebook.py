@@ -1,4 +1,4 @@
-"""Binary codebooks, the "BIT" and "FLOAT" ablations (recipe.md section 4).
+"""Binary codebooks, the "BIT" and "FLOAT" ablations (the published recipe).
 
 - 16-bit: row i is i in binary, most significant bit first: unique by construction.
 - N-bit random: rows drawn from NumPy's PCG64 seeded generator; rows that repeat

@@ -1,4 +1,4 @@
-"""PCA of the picture codes and row L2 normalisation (recipe.md section 3, step 7).
+"""PCA of the picture codes and row L2 normalisation (the published recipe).
 
 scikit-learn's `PCA(n_components=dim)` semantics: centre on the column means,
 take the principal axes by decreasing variance, flip each axis so that its

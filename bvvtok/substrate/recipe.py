@@ -1,4 +1,4 @@
-"""The glyph recipe (recipe.md section 3): its parameters, and the straightforward per-token version.
+"""The glyph recipe (the published recipe): its parameters, and the straightforward per-token version.
 
 `reference_code` does what the published builder notebooks did, one token at a
 time with Pillow, random and NumPy's global generator. It is slow (tens of

@@ -3,7 +3,7 @@
 A rule turns a text into "units", the stretches inside which n-gram windows are
 counted; a window never crosses a unit boundary.
 
-- `bvv241` (recipe.md section 2): quotes become `'`, digits are deleted, and
+- `bvv241` (the published recipe): quotes become `'`, digits are deleted, and
   either the whole text is one unit (when it holds any CJK character, with all
   white space dropped) or the units are the words of the original Latin/Cyrillic
   regex. Greek, Arabic, Hebrew, Indic, Thai and other scripts are ignored.

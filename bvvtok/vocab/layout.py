@@ -1,4 +1,4 @@
-"""The code-space layout of the bvv241 tokenizers (recipe.md section 1).
+"""The code-space layout of the bvv241 tokenizers (the published recipe).
 
 A token's id is where it sits in the Unicode code space: single characters keep
 their code point, and multi-character n-grams fill ranges that hold no
@@ -110,7 +110,7 @@ def base_vocab() -> dict[str, int]:
 
 
 def lay_out(preset: Preset, ngrams: Iterable[str]) -> Layout:
-    """Place n-grams into the preset's slots and derive the merges (recipe.md section 1).
+    """Place n-grams into the preset's slots and derive the merges (the published recipe).
 
     Strings that are already tokens (single characters, special names) or are
     spelled like the reserved `<unused_N>` take no slot; strings beyond the last

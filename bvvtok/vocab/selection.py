@@ -1,6 +1,6 @@
 """Choosing the n-gram set S that `lay_out` places.
 
-- `select_top_k` is the recipe's rule (recipe.md section 2): for each language
+- `select_top_k` is the recipe's rule (the published recipe): for each language
   and order, the first `top_k` grams. It is what rebuilds the published
   tokenizers, and the only rule for statistics without character totals.
 - `select_balanced` is bvvtok's rule for statistics that record how many
