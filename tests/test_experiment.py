@@ -170,6 +170,8 @@ def test_submitit_local_executor_gives_the_same_figures(world, finished, tmp_pat
     result = invoke("experiment", "run", spec, "--out", tmp_path / "submitit", "--executor", "submitit-local", "--parallel", "2")
     assert result.exit_code == 0, result.output
     assert results(tmp_path / "submitit") == results(finished, ("gauss",))
+    again = invoke("experiment", "run", spec, "--out", tmp_path / "submitit", "--executor", "submitit-local")
+    assert again.exit_code == 0, again.output  # every cell done: nothing submitted
     assert list((tmp_path / "submitit" / "submitit").rglob("*_log.out")), "submitit wrote no job logs"
 
 

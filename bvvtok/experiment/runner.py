@@ -58,12 +58,11 @@ def run_experiment(
     track: Sequence[str] = (),
     force: bool = False,
     on_plan: Callable[[Plan, list[CellPlan], float | None], None] | None = None,
-    estimate: bool = True,
     dry_run: bool = False,
 ) -> ExperimentResult:
     """Check, plan, build, run every cell that is not done, and write the report. `on_plan(plan, to_run, seconds)`
-    is told the plan before any work, with the estimated training time of the cells to run (None without `estimate`,
-    or where the cells run on other machines).
+    is told the plan before any work, with the estimated training time of the cells to run (None where they run on
+    other machines).
     With `dry_run`, nothing more: the plan is checked and told, nothing written."""
     from bvvtok.experiment.plan import estimate_seconds
 
@@ -72,13 +71,14 @@ def run_experiment(
     plan = make_plan(spec)
     options = options or ExecutorOptions()
     runner = get_executor(executor, options)
-    inputs = [spec_path, *spec.corpus, *(spec.vocab.get("ngrams") or []), *([spec.vocab["path"]] if "path" in spec.vocab else [])]
+    corpora = {path for arm in spec.arms.values() for path in arm.corpus(spec)}
+    inputs = [spec_path, *spec.corpus, *corpora, *(spec.vocab.get("ngrams") or []), *([spec.vocab["path"]] if "path" in spec.vocab else [])]
     with claim(out, inputs) if not dry_run else contextlib.nullcontext(real(out)) as target:
         _check_folder(target, out, spec, force)
         jobs = _jobs(target, plan, options.gpus_per_cell, tuple(track))
         to_run = [job.cell for job in jobs if not is_done(job)]
         if on_plan is not None:
-            on_plan(plan, to_run, estimate_seconds(plan, to_run) if estimate and runner.here else None)
+            on_plan(plan, to_run, estimate_seconds(plan, to_run) if runner.here else None)
         if dry_run:
             return ExperimentResult(out, plan, {job.cell.name: cell_state(job.folder)[0] for job in jobs}, [])
         if force:
@@ -86,7 +86,9 @@ def run_experiment(
         _start(target, plan, spec_path)
         _build(target, plan)
         for wave in sorted({job.cell.wave for job in jobs}):
-            runner.run([job for job in jobs if job.cell.wave == wave and not is_done(job)])
+            pending = [job for job in jobs if job.cell.wave == wave and not is_done(job)]
+            if pending:  # an executor is given cells to run, never none (a Slurm array needs one job at least)
+                runner.run(pending)
         files = write_experiment_report(target)
     states = {job.cell.name: cell_state(job.folder)[0] for job in jobs}
     return ExperimentResult(out, plan, states, files)
@@ -127,7 +129,7 @@ def _build(target: Path, plan: Plan) -> None:
     from bvvtok.vocab.build import build_vocab, save_vocab
 
     spec = plan.spec
-    vocab = vocab_folder(target, spec)
+    vocab = Path(spec.vocab["path"]) if "path" in spec.vocab else target / VOCAB
     if "preset" in spec.vocab and read_manifest(vocab).get("experiment_key") != _key(spec.vocab):
         build = build_vocab(spec.vocab["preset"], spec.vocab.get("ngrams") or [])
         save_vocab(dataclasses.replace(build, manifest={**build.manifest, "experiment_key": _key(spec.vocab)}), vocab,
@@ -135,15 +137,11 @@ def _build(target: Path, plan: Plan) -> None:
     for sub in plan.substrates.values():
         folder = target / SUBSTRATES / sub.name
         wanted = _key({"vocab": _vocab_identity(vocab), "method": sub.method, **sub.settings})
-        if read_manifest(folder).get("experiment_key") == wanted if folder.is_dir() else False:
+        if folder.is_dir() and read_manifest(folder).get("experiment_key") == wanted:
             continue
         embed(vocab, sub.method, out=folder, force=folder.exists(), **sub.settings)
         manifest = read_manifest(folder)
         write_manifest(folder, {**manifest, "experiment_key": wanted})
-
-
-def vocab_folder(target: Path, spec: Spec) -> Path:
-    return Path(spec.vocab["path"]) if "path" in spec.vocab else target / VOCAB
 
 
 def _vocab_identity(vocab: Path) -> str:
@@ -179,7 +177,7 @@ def _jobs(target: Path, plan: Plan, gpus_per_cell: int, track: tuple[str, ...]) 
     jobs = []
     for cell in plan.cells:
         arm = cell.arm
-        corpus = tuple(p.absolute() for p in (getattr(arm, "corpus", ()) or spec.corpus))
+        corpus = tuple(p.absolute() for p in arm.corpus(spec))
         sources = {name: target / CELLS / f"{name}-s{cell.seed}" / RUN for name in arm.needs()}
         identity = {
             "arm": {"kind": arm.kind, **dataclasses.asdict(arm)}, "seed": cell.seed,

@@ -79,6 +79,10 @@ class Arm(ABC):
     def substrate(self, spec: Spec) -> str:
         """The name of the substrate its cells use."""
 
+    def corpus(self, spec: Spec) -> tuple[Path, ...]:
+        """What its cells train on: [data]'s corpus unless the arm says otherwise."""
+        return spec.corpus
+
     @abstractmethod
     def config(self, spec: Spec, seed: int) -> RunConfig | None:
         """What its cells train (None: nothing; a combination of other arms' models)."""

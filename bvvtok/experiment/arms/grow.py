@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bvvtok.experiment.arms import Arm, CellContext, Made, register, string
@@ -54,6 +55,9 @@ class Grow(Arm):
 
     def substrate(self, spec: Spec) -> str:
         return spec.arms[self.source].substrate(spec)
+
+    def corpus(self, spec: Spec) -> tuple[Path, ...]:
+        return spec.arms[self.source].corpus(spec)  # trained on as its model was
 
     def config(self, spec: Spec, seed: int) -> RunConfig | None:
         before = spec.arms[self.source].config(spec, seed)

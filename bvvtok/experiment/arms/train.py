@@ -30,7 +30,7 @@ class Train(Arm):
 
     uses: str = ""  # the substrate's name
     frozen: bool = True
-    corpus: tuple[Path, ...] = ()  # empty: [data]'s
+    text: tuple[Path, ...] = ()  # its own corpus; empty: [data]'s
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
@@ -48,6 +48,9 @@ class Train(Arm):
 
     def substrate(self, spec: Spec) -> str:
         return self.uses
+
+    def corpus(self, spec: Spec) -> tuple[Path, ...]:
+        return self.text or spec.corpus
 
     def config(self, spec: Spec, seed: int) -> RunConfig:
         return spec.arm_config({**self.model, "frozen": self.frozen}, self.train, seed)
