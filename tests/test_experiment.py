@@ -227,6 +227,32 @@ combine = ["bits16", "unfrozen"]
     assert len(mix["members"]) == 2 and rows["mix"]["steps"] == "0"
 
 
+def test_named_sources_are_scored_each_on_their_own(world, tmp_path):
+    folder, _, corpus = world
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    for name, part in (("a", lines[::2]), ("b", [line.replace("cat", "owl") for line in lines[1::2]])):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(part) + "\n", encoding="utf-8")
+    extra = "[arms.mix]\ncombine = [\"bits16\", \"unfrozen\"]\n"
+    spec = write_spec(tmp_path / "micro.toml", world, extra=extra, arms=("bits16", "unfrozen")).read_text(encoding="utf-8")
+    spec = spec.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        f'corpus = ["{corpus}"]', f'corpus = ["a={tmp_path / "a.jsonl"}@3", "b={tmp_path / "b.jsonl"}@1"]')
+    (tmp_path / "micro.toml").write_text(spec, encoding="utf-8")
+    result = invoke("experiment", "run", tmp_path / "micro.toml", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+
+    rows = {r["arm"]: r for r in results(tmp_path / "out")}
+    metrics = (tmp_path / "out" / "cells" / "bits16-s0" / "run" / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    header, last = metrics[0].split(","), metrics[-1].split(",")
+    for source in ("a", "b"):  # a trained cell's figure is its own last validation of that source
+        assert rows["bits16"][f"final_val_bpb[{source}]"] == last[header.index(f"val_bpb_{source}")]
+        assert float(rows["mix"][f"final_val_bpb[{source}]"]) > 0  # a combined model is scored on each source
+    assert rows["bits16"]["final_val_bpb[a]"] != rows["bits16"]["final_val_bpb[b]"]
+    with open(tmp_path / "out" / "summary.csv", encoding="utf-8", newline="") as f:
+        figures = {(r["arm"], r["figure"]) for r in csv.DictReader(f)}
+    assert {("mix", "final_val_bpb[a]"), ("unfrozen", "final_val_bpb[b]")} <= figures
+    assert "validation bits per byte (b)" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+
+
 def test_a_failing_cell_is_recorded_and_the_others_go_on(world, tmp_path):
     extra = """
 [arms.diverges]

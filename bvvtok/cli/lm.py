@@ -20,7 +20,7 @@ from bvvtok.cli.app import DataTable, app, console, err_console, example, print_
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
-from bvvtok.lm.metrics import Row, mean_tokens_per_s
+from bvvtok.lm.metrics import Row, mean_tokens_per_s, source_names, source_rows
 from bvvtok.vocab.layout import EOS, PAD
 
 Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
@@ -41,9 +41,15 @@ def prepare_command(
 ) -> None:
     """Tokenize a corpus once into memory-mapped token shards (train does this itself; this is for large corpora)."""
     from bvvtok.lm.data import prepare_tokens
+    from bvvtok.lm.sources import parse_sources
 
     if not corpus:
         raise BvvtokError("give the text with --corpus PATH (repeatable)")
+    named = [s.name for s in parse_sources(corpus) if s.name]
+    if named:
+        raise BvvtokError(f"prepare tokenizes one corpus, not the named source {named[0]}: prepare each source into a "
+                          f"folder of its own (--corpus PATH --out tokens-{named[0]}) and name the folders in train "
+                          f"(--corpus {named[0]}=tokens-{named[0]}@WEIGHT)")  # fmt: skip
     with _byte_bar("tokenizing") as bar:
         task = bar.add_task("tokenizing", total=None)
         data = prepare_tokens(substrate_dir, corpus, out, val_fraction, force, lambda done, total: bar.update(task, completed=done, total=total))
@@ -91,11 +97,13 @@ def _preset_default(values: dict[str, Any]) -> str:
 def train_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="A substrate folder written by `bvvtok embed`.")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="The run folder to write.")],
-    corpus: Repeat = None,
+    corpus: Annotated[Optional[list[str]], typer.Option("--corpus", metavar="PATH|NAME=PATH@W", help="Text as prepare's --corpus takes it (repeatable: one corpus), or named sources mixed by share of the training tokens: --corpus en=PATH@0.7 --corpus zh=PATH@0.3 (validation is reported per source). Default: the --config file's [data] corpus.")] = None,
     preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="tiny (minutes on 2 CPU cores), paper (the published 1024 x 16 model) or paper-grow (the growth experiment's 4096-wide model). Default: tiny.")] = None,
     config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="A TOML file: preset, [model] and [train] tables (see docs/train.md).")] = None,
     unfrozen: Annotated[bool, typer.Option("--unfrozen", help="Train the embedding too (the papers' baseline).")] = False,
     steps: Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps.")] = None,
+    tokens: Annotated[Optional[float], typer.Option(metavar="N", help="A token budget instead of --steps (e.g. 9e9): the steps are derived from the tokens each step reads and printed.")] = None,
+    repeat_data: Annotated[Optional[bool], typer.Option("--repeat-data/--no-repeat-data", help="When a corpus or source has fewer training windows than the run reads: repeat it (the default; epochs are reported) or refuse to start.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(metavar="B", help="Sequences per micro-batch and process.")] = None,
     grad_accum: Annotated[Optional[int], typer.Option(metavar="K", help="Micro-batches per optimizer step.")] = None,
     lr: Annotated[Optional[float], typer.Option(metavar="X", help="Peak learning rate.")] = None,
@@ -122,15 +130,21 @@ def train_command(
     **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_config_flags)
 ) -> None:
     """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
-    from bvvtok.lm.config import resolve_config
+    from bvvtok.lm.config import config_corpus, resolve_config
     from bvvtok.lm.train import train
 
+    corpus = corpus or (config_corpus(config) if config else [])
     if not corpus:
-        raise BvvtokError("give the training text with --corpus PATH (repeatable)")
+        raise BvvtokError("give the training text with --corpus PATH (repeatable), or a [data] corpus in the --config file")
+    if tokens is not None and steps is not None:
+        raise BvvtokError("give --steps or --tokens, not both")
+    if tokens is not None and not (tokens >= 1 and float(tokens).is_integer()):
+        raise BvvtokError(f"--tokens {tokens:g} must be a whole number of tokens, at least 1 (e.g. 9e9)")
     model_flags = {**model_values, "frozen": False if unfrozen else None}
     train_flags = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr_ratio=min_lr_ratio, warmup=warmup,
                        weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every, eval_windows=eval_windows,
-                       checkpoint_every=checkpoint_every, val_fraction=val_fraction, seed=seed)  # fmt: skip
+                       checkpoint_every=checkpoint_every, val_fraction=val_fraction, seed=seed,
+                       tokens=None if tokens is None else int(tokens), repeat_data=repeat_data)  # fmt: skip
     if init_from is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in model_flags.items() if v is not None]
         if given:
@@ -154,7 +168,7 @@ def train_command(
                 data_bar.stop()
                 info.update(event)
                 console.print(_run_start(event), soft_wrap=True)
-                bar.update(task, completed=event["start_step"], visible=True)
+                bar.update(task, completed=event["start_step"], total=event["config"].train.steps, visible=True)
             elif kind == "step":
                 row = event["row"]
                 rows.append(row)
@@ -163,13 +177,38 @@ def train_command(
                 if row.val_loss is not None:
                     train_loss = "before training" if row.train_loss is None else f"train loss {row.train_loss:.4f}"
                     bits = f", {row.val_bpb:.4f} bits per byte" if row.val_bpb is not None else ""
-                    bar.console.print(f"step {row.step:,}: {train_loss}, validation loss {row.val_loss:.4f}{bits}")
+                    bar.console.print(f"step {row.step:,}: {train_loss}, validation loss {row.val_loss:.4f}{bits}"
+                                      + _per_source(row))
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
                        lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
                        strategy, activation_checkpointing, track or ())  # fmt: skip
     if show:
         console.print(_run_end(result, out, time.perf_counter() - started))
+
+
+def _per_source(row: Row) -> str:
+    """The named sources' own bits per byte, for a train line: " (en 1.2345, zh 2.3456 bits per byte)"."""
+    parts = [f"{name} {bpb:.4f}" for name, (_, bpb) in row.sources.items() if bpb is not None]
+    return f" ({', '.join(parts)} bits per byte)" if parts else ""
+
+
+def _data_lines(event: dict, processes: str) -> list[str]:
+    """The train start's account of its data: the tokens, per source when named, and the steps a budget gives."""
+    data, train = event["data"], event["config"].train
+    sources = data["sources"]
+    place = f"device {event['device']}, {event['dtype']}, {processes}"
+    if len(sources) == 1 and sources[0]["name"] == "corpus":
+        lines = [f"data: {data['train_tokens']:,} train + {data['val_tokens']:,} held-out tokens "
+                 f"(validation reads {data['validation']}); {place}"]  # fmt: skip
+    else:
+        lines = [f"data: {plural(len(sources), 'source')}, each validated on its own held-out text; {place}"]
+        lines += [f"  {s['name']}: {s['share']:.0%} of the training tokens, {s['train_tokens']:,} train + "
+                  f"{s['val_tokens']:,} held-out tokens, read {s['epochs']:.2f} times" for s in sources]  # fmt: skip
+    if train.tokens:
+        tokens_per_step = train.batch_size * train.grad_accum * event["world_size"] * event["context"]
+        lines.append(f"steps: {train.steps:,}, from the budget of {train.tokens:,} tokens at {tokens_per_step:,} per step")
+    return lines
 
 
 def _run_start(event: dict) -> str:
@@ -183,8 +222,7 @@ def _run_start(event: dict) -> str:
     lines = [
         f"model: {what}, {kind} {event['substrate']['n_embed']}-dim {event['substrate']['method']} substrate "
         f"(scale {models[0]['d_model'] // event['substrate']['n_embed']}); {p['total']:,} parameters, {p['trainable']:,} trainable",
-        f"data: {event['data']['train_tokens']:,} train + {event['data']['val_tokens']:,} held-out tokens "
-        f"(validation reads {event['data']['validation']}); device {event['device']}, {event['dtype']}, {processes}",
+        *_data_lines(event, processes),
     ]
     for name, needed in event["memory"].items():
         chosen = " (this run)" if name == event["strategy"] else ""
@@ -208,6 +246,11 @@ def _run_end(result, out: Path, seconds: float) -> Table:
     table.add_row("validation loss", f"{val[-1].val_loss:.4f}{first}" if val else "-")
     bits = [r.val_bpb for r in rows if r.val_bpb is not None]
     table.add_row("bits per byte", f"{bits[-1]:.4f} of validation text (comparable across tokenizers)" if bits else "-")
+    for name in source_names(rows):
+        own = [r for r in source_rows(rows, name) if r.val_bpb is not None]
+        table.add_row(f"bits per byte, {name}", f"{own[-1].val_bpb:.4f}" if own else "-")
+    if len(result.tokens_seen) > 1:
+        table.add_row("tokens read", ", ".join(f"{name} {n:,}" for name, n in result.tokens_seen.items()))
     table.add_row("unigram entropy", f"{result.unigram_entropy:.4f} nats/token (the loss of a model without context)")
     speed = mean_tokens_per_s(rows)
     table.add_row("tokens/s", "-" if speed is None else f"{speed:,.0f} (mean over steps)")
@@ -416,13 +459,14 @@ def compare_command(
     from bvvtok.lm.plots import compare_runs
 
     summaries = compare_runs(runs, out, force)
+    names = list(dict.fromkeys(name for s in summaries for name in s.sources))  # named sources: a column each
     table = DataTable("run", "substrate", "embedding", "steps", "train\nloss", "val\nloss", "best\nval", "bits/\nbyte",
-                      keys=3, box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+                      *(f"bits/byte\n{name}" for name in names), keys=3, box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
     for s in summaries:
         fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
         table.add_row(s.name, s.substrate, "frozen" if s.frozen else f"unfrozen ({s.init})",
                       f"{s.steps_done:,}/{s.steps_planned:,}", fmt(s.final_train_loss), fmt(s.final_val_loss),
-                      fmt(s.best_val_loss), fmt(s.final_val_bpb))  # fmt: skip
+                      fmt(s.best_val_loss), fmt(s.final_val_bpb), *(fmt(s.sources.get(name)) for name in names))  # fmt: skip
     print_table(table)
     if out is not None:
         console.print(f"wrote {out}")

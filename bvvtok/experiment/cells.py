@@ -26,7 +26,7 @@ from bvvtok.experiment.plan import CellPlan
 from bvvtok.files import pid_alive
 from bvvtok.lm.config import RunConfig
 from bvvtok.lm.evals import Task
-from bvvtok.lm.metrics import METRICS, Row, mean_tokens_per_s, read_metrics
+from bvvtok.lm.metrics import METRICS, Row, mean_tokens_per_s, read_metrics, source_names, source_rows
 from bvvtok.manifest import write_json
 
 RECORD = "cell.json"
@@ -38,7 +38,7 @@ LOG = "log.txt"
 class HeldOut:
     """The experiment's held-out text: every cell is evaluated on the same windows of it."""
 
-    corpus: tuple[Path, ...]
+    corpus: tuple[str, ...]  # `train --corpus` values
     val_fraction: float
     eval_windows: int
 
@@ -50,7 +50,7 @@ class CellJob:
     key: str  # what the cell's result depends on: a record with another key is out of date
     label: str
     substrate_dir: Path
-    corpus: tuple[Path, ...]  # what the cell trains on
+    corpus: tuple[str, ...]  # what the cell trains on (`train --corpus` values)
     held_out: HeldOut
     tasks: tuple[tuple[Task, str], ...]  # the spec's [eval], each with the tag of its figures (see `tagged`)
     sources: dict[str, Path] = field(default_factory=dict)  # arm -> its model folder at this seed
@@ -198,14 +198,20 @@ def _evaluate(job: CellJob, made: Made) -> tuple[dict[str, float], float | None]
     t = job.cell.config.train if job.cell.config is not None else None
     own = rows and t is not None and job.corpus == held.corpus and (t.val_fraction, t.eval_windows) == (
         held.val_fraction, held.eval_windows)  # fmt: skip
+    figures: dict[str, float] = {}
     if own:  # its last validation read these very windows (eval --held-out gives the same figure)
-        figures = {"final_val_loss": rows[-1].val_loss, "final_val_bpb": rows[-1].val_bpb}
-        figures["best_val_loss"] = min(r.val_loss for r in rows)  # type: ignore[type-var]
-        figures["best_val_bpb"] = min(r.val_bpb for r in rows if r.val_bpb is not None)
+        for tag in ["", *source_names(rows)]:  # the whole, then each named source
+            curve = source_rows(rows, tag) if tag else rows
+            figures[tagged("final_val_loss", tag)], figures[tagged("final_val_bpb", tag)] = curve[-1].val_loss, curve[-1].val_bpb
+            figures[tagged("best_val_loss", tag)] = min(r.val_loss for r in curve)  # type: ignore[type-var]
+            figures[tagged("best_val_bpb", tag)] = min(r.val_bpb for r in curve if r.val_bpb is not None)
     else:  # a model without a curve of its own on this text: scored on it, its best is its final
         scored = held_out_figures(run, held.corpus, held.val_fraction, held.eval_windows)
-        figures = {"final_val_loss": scored["held_out_loss"], "final_val_bpb": scored["held_out_bpb"]}
-        figures["best_val_loss"], figures["best_val_bpb"] = figures["final_val_loss"], figures["final_val_bpb"]
+        for key, value in scored.items():
+            for what in ("loss", "bpb"):
+                if key.startswith(f"held_out_{what}"):
+                    tail = key.removeprefix(f"held_out_{what}")
+                    figures[f"final_val_{what}{tail}"] = figures[f"best_val_{what}{tail}"] = value
     for task, tag in job.tasks:
         (row,) = evaluate_runs([run], [task])
         figures |= {tagged(k, tag): v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

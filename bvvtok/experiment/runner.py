@@ -29,6 +29,7 @@ from bvvtok.experiment.spec import Spec, read_spec
 from bvvtok.files import MANIFEST_NAME, atomic_file
 from bvvtok.lm.config import differences
 from bvvtok.lm.evals import TASKS, Task
+from bvvtok.lm.sources import absolute, parse_sources, source_paths
 from bvvtok.manifest import read_manifest, write_json, write_manifest
 from bvvtok.output import claim, real
 
@@ -71,8 +72,8 @@ def run_experiment(
     plan = make_plan(spec)
     options = options or ExecutorOptions()
     runner = get_executor(executor, options)
-    corpora = {path for arm in spec.arms.values() for path in arm.corpus(spec)}
-    inputs = [spec_path, *spec.corpus, *corpora, *(spec.vocab.get("ngrams") or []), *([spec.vocab["path"]] if "path" in spec.vocab else [])]
+    corpora = {path for arm in spec.arms.values() for path in source_paths(arm.corpus(spec))}
+    inputs = [spec_path, *source_paths(spec.corpus), *corpora, *(spec.vocab.get("ngrams") or []), *([spec.vocab["path"]] if "path" in spec.vocab else [])]
     with claim(out, inputs) if not dry_run else contextlib.nullcontext(real(out)) as target:
         _check_folder(target, out, spec, force)
         jobs = _jobs(target, plan, options.gpus_per_cell, tuple(track))
@@ -171,19 +172,19 @@ def _jobs(target: Path, plan: Plan, gpus_per_cell: int, track: tuple[str, ...]) 
     """Every cell's job, its key covering everything its result depends on (the cells it starts from included)."""
     spec = plan.spec
     first = spec.arm_config({}, {}, spec.seeds[0]).train
-    held_out = HeldOut(tuple(p.absolute() for p in spec.corpus), first.val_fraction, first.eval_windows)
+    held_out = HeldOut(absolute(spec.corpus), first.val_fraction, first.eval_windows)
     tasks = _tasks(spec)
     keys: dict[str, str] = {}
     jobs = []
     for cell in plan.cells:
         arm = cell.arm
-        corpus = tuple(p.absolute() for p in arm.corpus(spec))
+        corpus = absolute(arm.corpus(spec))
         sources = {name: target / CELLS / f"{name}-s{cell.seed}" / RUN for name in arm.needs()}
         identity = {
             "arm": {"kind": arm.kind, **dataclasses.asdict(arm)}, "seed": cell.seed,
             "config": dataclasses.asdict(cell.config) if cell.config else None,
             "substrate": {"method": cell.substrate.method, **cell.substrate.settings}, "vocab": spec.vocab,
-            "corpus": [str(p) for p in corpus], "held_out": dataclasses.asdict(held_out),
+            "corpus": list(corpus), "held_out": dataclasses.asdict(held_out),
             "eval": {k: [str(p) for p in v] if isinstance(v, list) else v for k, v in spec.eval.items()},
             "sources": [keys[f"{name}-s{cell.seed}"] for name in arm.needs()],
         }  # fmt: skip
@@ -227,6 +228,10 @@ def report_info(plan: Plan) -> dict[str, Any]:
                {"key": "best_val_bpb", "title": "best validation bits per byte", "unit": "bits/byte"},
                {"key": "best_val_loss", "title": "best validation loss", "unit": "nats/token"}]  # fmt: skip
     figures = [{**f, "lower_is_better": True, "headline": f["key"] == "final_val_bpb"} for f in figures]
+    for source in parse_sources(plan.spec.corpus):  # named sources: each one's own validation, a headline too
+        if source.name:
+            figures.append({"key": tagged("final_val_bpb", source.name), "title": f"validation bits per byte ({source.name})",
+                            "unit": "bits/byte", "lower_is_better": True, "headline": True})  # fmt: skip
     for task, tag in _tasks(plan.spec):
         for column in task.columns:
             title = f"{column.title} ({tag})" if tag else column.title

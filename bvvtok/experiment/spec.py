@@ -5,7 +5,7 @@
     seeds = [0, 1, 2]          # every arm runs once per seed (weights and data order)
     baseline = "unfrozen"      # paired differences are reported against this arm
     [vocab]                    # preset = "65k" | "131k" (built offline), or path = "DIR"
-    [data]                     # corpus = [...]: what `train --corpus` takes
+    [data]                     # corpus = [...]: what `train --corpus` takes (paths, or NAME=PATH@WEIGHT)
     [model], [train]           # overrides for every arm, as train's --config tables
     [substrates.NAME]          # method = "glyph" | "bits" | ..., and that method's `embed` settings
     [arms.NAME]                # one of the kinds in bvvtok.experiment.arms
@@ -31,6 +31,7 @@ from bvvtok.experiment.problems import Problems
 from bvvtok.inputs import read_text_file
 from bvvtok.lm.config import PRESETS, ModelConfig, RunConfig, TrainConfig, check, merge_fields
 from bvvtok.lm.evals import TASKS
+from bvvtok.lm.sources import source_paths
 from bvvtok.substrate.methods import METHODS
 from bvvtok.vocab.layout import PRESETS as VOCAB_PRESETS
 
@@ -47,7 +48,7 @@ class Spec:
     seeds: tuple[int, ...]
     baseline: str | None
     vocab: dict[str, Any]  # {"preset": "65k"} or {"path": Path}
-    corpus: tuple[Path, ...]
+    corpus: tuple[str, ...]  # `train --corpus` values: paths, or named sources NAME=PATH@WEIGHT
     model: dict[str, Any]
     train: dict[str, Any]
     substrates: dict[str, dict[str, Any]]  # name -> {"method": ..., its settings}
@@ -135,7 +136,7 @@ def _parse(path: Path, raw: dict[str, Any], problems: Problems) -> Spec:
     if not tables["arms"]:
         problems.add("arms", "no arms; add a table such as [arms.glyph] with substrate = \"glyph\"")
     return Spec(path, raw, name if isinstance(name, str) else "", preset, seeds, baseline, _vocab(tables["vocab"], problems),
-                tuple(paths(tables["data"].get("corpus"), "data.corpus", problems, required=True)), model, train,
+                corpus_values(tables["data"].get("corpus"), "data.corpus", problems), model, train,
                 substrates, arms, _eval(tables["eval"], problems))  # fmt: skip
 
 
@@ -223,6 +224,19 @@ def _vocab(table: dict[str, Any], problems: Problems) -> dict[str, Any]:
         problems.add("vocab.preset", f"{preset!r} is not a vocabulary preset; choose {', '.join(VOCAB_PRESETS)}")
         preset = "65k"
     return {"preset": preset, "ngrams": paths(table.get("ngrams", []), "vocab.ngrams", problems)}
+
+
+def corpus_values(value: Any, where: str, problems: Problems) -> tuple[str, ...]:
+    """What `train --corpus` takes: paths that must exist, or named sources (NAME=PATH@WEIGHT) whose paths must."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        problems.add(where, 'give a path or a list of them, or named sources such as ["en=corpus/en@0.7", "zh=corpus/zh@0.3"]')
+        return ()
+    try:
+        paths([str(p) for p in source_paths(values)], where, problems)
+    except BvvtokError as e:
+        problems.add(where, str(e))
+    return tuple(values)
 
 
 def paths(value: Any, where: str, problems: Problems, required: bool = False, folder: bool = False) -> list[Path]:

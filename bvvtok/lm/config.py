@@ -1,13 +1,16 @@
 """What a run is made of: the model's shape and the training schedule, from a preset, a TOML file and flags.
 
 Precedence, lowest first: the preset, the `--config` file, the flags. A TOML file has
-an optional top-level `preset` and the tables `[model]` and `[train]`:
+an optional top-level `preset` and the tables `[model]`, `[train]` and `[data]` (what
+`--corpus` takes, used when no `--corpus` is given):
 
     preset = "tiny"
     [model]
     n_layer = 6
     [train]
     lr = 3e-4
+    [data]
+    corpus = ["en=corpus/en@0.7", "zh=corpus/zh@0.3"]
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: at every evaluation
     val_fraction: float = 0.01
     seed: int = 0
+    tokens: int = 0  # a token budget instead of `steps` (0: none): steps = ceil(tokens / tokens per step)
+    repeat_data: bool = True  # a source with fewer windows than the run reads is repeated (False: refused)
 
 
 SEED_LIMIT = 2**63  # half of torch's 64-bit range: what a seed plus any per-question offset stays below
@@ -153,13 +158,17 @@ def merge_fields(base: Any, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise BvvtokError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    converted = {}
     for name, value in values.items():
         expected = type(getattr(base, name))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # tokens = 9e9
         if type(value) is not expected:
             raise BvvtokError(f"{where}: {name} = {value!r} should be of type {expected.__name__}")
-    return dataclasses.replace(base, **values)
+        converted[name] = value
+    return dataclasses.replace(base, **converted)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -167,13 +176,27 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(read_text_file(path))
     except tomllib.TOMLDecodeError as e:
         raise BvvtokError(f"{option('config_file', path, cli='--config')} is not valid TOML ({e}); see docs/train.md for the format") from None
-    extra = sorted(set(data) - {"preset", "model", "train"})
+    extra = sorted(set(data) - {"preset", "model", "train", "data"})
     if extra:
-        raise BvvtokError(f"{option('config_file', path, cli='--config')}: unknown key(s) {', '.join(extra)}; use preset, [model] and [train]")
-    for key in ("model", "train"):
+        raise BvvtokError(f"{option('config_file', path, cli='--config')}: unknown key(s) {', '.join(extra)}; use preset, [model], [train] and [data]")
+    for key in ("model", "train", "data"):
         if not isinstance(data.get(key, {}), dict):
             raise BvvtokError(f"{option('config_file', path, cli='--config')}: {key} must be a table ([{key}]); see docs/train.md for the format")
     return data
+
+
+def config_corpus(path: Path) -> list[str]:
+    """The `[data]` table's corpus: `--corpus` values, as on the command line (empty: the file has none)."""
+    data = read_config_file(path).get("data", {})
+    where = option("config_file", path, cli="--config")
+    unknown = sorted(set(data) - {"corpus"})
+    if unknown:
+        raise BvvtokError(f"{where}: unknown key(s) {', '.join(unknown)} in [data]; it takes corpus = [...]")
+    corpus = data.get("corpus", [])
+    corpus = [corpus] if isinstance(corpus, str) else corpus
+    if not isinstance(corpus, list) or not all(isinstance(c, str) for c in corpus):
+        raise BvvtokError(f'{where}: [data] corpus must be a list of paths, e.g. corpus = ["en=corpus/en@0.7"]')
+    return corpus
 
 
 def write_config_file(path: Path, config: RunConfig) -> Path:
@@ -231,6 +254,8 @@ def check(config: RunConfig) -> None:
         raise BvvtokError(f"val_fraction must be in (0, 0.5] (got {t.val_fraction}); validation needs held-out text")
     if t.checkpoint_every < 0:
         raise BvvtokError("checkpoint_every must not be negative")
+    if t.tokens < 0:
+        raise BvvtokError(f"{option('tokens', t.tokens)} must not be negative (0: train {option('steps')} steps)")
     check_seed(t.seed)
 
 
@@ -238,6 +263,14 @@ def check_seed(seed: int) -> None:
     """Torch takes 64-bit seeds and the evaluations add offsets to one: refuse here what would fail mid-run."""
     if not 0 <= seed < SEED_LIMIT:
         raise BvvtokError(f"seed {seed} is out of range; give a seed from 0 to {SEED_LIMIT - 1}")
+
+
+def with_token_budget(config: RunConfig, tokens_per_step: int) -> RunConfig:
+    """`config` with its steps derived from its token budget (unchanged without one)."""
+    t = config.train
+    if t.tokens == 0:
+        return config
+    return RunConfig(config.model, dataclasses.replace(t, steps=max(1, -(-t.tokens // tokens_per_step))))
 
 
 def with_substrate(config: RunConfig, vocab_size: int, n_embed: int) -> RunConfig:

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from bvvtok.errors import BvvtokError
 from bvvtok.files import atomic_file, check_output_file, check_png_path, distinct_names
-from bvvtok.lm.metrics import METRICS, Row, read_metrics
+from bvvtok.lm.metrics import METRICS, Row, read_metrics, source_names, source_rows
 
 CONFIG = "config.json"
 SUBSTRATE_MANIFEST = "substrate.json"  # as bvvtok.lm.run_folder names it (which imports torch)
@@ -44,6 +44,7 @@ class RunSummary:
     final_val_bpb: float | None = None  # bits per byte: comparable across tokenizers (None: bvvtok 0.1's metrics)
     method: str | None = None  # the substrate's method (glyph, bits, gaussian), None if the folder does not say
     dim: int | None = None  # its width (n_embed)
+    sources: dict[str, float | None] = dataclasses.field(default_factory=dict)  # named sources' final bits per byte
 
     @property
     def substrate(self) -> str:
@@ -150,6 +151,11 @@ def plot_losses(rows: Sequence[Row], out: Path, title: str) -> None:
                            ("train, smoothed", smoothed(trained, "train_loss"), "train_loss", {"color": "C0", "linewidth": 1.2})]  # fmt: skip
     losses += [("validation", val, "val_loss", {"color": "C1", "marker": "o", "markersize": 4})] if val else []
     bits: list[Curve] = [("validation", bpb, "val_bpb", {"color": "C1", "marker": "o", "markersize": 4})] if bpb else []
+    for i, name in enumerate(source_names(rows)):  # named sources: each one's own validation, dashed
+        own = source_rows(rows, name)
+        style = {"color": f"C{i + 2}", "marker": ".", "markersize": 4, "linestyle": "--"}
+        losses.append((f"validation, {name}", own, "val_loss", style))
+        bits += [(f"validation, {name}", [r for r in own if r.val_bpb is not None], "val_bpb", style)]
     _draw(out, True, title, [("loss (nats/token)", losses, None), ("validation bits per byte of text", bits, None)])
 
 
@@ -179,6 +185,13 @@ def _substrate(folder: Path) -> tuple[str | None, int | None]:
     return method if isinstance(method, str) else None, dim if type(dim) is int else None
 
 
+SOURCE_DASHES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))  # a run's named sources, told apart in the legend
+
+
+def _last_bpb(val: Sequence[Row]) -> dict[str, float | None]:
+    return {name: next((r.val_bpb for r in reversed(source_rows(val, name))), None) for name in source_names(val)}
+
+
 def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False) -> list[RunSummary]:
     """Summaries of runs and, if `out` is given, one .png of their validation curves."""
     if not run_dirs:
@@ -204,7 +217,7 @@ def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False
         summary = RunSummary(
             name, Path(given), frozen, init, last.step if last else 0, steps, last.train_loss if last else None,
             val[-1].val_loss if val else None, min(losses, default=None), val[-1].val_bpb if val else None,
-            method, dim if dim is not None else n_embed,
+            method, dim if dim is not None else n_embed, _last_bpb(val),
         )  # fmt: skip
         summaries.append(summary)
         style = {"color": f"C{len(curves)}", "marker": "o", "markersize": 3}  # one colour per drawn run
@@ -213,6 +226,10 @@ def compare_runs(run_dirs: Sequence[Path], out: Path | None, force: bool = False
         bpb = [r for r in val if r.val_bpb is not None]
         if bpb:
             bits.append((summary.label, bpb, "val_bpb", style))
+        for i, name in enumerate(summary.sources):  # each named source: the run's colour, its own dashes
+            dashes = SOURCE_DASHES[i % len(SOURCE_DASHES)]
+            own = [r for r in source_rows(val, name) if r.val_bpb is not None]
+            bits.append((f"{summary.label}, {name}", own, "val_bpb", {**style, "linestyle": dashes, "marker": "."}))
     if out is not None:
         if not curves:
             raise BvvtokError("none of the runs has validation rows (val_loss is always empty); leave out the .png")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import math
 import shutil
 import time
@@ -30,8 +32,7 @@ from tokenizers import Tokenizer
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.lm import distributed, tracking
-from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
-from bvvtok.lm.data import TokenData, corpus_tokens
+from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate, with_token_budget
 from bvvtok.lm.distributed import SHARDS, World, autocast
 from bvvtok.lm.memory import MemoryPlan, check_fits, plan
 from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
@@ -49,9 +50,11 @@ from bvvtok.lm.run_folder import (
     save_checkpoint,
     start_run,
     substrate_of,
+    train_config,
 )
-from bvvtok.lm.validation import validation_loss, validation_windows
-from bvvtok.lm.windows import WindowOrder, batch, plan_windows
+from bvvtok.lm.sources import SourceData, parse_sources, source_paths, source_tokens
+from bvvtok.lm.validation import pooled, validation_loss, validation_windows
+from bvvtok.lm.windows import Plan, batch, plan_sources
 from bvvtok.output import check_replace, claim, real
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
 
@@ -64,6 +67,7 @@ class TrainResult:
     rows: list[Row]
     parameters: dict[str, int]
     unigram_entropy: float  # nats per token of the training split: what a model without context can reach
+    tokens_seen: dict[str, int] = dataclasses.field(default_factory=dict)  # training tokens read, per source
 
 
 def lr_factor(config: TrainConfig) -> Callable[[int], float]:
@@ -103,20 +107,37 @@ class TrainOptions:
     track: tuple[str, ...] = ()  # also send the curves to these trackers (bvvtok.lm.tracking.TRACKERS)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float  # over every source's validation windows
+    bits_per_byte: float | None
+    sources: dict[str, tuple[float, float | None]]  # named sources' own (loss, bits per byte)
+
+
+def data_key(sources: Sequence[SourceData]) -> str:
+    """What a resumed run must read again: one corpus's token key, or the sources' keys with their names and weights."""
+    if len(sources) == 1 and not sources[0].source.name:
+        return sources[0].data.key
+    blob = [[s.source.name, s.data.key, s.source.weight] for s in sources]
+    return hashlib.sha256(json.dumps(blob).encode()).hexdigest()
+
+
 class Trainer:
     """One run set up: the model on its device, wrapped for the processes, its optimizer and schedule, and the
     windows it reads. `step` trains one optimizer step, `evaluate` validates, `save` checkpoints; the loop
     (`train`) decides when."""
 
-    def __init__(self, world: World, model: torch.nn.Module, config: RunConfig, data: TokenData,
+    def __init__(self, world: World, model: torch.nn.Module, config: RunConfig, sources: list[SourceData],
                  options: TrainOptions, tokenizer: Tokenizer) -> None:  # fmt: skip
-        self.world, self.config, self.data = world, config, data
+        self.world, self.config = world, config
         self.model = model.to(world.device)
         self.context = self.model.context
-        self.split, n_train, self.validation = plan_windows(data, self.context, self.model.vocab_size, config.train)
-        self.val_windows = validation_windows(self.validation, self.context, tokenizer, self.model.vocab_size,
-                                              world.device)
-        self.order = WindowOrder(n_train, config.train.seed)
+        self.data_key = data_key(sources)
+        t = config.train
+        self.plan = plan_sources(sources, self.context, self.model.vocab_size, t, self.global_batch)
+        self.split = self.plan.split
+        self.val_windows = [validation_windows(v, self.context, tokenizer, self.model.vocab_size, world.device)
+                            for v in self.plan.validations]  # fmt: skip
         self.dtype = pick_dtype(options.dtype, world.device)
         self.strategy = distributed.strategy(options.strategy)
         if options.activation_checkpointing:
@@ -125,7 +146,6 @@ class Trainer:
             for block in [m for m in self.model.modules() if isinstance(m, Block)]:
                 checkpoint(block)
         self.net = self.strategy.wrap(self.model, world, self.dtype, options.compile)
-        t = config.train
         self.optimizer = torch.optim.AdamW(
             self.model.optimizer_groups(t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2),
             fused=True,  # one kernel for all parameters, on CPU too (10x the foreach path there)
@@ -140,7 +160,7 @@ class Trainer:
     def step(self, index: int) -> tuple[float, float]:
         """Optimizer step `index` (from 0) on its global batch: (the mean training loss over every process, the lr)."""
         t, world = self.config.train, self.world
-        windows = self.order.global_batch(index, self.global_batch)
+        windows = self.plan.order.global_batch(index)
         loss_sum = 0.0
         for micro in range(t.grad_accum):
             first = (micro * world.size + world.rank) * t.batch_size
@@ -158,10 +178,19 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return distributed.sum_all(world, [loss_sum / t.grad_accum])[0] / world.size, lr
 
-    def evaluate(self) -> tuple[float, float | None]:
-        """Mean loss over the validation windows, and their bits per byte, shared among the processes."""
-        figures = validation_loss(self.net, self.val_windows, self.config.train.batch_size, self.dtype, self.world)
-        return figures.loss, figures.bits_per_byte
+    def evaluate(self) -> Evaluation:
+        """Mean loss over the validation windows, and their bits per byte, shared among the processes: over every
+        source's windows, and (named sources) per source."""
+        figures = [validation_loss(self.net, w, self.config.train.batch_size, self.dtype, self.world)
+                   for w in self.val_windows]  # fmt: skip
+        total = pooled(figures)
+        named = {name: (f.loss, f.bits_per_byte) for name, f in zip(self.plan.names, figures) if name}
+        return Evaluation(total.loss, total.bits_per_byte, named)
+
+    def tokens_seen(self, steps: int) -> dict[str, int]:
+        """The training tokens each source gave the first `steps` steps (one unnamed corpus: "corpus")."""
+        read = self.plan.order.windows_read(steps)
+        return {name or "corpus": n * self.context for name, n in zip(self.plan.names, read)}
 
     def resume(self, checkpoint: Checkpoint) -> int:
         """Continue from `checkpoint`: its weights, optimizer, schedule and RNG; returns the step it was at."""
@@ -177,7 +206,7 @@ class Trainer:
         calls it (a sharded model is gathered, each process writes its shards); rank 0 writes the rest."""
         world = self.world
         weights = self.strategy.full_state(self.model)
-        state = {"step": done, "data_key": self.data.key, "substrate_sha256": substrate_sha256,
+        state = {"step": done, "data_key": self.data_key, "substrate_sha256": substrate_sha256,
                  "strategy": self.strategy.name, "world_size": world.size}  # fmt: skip
         saved = {**self.strategy.optimizer_state(self.model, self.optimizer), "scheduler": self.scheduler.state_dict(),
                  "rng": torch.get_rng_state()}  # fmt: skip
@@ -190,7 +219,8 @@ class Trainer:
             plot_losses(rows, place(LOSS_PNG), title)
 
         if world.main:
-            save_checkpoint(out, Checkpoint(weights, saved, state), {**run_info, "step": done}, logs, shards)
+            info = {**run_info, "step": done, "tokens_seen": self.tokens_seen(done)}
+            save_checkpoint(out, Checkpoint(weights, saved, state), info, logs, shards)
         else:
             shards(None)
         distributed.barrier(world)
@@ -198,7 +228,7 @@ class Trainer:
 
 def train(
     substrate_dir: Path,
-    corpus: list[Path],
+    corpus: Sequence[str | Path],
     out: Path,
     config: RunConfig,
     device: str = "auto",
@@ -220,9 +250,9 @@ def train(
     options = TrainOptions(device, dtype, compile, strategy, activation_checkpointing, resume, force,
                            Path(init_from) if init_from else None, tuple(train_only), tracking.check(track))  # fmt: skip
     distributed.strategy(strategy)  # a bad name is refused before any work
+    parse_sources(corpus)  # a malformed --corpus is refused before any work
     world = distributed.join(device)
-    corpus = [Path(c) for c in corpus]
-    inputs = [Path(substrate_dir), *corpus, *([options.init_from] if options.init_from else [])]
+    inputs = [Path(substrate_dir), *source_paths(corpus), *([options.init_from] if options.init_from else [])]
     try:
         with claim(Path(out), inputs) if world.main else contextlib.nullcontext(real(Path(out))) as target:
             with tracking.Tracking(options.track, target, on_event) as events:  # only rank 0 gets events: it alone logs
@@ -231,7 +261,7 @@ def train(
         distributed.leave(world)
 
 
-def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, config: RunConfig, options: TrainOptions,
+def _run(world: World, substrate_dir: Path, corpus: Sequence[str | Path], out: Path, config: RunConfig, options: TrainOptions,
          on_event: Event | None, data_progress: Callable[[int, int], None] | None) -> TrainResult:  # fmt: skip
     """Set up, then the loop: a step, now and then an evaluation and a checkpoint (rank 0 writes)."""
     emit = on_event if (on_event and world.main) else (lambda kind, info: None)
@@ -241,8 +271,11 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     pick_dtype(options.dtype, world.device)  # a bad name is refused before the substrate is loaded
     substrate = load_substrate(substrate_dir)
     model, raw, config, needed = _model(substrate, config, options, world)
-    data = _data(corpus, substrate, config, world, data_progress)
-    trainer = Trainer(world, model, config, data, options, substrate.tokenizer)
+    t = config.train
+    config = with_token_budget(config, t.batch_size * t.grad_accum * world.size * model.context)
+    raw = {**raw, "train": dataclasses.asdict(config.train)}
+    sources = _data(corpus, substrate, config, world, data_progress)
+    trainer = Trainer(world, model, config, sources, options, substrate.tokenizer)
     counts = trainer.split.unigram_counts(model.vocab_size)
     p = counts[counts > 0] / counts.sum()
     entropy = float(-(p * np.log(p)).sum())
@@ -250,15 +283,14 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     run_info = {
         "substrate": {"manifest_sha256": substrate.manifest_sha256, "method": substrate.manifest["substrate"]["method"],
                       "n_embed": substrate.weight.shape[1]},
-        "data": {"key": data.key, "train_tokens": data.train.n_tokens, "val_tokens": data.val.n_tokens,
-                 "validation": trainer.validation.source},
+        "data": _data_info(sources, trainer.plan, config.train.steps, trainer.data_key),
         "parameters": model.parameter_counts(),
         "world_size": world.size,
     }  # fmt: skip
     rows: list[Row] = []
     start = 0
     if resume:
-        checkpoint, rows = _resume_state(out, raw, substrate, data, options.strategy, world.size)
+        checkpoint, rows = _resume_state(out, raw, substrate, trainer.data_key, options.strategy, world.size)
         start = trainer.resume(checkpoint)
     elif world.main:
         _check_disk(out, model)
@@ -266,29 +298,29 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     distributed.barrier(world)
     emit("start", {**run_info, "config": config, "raw": raw, "frozen": frozen, "device": str(world.device),
                    "dtype": str(trainer.dtype).removeprefix("torch."), "start_step": start, "unigram_entropy": entropy,
-                   "memory": needed, "strategy": options.strategy})  # fmt: skip
+                   "memory": needed, "strategy": options.strategy, "context": trainer.context})  # fmt: skip
 
     t = config.train
     checkpoint_every = t.checkpoint_every or t.eval_every
     title = f"{out.name}: {'frozen' if frozen else 'unfrozen'} substrate"
     if start == 0:  # where the model starts (a grown or --init-from run: the loss it brings), before any step
-        val, bpb = trainer.evaluate()
-        rows.append(Row(0, None, val, None, None, bpb))
+        e = trainer.evaluate()
+        rows.append(Row(0, None, e.loss, None, None, e.bits_per_byte, e.sources))
         emit("step", {"row": rows[-1]})
     for index in range(start, t.steps):
         began = time.perf_counter()
         train_loss, lr = trainer.step(index)
         speed = trainer.global_batch * trainer.context / (time.perf_counter() - began)
         done = index + 1
-        val, bpb = trainer.evaluate() if done % t.eval_every == 0 or done == t.steps else (None, None)
-        row = Row(done, train_loss, val, lr, speed, bpb)
+        e = trainer.evaluate() if done % t.eval_every == 0 or done == t.steps else None
+        row = Row(done, train_loss, e and e.loss, lr, speed, e and e.bits_per_byte, e.sources if e else {})
         rows.append(row)
         emit("step", {"row": row})
         if done % checkpoint_every == 0 or done == t.steps:
             trainer.save(out, done, rows, run_info, substrate.manifest_sha256, title)
             emit("checkpoint", {"step": done})
     distributed.barrier(world)
-    return TrainResult(out, rows, model.parameter_counts(), entropy)
+    return TrainResult(out, rows, model.parameter_counts(), entropy, trainer.tokens_seen(t.steps))
 
 
 def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
@@ -320,13 +352,25 @@ def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
     return model, {**shape, "train": dataclasses.asdict(config.train)}, config, needed
 
 
-def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, world: World, progress) -> TokenData:
+def _data(corpus: Sequence[str | Path], substrate: LoadedSubstrate, config: RunConfig, world: World,
+          progress) -> list[SourceData]:  # fmt: skip
     """Tokenize on rank 0 (or reuse the cache), then every rank opens the same shards."""
-    data = None
+    sources, data = parse_sources(corpus), None
     if world.main:
-        data = corpus_tokens(substrate.folder, corpus, config.train.val_fraction, progress)
+        data = source_tokens(substrate.folder, sources, config.train.val_fraction, progress)
     distributed.barrier(world)
-    return data or corpus_tokens(substrate.folder, corpus, config.train.val_fraction)
+    return data or source_tokens(substrate.folder, sources, config.train.val_fraction)
+
+
+def _data_info(sources: list[SourceData], plan: Plan, steps: int, key: str) -> dict[str, Any]:
+    """The run manifest's record of its data: the whole, and each source with its weight, share and planned epochs."""
+    listed = [{"name": s.source.name or "corpus", "corpus": [str(p) for p in s.source.paths], "key": s.data.key,
+               "weight": s.source.weight, "share": round(float(share), 6), "train_tokens": s.data.train.n_tokens,
+               "val_tokens": s.data.val.n_tokens, "validation": v.source, "epochs": round(epochs, 4)}
+              for s, share, v, epochs in zip(sources, plan.order.shares, plan.validations, plan.epochs(steps))]  # fmt: skip
+    return {"key": key, "train_tokens": sum(s["train_tokens"] for s in listed),
+            "val_tokens": sum(s["val_tokens"] for s in listed), "validation": listed[0]["validation"] if len(listed) == 1
+            else "each source's own", "sources": listed}  # fmt: skip
 
 
 def _check_disk(out: Path, model: GPT) -> None:
@@ -340,11 +384,12 @@ def _check_disk(out: Path, model: GPT) -> None:
         raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {need / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free; free space or choose another {option('out')}")
 
 
-def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, data: TokenData, strategy: str,
+def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, key: str, strategy: str,
                   world_size: int) -> tuple[Checkpoint, list[Row]]:  # fmt: skip
     if not is_run(out):
         raise BvvtokError(f"{option('resume', True)}: {out} is not a run folder written by bvvtok train; drop {option('resume', True)} to start one")
-    changed = differences(read_raw_config(out), raw)
+    old = read_raw_config(out)
+    changed = differences({**old, "train": dataclasses.asdict(train_config(old))}, raw)  # fields it predates: defaults
     if changed:
         raise BvvtokError(f"{option('resume', True)} with a different configuration ({'; '.join(changed)}); use the run's "
                           f"settings or start a new {option('out')}")  # fmt: skip
@@ -352,7 +397,7 @@ def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, da
     if checkpoint.state.get("substrate_sha256") != substrate.manifest_sha256:
         raise BvvtokError(f"{option('resume', True)}: {substrate.folder} is not the substrate this run was trained on; "
                           f"pass the same {option('substrate_dir', cli='--substrate')}")  # fmt: skip
-    if checkpoint.state.get("data_key") != data.key:
+    if checkpoint.state.get("data_key") != key:
         raise BvvtokError(f"{option('resume', True)}: the corpus differs from the one this run started with; pass the same "
                           f"{option('corpus')} files")  # fmt: skip
     saved = checkpoint.state.get("strategy", "ddp"), checkpoint.state.get("world_size", 1)

@@ -10,7 +10,7 @@ The loss is the mean over every predicted token, `</s>` included; bits per byte 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,18 @@ class ValidationLoss:
     bits_per_byte: float | None  # the text tokens' loss in bits over their bytes (None: no text)
     text_tokens: int  # the predicted tokens that are text
     text_bytes: int  # their UTF-8 bytes
+    tokens: int = 0  # every predicted token
+
+
+def pooled(figures: Sequence[ValidationLoss]) -> ValidationLoss:
+    """Several sets of windows as one: the loss over all their tokens, bits per byte over all their text."""
+    if len(figures) == 1:
+        return figures[0]
+    tokens, text_bytes = sum(f.tokens for f in figures), sum(f.text_bytes for f in figures)
+    bits = [(f.bits_per_byte, f.text_bytes) for f in figures if f.bits_per_byte is not None]
+    return ValidationLoss(sum(f.loss * f.tokens for f in figures) / tokens,
+                          sum(b * n for b, n in bits) / text_bytes if bits and text_bytes else None,
+                          sum(f.text_tokens for f in figures), text_bytes, tokens)  # fmt: skip
 
 
 def validation_windows(validation: Validation, context: int, tokenizer: Tokenizer, vocab_size: int,
@@ -81,4 +93,4 @@ def validation_loss(net: torch.nn.Module, windows: ValidationWindows, batch_size
     net.train(was_training)
     sums = distributed.sum_all(world, [total, tokens, text_loss, text_tokens, nbytes])
     total, tokens, text_loss, text_tokens, nbytes = sums
-    return ValidationLoss(total / tokens, bits_per_byte(text_loss, int(nbytes)), int(text_tokens), int(nbytes))
+    return ValidationLoss(total / tokens, bits_per_byte(text_loss, int(nbytes)), int(text_tokens), int(nbytes), int(tokens))

@@ -44,7 +44,7 @@ class CellContext:
     run: Path  # the model folder the cell makes
     seed: int
     substrate: Path
-    corpus: tuple[Path, ...]
+    corpus: tuple[str, ...]  # `train --corpus` values
     sources: dict[str, Path]  # arm -> the model folder of its cell at this seed
     config: RunConfig | None
     train: Callable[..., Made]  # train(config, init_from=None) -> Made
@@ -79,7 +79,7 @@ class Arm(ABC):
     def substrate(self, spec: Spec) -> str:
         """The name of the substrate its cells use."""
 
-    def corpus(self, spec: Spec) -> tuple[Path, ...]:
+    def corpus(self, spec: Spec) -> tuple[str, ...]:
         """What its cells train on: [data]'s corpus unless the arm says otherwise."""
         return spec.corpus
 

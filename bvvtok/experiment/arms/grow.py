@@ -56,7 +56,7 @@ class Grow(Arm):
     def substrate(self, spec: Spec) -> str:
         return spec.arms[self.source].substrate(spec)
 
-    def corpus(self, spec: Spec) -> tuple[Path, ...]:
+    def corpus(self, spec: Spec) -> tuple[str, ...]:
         return spec.arms[self.source].corpus(spec)  # trained on as its model was
 
     def config(self, spec: Spec, seed: int) -> RunConfig | None:

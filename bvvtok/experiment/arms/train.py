@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bvvtok.experiment.arms import Arm, CellContext, Made, register, string
@@ -30,26 +29,26 @@ class Train(Arm):
 
     uses: str = ""  # the substrate's name
     frozen: bool = True
-    text: tuple[Path, ...] = ()  # its own corpus; empty: [data]'s
+    text: tuple[str, ...] = ()  # its own corpus (`train --corpus` values); empty: [data]'s
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def read(cls, name: str, table: dict[str, Any], problems: Problems) -> Arm | None:
-        from bvvtok.experiment.spec import overrides, paths
+        from bvvtok.experiment.spec import corpus_values, overrides
 
         substrate = string(table, "substrate", problems)
         frozen = table.get("frozen", True)
         if not isinstance(frozen, bool):
             problems.add("frozen", "give true or false")
         model, train = overrides(table.get("model", {}), table.get("train", {}), problems)
-        corpus = paths(table["corpus"], "corpus", problems, required=True) if "corpus" in table else []
+        corpus = corpus_values(table["corpus"], "corpus", problems) if "corpus" in table else ()
         return cls(name, substrate or "", frozen is not False, tuple(corpus), model, train)
 
     def substrate(self, spec: Spec) -> str:
         return self.uses
 
-    def corpus(self, spec: Spec) -> tuple[Path, ...]:
+    def corpus(self, spec: Spec) -> tuple[str, ...]:
         return self.text or spec.corpus
 
     def config(self, spec: Spec, seed: int) -> RunConfig:

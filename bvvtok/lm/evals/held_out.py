@@ -24,7 +24,8 @@ from bvvtok.lm.config import TrainConfig
 from bvvtok.lm.data import corpus_tokens, is_token_folder
 from bvvtok.lm.evals import Column, Start, Task, four_decimals, register
 from bvvtok.lm.run_folder import read_raw_config, train_config
-from bvvtok.lm.validation import ValidationWindows, validation_loss, validation_windows
+from bvvtok.lm.sources import parse_sources
+from bvvtok.lm.validation import ValidationLoss, ValidationWindows, pooled, validation_loss, validation_windows
 from bvvtok.lm.windows import plan_windows
 from bvvtok.vocab.corpus import corpus_files
 
@@ -68,29 +69,44 @@ class HeldOutTask(Task):
 
     def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, corpus: list[Path],
               start: Start) -> dict[str, Any]:  # fmt: skip
+        return _figures(self.loss(folder, model, tokenizer, corpus, start))
+
+    def loss(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, corpus: Sequence[Path],
+             start: Start) -> ValidationLoss:  # fmt: skip
         device = next(model.parameters()).device
         windows, t = self.windows(folder, corpus, model.context, model.vocab_size, tokenizer, device)
         validation = windows.validation
         batches = -(-len(validation.windows) // t.batch_size)
         # training's batches of windows: the same sums in the same order, so the same figure on the same device
-        v = validation_loss(model, windows, t.batch_size, on_batch=start("held-out", batches))
-        return {"held_out_loss": v.loss, "held_out_bpb": v.bits_per_byte, "held_out_tokens": v.text_tokens,
-                "held_out_bytes": v.text_bytes}  # fmt: skip
+        return validation_loss(model, windows, t.batch_size, on_batch=start("held-out", batches))
 
 
-def held_out_figures(folder: Path, corpus: Sequence[Path], val_fraction: float | None = None,
+def _figures(v: ValidationLoss, tag: str = "") -> dict[str, Any]:
+    keys = ("held_out_loss", "held_out_bpb", "held_out_tokens", "held_out_bytes")
+    values = (v.loss, v.bits_per_byte, v.text_tokens, v.text_bytes)
+    return {(f"{key}[{tag}]" if tag else key): value for key, value in zip(keys, values)}
+
+
+def held_out_figures(folder: Path, corpus: Sequence[str | Path], val_fraction: float | None = None,
                      eval_windows: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """The task's figures for one model folder on the held-out windows of `corpus` (several paths are one corpus, as
-    `train --corpus` takes them), with `val_fraction` and `eval_windows` forced where given."""
+    """The task's figures for one model folder on the held-out windows of `corpus` (what `train --corpus` takes),
+    with `val_fraction` and `eval_windows` forced where given. Named sources: each one's own figures too, tagged
+    `held_out_bpb[en]`, beside the figures over all of them."""
     from bvvtok.lm.run_folder import load_model
 
-    task = HeldOutTask(Path(corpus[0]), val_fraction, eval_windows)
-    task.check()
     model, tokenizer = load_model(folder)
-    return task.score(Path(folder), model, tokenizer, [Path(c) for c in corpus], lambda what, total: lambda: None)
+    losses = {}
+    for source in parse_sources(corpus):
+        task = HeldOutTask(source.paths[0], val_fraction, eval_windows)
+        task.check()
+        losses[source.name] = task.loss(Path(folder), model, tokenizer, source.paths, lambda what, total: lambda: None)
+    figures = _figures(pooled(list(losses.values())))
+    for name, loss in losses.items():
+        figures |= _figures(loss, name) if name else {}
+    return figures
 
 
-def held_out_text(folder: Path, corpus: Sequence[Path], val_fraction: float | None = None,
+def held_out_text(folder: Path, corpus: Sequence[str | Path], val_fraction: float | None = None,
                   eval_windows: int | None = None) -> tuple[int, int]:  # fmt: skip
     """The text tokens of the held-out windows `held_out_figures` reads, and their UTF-8 bytes, without running the
     model: what converts a loss per token into bits per byte."""
@@ -98,11 +114,14 @@ def held_out_text(folder: Path, corpus: Sequence[Path], val_fraction: float | No
     from bvvtok.vocab.tokenizer_files import load_tokenizer
 
     model = member_configs(read_raw_config(Path(folder)))[0][0]
-    task = HeldOutTask(Path(corpus[0]), val_fraction, eval_windows)
-    task.check()
-    windows, _ = task.windows(Path(folder), [Path(c) for c in corpus], model.context, model.vocab_size,
-                              load_tokenizer(Path(folder)))  # fmt: skip
-    validation = windows.validation
-    text = sum(int((~windows.special[torch.from_numpy(validation.split.window(int(i), model.context)[1:])]).sum())
-               for i in validation.windows)  # fmt: skip
-    return text, sum(windows.window_bytes)
+    tokenizer = load_tokenizer(Path(folder))
+    text = nbytes = 0
+    for source in parse_sources(corpus):
+        task = HeldOutTask(source.paths[0], val_fraction, eval_windows)
+        task.check()
+        windows, _ = task.windows(Path(folder), source.paths, model.context, model.vocab_size, tokenizer)
+        validation = windows.validation
+        text += sum(int((~windows.special[torch.from_numpy(validation.split.window(int(i), model.context)[1:])]).sum())
+                    for i in validation.windows)  # fmt: skip
+        nbytes += sum(windows.window_bytes)
+    return text, nbytes
