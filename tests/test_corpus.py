@@ -6,7 +6,7 @@ import json
 import pytest
 
 from bvvtok.errors import BvvtokError
-from bvvtok.vocab.corpus import corpus_files, iter_texts
+from bvvtok.vocab.corpus import CorpusFile, corpus_files, iter_texts
 from bvvtok.vocab.corpus_stats import corpus_size, count_corpus
 
 TEXT = "the the the then\nthe cat\n"
@@ -78,14 +78,16 @@ def test_corpus_files(tmp_path):
     (tmp_path / "sub").mkdir()
     for name in ["b.txt", "a.jsonl", "sub/c.txt.gz", "sub/d.jsonl.gz", "notes.md", "data.csv"]:
         (tmp_path / name).write_bytes(b"")
-    assert [p.relative_to(tmp_path).as_posix() for p in corpus_files(tmp_path)] == ["a.jsonl", "b.txt", "sub/c.txt.gz", "sub/d.jsonl.gz"]
-    assert corpus_files(tmp_path / "b.txt") == [tmp_path / "b.txt"]
+    found = corpus_files(tmp_path)
+    assert [f.name for f in found] == ["a.jsonl", "b.txt", "sub/c.txt.gz", "sub/d.jsonl.gz"]
+    assert [f.path for f in found] == [tmp_path / f.name for f in found]
+    assert corpus_files(tmp_path / "b.txt") == [CorpusFile(tmp_path / "b.txt", "b.txt", ".txt")]
     with pytest.raises(BvvtokError, match="unsupported"):
         corpus_files(tmp_path / "notes.md")
     with pytest.raises(BvvtokError, match="not found"):
         corpus_files(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BvvtokError, match="empty"):
+    with pytest.raises(BvvtokError, match="empty holds no corpus files"):
         corpus_files(tmp_path / "empty")
 
 

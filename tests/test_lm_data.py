@@ -13,6 +13,7 @@ from conftest import write_char_vocab, write_wordlevel_vocab
 from bvvtok.errors import BvvtokError
 from bvvtok.lm import data
 from bvvtok.lm.data import SEPARATOR, Split, is_token_folder, load_tokens, prepare_tokens, token_key
+from bvvtok.vocab.corpus import corpus_files
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
 DOCS = ["hello world", "the cat sat\non the mat", "你好世界", "a</s>b <s> literal specials", "x"]
@@ -93,7 +94,7 @@ def test_a_txt_file_is_one_document_read_in_pieces_of_whole_lines(tmp_path, monk
     text = "".join(f"line number {i}\n" for i in range(30)) + "no newline at the end"
     path = tmp_path / "long.txt"
     path.write_text(text, encoding="utf-8")
-    pieces = list(data._pieces(path, lambda n: None))
+    pieces = list(data._pieces(corpus_files(path)[0], lambda n: None))
     assert len(pieces) > 10
     assert "".join(p for p, _ in pieces) == text
     assert [ends for _, ends in pieces] == [False] * (len(pieces) - 1) + [True]
@@ -114,7 +115,7 @@ def test_gz_input_gives_the_same_tokens(tmp_path, char_substrate):
     a = prepare_tokens(char_substrate, [plain], out=tmp_path / "a", val_fraction=0.2)
     b = prepare_tokens(char_substrate, [packed], out=tmp_path / "b", val_fraction=0.2)
     assert (ids(a.train), ids(a.val)) == (ids(b.train), ids(b.val))
-    assert data._text_bytes(packed / "b.txt.gz") == 500  # the disk estimate reads the gzip trailer
+    assert corpus_files(packed / "b.txt.gz")[0].text_bytes() == 500  # the disk estimate reads the gzip trailer
     assert a.key != b.key  # the key hashes the files' bytes
 
 
@@ -138,7 +139,7 @@ def test_the_separator_follows_the_last_piece_of_a_txt_document(tmp_path, monkey
     monkeypatch.setattr(data, "PIECE_CHARS", 8)
     path = tmp_path / "doc.txt"
     path.write_text("".join(f"row {i:03d}\n" for i in range(64)), encoding="utf-8")
-    pieces = [p for p, _ in data._pieces(path, lambda n: None)]
+    pieces = [p for p, _ in data._pieces(corpus_files(path)[0], lambda n: None)]
     result = prepare_tokens(char_substrate, [path], out=tmp_path / "tokens", val_fraction=0.5)
     val_text = tok.decode(ids(result.val), skip_special_tokens=False)
     train_text = tok.decode(ids(result.train), skip_special_tokens=False)
