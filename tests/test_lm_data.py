@@ -7,8 +7,10 @@ import shutil
 from collections import Counter, namedtuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import write_char_vocab, write_wordlevel_vocab
+from conftest import write_char_vocab, write_corpus_formats, write_wordlevel_vocab
 
 from bvvtok.errors import BvvtokError
 from bvvtok.lm import data
@@ -336,3 +338,41 @@ def test_load_tokens_refuses_other_folders(tmp_path, char_substrate):
     with pytest.raises(BvvtokError, match="not a token folder"):
         load_tokens(tmp_path)
     assert not is_token_folder(tmp_path)
+
+
+def test_every_corpus_format_gives_the_same_shards(tmp_path, char_substrate):
+    """The same documents as .txt files, .jsonl, .jsonl.zst, Parquet, a save_to_disk folder and hf: over Parquet."""
+    texts = [*DOCS, "", "你好世界，今天天气很好", "</s>"] * 4
+    formats = write_corpus_formats(tmp_path / "formats", texts)
+    results = {kind: prepare_tokens(char_substrate, [path], out=tmp_path / f"tokens-{i}", val_fraction=0.2)
+               for i, (kind, path) in enumerate(formats.items())}  # fmt: skip
+    counts = ("train_tokens", "val_tokens", "documents", "pieces")
+    expected = results.pop("jsonl")
+    assert expected.manifest["tokens"]["documents"] == 4 * (len(DOCS) + 2)  # the empty texts are no documents
+    for kind, result in results.items():
+        assert {p.name: p.read_bytes() for p in result.folder.glob("*.bin")} == \
+               {p.name: p.read_bytes() for p in expected.folder.glob("*.bin")}, kind  # fmt: skip
+        assert [result.manifest["tokens"][c] for c in counts] == [expected.manifest["tokens"][c] for c in counts], kind
+    (remote,) = results["hf"].manifest["tokens"]["corpus"]
+    assert remote["bytes"] is None and "keyed by its name" in remote["keyed_by"]
+    assert remote["name"] == str(formats["hf"]) and remote["text_column"] == "text"
+
+
+def test_the_text_column_is_part_of_the_key(tmp_path, char_substrate, tok):
+    pq.write_table(pa.table({"text": ["one", "two"], "body": ["three", "four"]}), tmp_path / "a.parquet")
+    default = prepare_tokens(char_substrate, [tmp_path / "a.parquet"], out=tmp_path / "t1", val_fraction=0)
+    body = prepare_tokens(char_substrate, [tmp_path / "a.parquet"], out=tmp_path / "t2", val_fraction=0,
+                          text_column="body")  # fmt: skip
+    assert documents(tok, default.train) == ["one", "two"] and documents(tok, body.train) == ["three", "four"]
+    assert default.key != body.key == token_key(char_substrate, [tmp_path / "a.parquet"], 0, "body")
+    assert body.manifest["tokens"]["corpus"][0]["text_column"] == "body"
+
+
+def test_the_disk_estimate_reads_parquet_and_zst_headers(tmp_path):
+    texts = [f"text number {i} " * 20 for i in range(500)]
+    formats = write_corpus_formats(tmp_path, texts)
+    text_bytes = sum(len(t.encode()) for t in texts)
+    (parquet,) = corpus_files(formats["parquet"])
+    assert text_bytes <= parquet.text_bytes() < 2 * text_bytes  # the text column's uncompressed pages
+    (zst,) = corpus_files(formats["jsonl.zst"])
+    assert zst.text_bytes() == formats["jsonl"].stat().st_size  # the frame's content size
