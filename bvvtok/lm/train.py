@@ -32,6 +32,7 @@ from bvvtok.files import sha256_file
 from bvvtok.lm import distributed, tracking
 from bvvtok.lm.config import RunConfig, TrainConfig, differences, with_substrate
 from bvvtok.lm.data import TokenData, corpus_tokens
+from bvvtok.vocab.corpus import TEXT_COLUMN
 from bvvtok.lm.distributed import SHARDS, World, autocast
 from bvvtok.lm.memory import MemoryPlan, check_fits, plan
 from bvvtok.lm.metrics import METRICS, Row, read_metrics, write_metrics
@@ -101,6 +102,7 @@ class TrainOptions:
     init_from: Path | None = None  # start from a run, grown run or mixture: its architecture and weights
     train_only: tuple[str, ...] = ()  # with init_from: the parameters that move (fnmatch patterns)
     track: tuple[str, ...] = ()  # also send the curves to these trackers (bvvtok.lm.tracking.TRACKERS)
+    text_column: str = TEXT_COLUMN  # where the corpus's records (.jsonl, Parquet, ...) hold their text
 
 
 class Trainer:
@@ -213,12 +215,14 @@ def train(
     strategy: str = "ddp",
     activation_checkpointing: bool = False,
     track: Sequence[str] = (),
+    text_column: str = TEXT_COLUMN,
 ) -> TrainResult:
     """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
     (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move).
-    `track` names trackers that get the curves too: "tensorboard", "wandb" (bvvtok.lm.tracking)."""
+    `track` names trackers that get the curves too: "tensorboard", "wandb" (bvvtok.lm.tracking). Record formats of
+    the corpus (.jsonl, Parquet, ...) hold the text in `text_column`."""
     options = TrainOptions(device, dtype, compile, strategy, activation_checkpointing, resume, force,
-                           Path(init_from) if init_from else None, tuple(train_only), tracking.check(track))  # fmt: skip
+                           Path(init_from) if init_from else None, tuple(train_only), tracking.check(track), text_column)  # fmt: skip
     distributed.strategy(strategy)  # a bad name is refused before any work
     world = distributed.join(device)
     corpus = [Path(c) for c in corpus]
@@ -241,7 +245,7 @@ def _run(world: World, substrate_dir: Path, corpus: list[Path], out: Path, confi
     pick_dtype(options.dtype, world.device)  # a bad name is refused before the substrate is loaded
     substrate = load_substrate(substrate_dir)
     model, raw, config, needed = _model(substrate, config, options, world)
-    data = _data(corpus, substrate, config, world, data_progress)
+    data = _data(corpus, substrate, config, options.text_column, world, data_progress)
     trainer = Trainer(world, model, config, data, options, substrate.tokenizer)
     counts = trainer.split.unigram_counts(model.vocab_size)
     p = counts[counts > 0] / counts.sum()
@@ -320,13 +324,14 @@ def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
     return model, {**shape, "train": dataclasses.asdict(config.train)}, config, needed
 
 
-def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, world: World, progress) -> TokenData:
+def _data(corpus: list[Path], substrate: LoadedSubstrate, config: RunConfig, text_column: str, world: World,
+          progress) -> TokenData:  # fmt: skip
     """Tokenize on rank 0 (or reuse the cache), then every rank opens the same shards."""
     data = None
     if world.main:
-        data = corpus_tokens(substrate.folder, corpus, config.train.val_fraction, progress)
+        data = corpus_tokens(substrate.folder, corpus, config.train.val_fraction, progress, text_column)
     distributed.barrier(world)
-    return data or corpus_tokens(substrate.folder, corpus, config.train.val_fraction)
+    return data or corpus_tokens(substrate.folder, corpus, config.train.val_fraction, text_column=text_column)
 
 
 def _check_disk(out: Path, model: GPT) -> None:

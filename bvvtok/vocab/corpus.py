@@ -100,19 +100,23 @@ def iter_texts(file: CorpusFile | Path, on_bytes: Progress | None = None) -> Ite
             raise BvvtokError(f"{item.path} is not valid UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8") from None
 
 
-def read_documents(path: Path | str, text_column: str = TEXT_COLUMN) -> list[str]:
-    """The documents of a corpus: each record of a record format; in running text, the blocks between blank lines."""
-    docs: list[str] = []
-    for file in corpus_files(path, text_column):
-        if file.records:
-            docs.extend(iter_texts(file))
-            continue
-        lines = "".join(iter_texts(file)).split("\n")  # not splitlines(): U+2028 or \f is text
-        paragraphs = itertools.groupby(lines, lambda line: not line.strip())
-        docs.extend("\n".join(group) for blank, group in paragraphs if not blank)
+def read_documents(path: Path | str, text_column: str = TEXT_COLUMN, limit: int | None = None) -> list[str]:
+    """The documents of a corpus (the first `limit`, read no further): each record of a record format; in running
+    text, the blocks between blank lines."""
+    docs = list(itertools.islice(_documents(path, text_column), limit))
     if not docs:
         raise BvvtokError(f"{path} holds no documents; give a corpus with text in it")
     return docs
+
+
+def _documents(path: Path | str, text_column: str) -> Iterator[str]:
+    for file in corpus_files(path, text_column):
+        if file.records:
+            yield from iter_texts(file)
+            continue
+        lines = (line.removesuffix("\n") for line in iter_texts(file))  # lines end at \n only: U+2028 or \f is text
+        paragraphs = itertools.groupby(lines, lambda line: not line.strip())
+        yield from ("\n".join(group) for blank, group in paragraphs if not blank)
 
 
 def _ignore(n: int) -> None:
