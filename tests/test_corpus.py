@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from conftest import write_corpus_formats
+from conftest import assert_user_error, invoke, write_corpus_formats
 
 from bvvtok.errors import BvvtokError
 from bvvtok.vocab.corpus import ZST_RATIO, CorpusFile, corpus_files, hf_source, iter_texts, read_documents
@@ -295,3 +295,47 @@ def test_hf_sources():
     assert hf_source("hf:org/name::validation") == ("org/name", None, "validation")
     with pytest.raises(BvvtokError, match="names no dataset"):
         hf_source("hf:")
+
+
+# the commands: --text-column, and hf: without the datasets package
+
+
+@pytest.fixture
+def body_parquet(tmp_path):
+    pq.write_table(pa.table({"text": ["not this"], "body": ["hello world"]}), tmp_path / "a.parquet")
+    return tmp_path / "a.parquet"
+
+
+def test_commands_take_the_text_column(body_parquet, tmp_path, char_substrate, monkeypatch):
+    monkeypatch.setenv("BVVTOK_CACHE_DIR", str(tmp_path / "cache"))
+    ngrams = invoke("ngrams", "--input", f"en={body_parquet}", "--out", str(tmp_path / "s.json"), "--text-column", "body")
+    assert ngrams.exit_code == 0, ngrams.output
+    prepare = invoke("prepare", "--substrate", str(char_substrate), "--corpus", str(body_parquet), "--out",
+                     str(tmp_path / "tokens"), "--text-column", "body")  # fmt: skip
+    assert prepare.exit_code == 0, prepare.output
+    assert json.loads((tmp_path / "tokens" / "bvvtok.json").read_text())["tokens"]["corpus"][0]["text_column"] == "body"
+    bench = invoke("bench-tokenizer", str(char_substrate), "--text", f"en={body_parquet}", "--text-column", "body")
+    assert bench.exit_code == 0 and "en" in bench.output, bench.output
+    counted = (tmp_path / "s.json").read_text(encoding="utf-8")
+    assert '"ll"' in counted and '"th"' not in counted  # the body, not the text column
+
+
+def test_train_and_eval_pass_the_text_column_on(monkeypatch, tmp_path):
+    import bvvtok.lm.evals.report as report
+    import bvvtok.lm.train as training
+
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: seen.setdefault("train", args[-1]) and None)
+    monkeypatch.setattr(report, "evaluate_runs", lambda runs, tasks, *rest: seen.setdefault("eval", tasks) and [])
+    invoke("train", "--substrate", "S", "--corpus", "hf:x", "--out", str(tmp_path / "out"), "--text-column", "body")
+    invoke("eval", str(tmp_path), "--perplexity", "hf:x", "--held-out", "hf:x", "--text-column", "body")
+    assert seen["train"] == "body"
+    assert [task.text_column for task in seen["eval"]] == ["body", "body"]
+
+
+def test_hf_without_the_datasets_package_on_the_command_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    assert_user_error(invoke("ngrams", "--input", "en=hf:nobody/nothing", "--out", str(tmp_path / "s.json")),
+                      "hf:nobody/nothing: reading a Hugging Face dataset needs the datasets package",
+                      "pip install 'bvvtok[datasets]'")  # fmt: skip
+    assert not list(tmp_path.iterdir())

@@ -69,6 +69,7 @@ class Format:
     records: bool  # a text is one record (a document); else a line of running text
     text_bytes: Callable[[CorpusFile], int]  # an upper bound of its text, without reading it
     beside: str | None = None  # a file that must sit beside it (a save_to_disk folder's state.json)
+    label: str | None = None  # how messages name it, if not by its key
 
 
 def corpus_files(path: Path | str, text_column: str = TEXT_COLUMN) -> list[CorpusFile]:
@@ -136,7 +137,7 @@ def _format_of(path: Path) -> str | None:
 
 
 def _named_formats() -> str:
-    return ", ".join(suffix for suffix in FORMATS if suffix != HF_PREFIX) + f" or {HF_PREFIX}NAME"
+    return ", ".join(kind.label or suffix for suffix, kind in FORMATS.items())
 
 
 # line formats: .txt and .jsonl, plain or compressed
@@ -251,12 +252,8 @@ def _zstd_size(file: CorpusFile) -> int:
 def _read_parquet(file: CorpusFile, on_bytes: Progress) -> Iterator[str]:
     """The text column of each row, one row group in memory at a time."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    try:
-        parquet = pq.ParquetFile(file.path)
-    except (pa.ArrowException, OSError) as e:
-        raise BvvtokError(f"{file.path} is not a readable Parquet file ({_reason(e)}); write it again") from None
+    parquet = _parquet(file)
     _text_field(file, parquet.schema_arrow)
     groups = parquet.metadata.num_row_groups
     reported = 0
@@ -276,9 +273,7 @@ def _read_parquet(file: CorpusFile, on_bytes: Progress) -> Iterator[str]:
 
 def _parquet_size(file: CorpusFile) -> int:
     """The text column's uncompressed size, from the row groups' metadata (the whole row group's if it is absent)."""
-    import pyarrow.parquet as pq
-
-    metadata = pq.ParquetFile(file.path).metadata
+    metadata = _parquet(file).metadata
     total = 0
     for index in range(metadata.num_row_groups):
         row_group = metadata.row_group(index)
@@ -286,6 +281,17 @@ def _parquet_size(file: CorpusFile) -> int:
         text = [chunk.total_uncompressed_size for chunk in chunks if chunk.path_in_schema == file.text_column]
         total += text[0] if text else row_group.total_byte_size
     return total
+
+
+def _parquet(file: CorpusFile) -> Any:
+    """The file opened (its footer read): a file that is not Parquet, or cut short, is a one-line error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(file.path)
+    except (pa.ArrowException, OSError) as e:
+        raise BvvtokError(f"{file.path} is not a readable Parquet file ({_reason(e)}); write it again") from None
 
 
 def _read_arrow(file: CorpusFile, on_bytes: Progress) -> Iterator[str]:
@@ -394,6 +400,6 @@ FORMATS: dict[str, Format] = {
     **{f".txt{c}": Format(partial(_read_lines, opener=opener, parse=None), False, SIZES[c]) for c, opener in COMPRESSIONS.items()},
     **{f".jsonl{c}": Format(partial(_read_lines, opener=opener, parse=jsonl_text), True, SIZES[c]) for c, opener in COMPRESSIONS.items()},
     ".parquet": Format(_read_parquet, True, _parquet_size),
-    ".arrow": Format(_read_arrow, True, _file_size, beside="state.json"),
-    HF_PREFIX: Format(_read_hf, True, _hf_size),
+    ".arrow": Format(_read_arrow, True, _file_size, beside="state.json", label="a `datasets` save_to_disk folder"),
+    HF_PREFIX: Format(_read_hf, True, _hf_size, label=f"{HF_PREFIX}NAME[:CONFIG][:SPLIT]"),
 }  # fmt: skip
