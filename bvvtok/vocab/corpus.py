@@ -29,7 +29,7 @@ from bvvtok.errors import BvvtokError, option
 TEXT_COLUMN = "text"  # the field or column records hold their text in, unless told otherwise
 HF_PREFIX = "hf:"  # hf:NAME[:CONFIG][:SPLIT], a dataset `datasets.load_dataset` streams
 HF_INSTALL = "pip install 'bvvtok[datasets]'"
-PROGRESS_LINES = 256  # how often (in lines) `on_bytes` hears of the progress: asking the file is not free
+LINES_CHUNK = 1 << 16  # characters of whole lines read at a time; `on_bytes` hears of each chunk
 READ_CHUNK = 1 << 20  # compressed bytes a .zst file is read in
 HF_BATCH = 1000  # records a streamed dataset hands over at a time
 ZST_RATIO = 10  # the text per byte of a .zst file without a content size: zstd packs natural text 3-5 times
@@ -156,34 +156,38 @@ def _read_lines(file: CorpusFile, on_bytes: Progress, opener: Callable[[IO[bytes
             position = now
 
         text_file = io.TextIOWrapper(opener(raw_file), encoding="utf-8")  # held: it closes raw_file when dropped
+        number = 0  # lines before the chunk
         try:
-            for number, line in enumerate(text_file, 1):
-                if number % PROGRESS_LINES == 0:
-                    consumed()
+            # in chunks of lines: the per-line work is the least there is (bench/corpus_formats.py)
+            for lines in iter(partial(text_file.readlines, LINES_CHUNK), []):
                 if parse is None:
-                    yield line
-                elif line.strip():
-                    yield parse(line, file, number)
+                    yield from lines
+                else:
+                    for at, line in enumerate(lines, number + 1):
+                        if not line.isspace():  # not strip(): no copy of every line
+                            yield parse(line, file, at)
+                number += len(lines)
+                consumed()
         except (OSError, EOFError, zstandard.ZstdError) as e:
             raise BvvtokError(f"cannot read {file.path} (stopped at byte {raw_file.tell():,} of {file.size:,}): {_reason(e)}; "
                               "the file is damaged or cut short: copy or compress it again") from None  # fmt: skip
-        consumed()
 
 
 def jsonl_text(line: str, file: CorpusFile, number: int) -> str:
     """The text of line `number` of a .jsonl file; anything else there is a one-line error naming the line."""
     try:
-        record = json.loads(line)
+        text = json.loads(line)[file.text_column]
     except json.JSONDecodeError as e:
         raise BvvtokError(f"{file.path}:{number}: not valid JSON ({e.msg}); each line of a .jsonl file must be one JSON object") from None
-    text = record.get(file.text_column) if isinstance(record, dict) else None
+    except (KeyError, TypeError, IndexError):  # no such field, or not an object
+        text = None
     if not isinstance(text, str):
         raise BvvtokError(f"{file.path}:{number}: no string field {file.text_column!r}; each .jsonl record needs one "
                           f"(or name the field with {option('text_column')})")  # fmt: skip
     return text
 
 
-class _ZstdFrames(io.RawIOBase):
+class _ZstdFrames(io.BufferedIOBase):
     """A .zst file's content, frame after frame, with zstandard. Its stream_reader ends quietly where a cut-short
     file ends: here a frame left unfinished at the end of the file is an error."""
 
@@ -191,23 +195,31 @@ class _ZstdFrames(io.RawIOBase):
         self.raw = raw
         self.decompressor = zstandard.ZstdDecompressor()
         self.frame: Any = None  # the decompressobj of the frame under way
-        self.out = memoryview(b"")
+        self.out, self.at = b"", 0  # what was decompressed, and how much of it was read
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        while not self.out:
+    def read1(self, size: int | None = -1) -> bytes:
+        """At most `size` bytes, b"" at the end: the decompressed chunk's own bytes, not a buffer's copy."""
+        while self.at == len(self.out):
             chunk = self.raw.read(READ_CHUNK)
             if not chunk:
                 if self.frame is not None:
                     raise zstandard.ZstdError("the file ends inside a zstd frame")
-                return 0
-            self.out = memoryview(self._decompress(chunk))
-        n = min(len(buffer), len(self.out))
-        buffer[:n] = self.out[:n]
-        self.out = self.out[n:]
-        return n
+                return b""
+            self.out, self.at = self._decompress(chunk), 0
+        end = len(self.out) if size is None or size < 0 else self.at + size
+        piece = self.out[self.at : end]
+        self.at += len(piece)
+        return piece
+
+    def read(self, size: int | None = -1) -> bytes:
+        pieces, wanted = [], -1 if size is None else size
+        while wanted != 0 and (piece := self.read1(wanted)):
+            pieces.append(piece)
+            wanted = wanted - len(piece) if wanted > 0 else wanted
+        return b"".join(pieces)
 
     def _decompress(self, data: bytes) -> bytes:
         parts = []
@@ -219,10 +231,6 @@ class _ZstdFrames(io.RawIOBase):
                 break
             data, self.frame = self.frame.unused_data, None
         return b"".join(parts)
-
-
-def _open_zstd(raw: IO[bytes]) -> IO[bytes]:
-    return io.BufferedReader(_ZstdFrames(raw), READ_CHUNK)
 
 
 def _file_size(file: CorpusFile) -> int:
@@ -339,7 +347,7 @@ def _strings(column: Any) -> list[str]:
     """An Arrow string column as Python strings; a null is an empty text (no document)."""
     import pyarrow.compute as pc
 
-    return pc.fill_null(column, "").to_pylist()
+    return (pc.fill_null(column, "") if column.null_count else column).to_pylist()
 
 
 # hf:NAME[:CONFIG][:SPLIT], streamed by the optional `datasets` package
@@ -391,7 +399,7 @@ def _hf_size(file: CorpusFile) -> int:
 COMPRESSIONS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
     "": lambda raw: raw,
     ".gz": lambda raw: gzip.GzipFile(fileobj=raw),
-    ".zst": _open_zstd,
+    ".zst": _ZstdFrames,
 }
 SIZES = {"": _file_size, ".gz": _gzip_size, ".zst": _zstd_size}
 
