@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-# transformers reads these once, when first imported: the custom code of exported folders is copied into a throwaway
-# folder, not the user's ~/.cache/huggingface; and nothing is fetched from the hub.
+# transformers and datasets read these once, when first imported: the custom code of exported folders is copied into
+# a throwaway folder, not the user's ~/.cache/huggingface, and so is what datasets caches; nothing is fetched from the hub.
 HF_MODULES = tempfile.mkdtemp(prefix="bvvtok-tests-hf-modules-")
 os.environ["HF_MODULES_CACHE"] = HF_MODULES
+os.environ["HF_DATASETS_CACHE"] = os.path.join(HF_MODULES, "datasets")
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -200,3 +202,32 @@ def char_run(char_substrate, tmp_path_factory) -> Path:
                                 dict(steps=30, batch_size=8, lr=1e-2, warmup=3, eval_every=30))  # fmt: skip
         train(char_substrate, [corpus], folder / "run", config, device="cpu")
     return folder / "run"
+
+
+def write_corpus_formats(folder: Path, texts: list[str]) -> dict[str, Path]:
+    """The same documents in every corpus format, each under `folder`: a folder of one-document .txt files, .jsonl,
+    .jsonl.zst, .txt.zst (one line each: texts without a newline), Parquet of several row groups, a `datasets`
+    save_to_disk folder, and a folder of Parquet for hf:."""
+    import json
+
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    datasets.disable_progress_bars()
+    folder.mkdir(parents=True, exist_ok=True)
+    txt = folder / "txt"
+    txt.mkdir()
+    for i, text in enumerate(texts):
+        (txt / f"doc-{i:04d}.txt").write_text(text, encoding="utf-8")
+    jsonl = "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)).encode()
+    (folder / "a.jsonl").write_bytes(jsonl)
+    (folder / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(jsonl))
+    (folder / "hf").mkdir()
+    table = pa.table({"id": list(range(len(texts))), "text": texts})
+    for path in (folder / "a.parquet", folder / "hf" / "train.parquet"):
+        pq.write_table(table, path, row_group_size=max(1, len(texts) // 3))
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(folder / "saved"))
+    return {"txt": txt, "jsonl": folder / "a.jsonl", "jsonl.zst": folder / "a.jsonl.zst", "parquet": folder / "a.parquet",
+            "saved": folder / "saved", "hf": Path(f"hf:{folder / 'hf'}")}

@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import zstandard
 from conftest import assert_user_error, invoke, make_world, snapshot, write_char_vocab
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
@@ -83,6 +86,36 @@ def narrow_codes(tmp: Path, places: Places) -> None:
     folder = damaged_glyph_copy(tmp, places)
     rows = len(np.load(folder / "codes.npy"))
     np.save(folder / "codes.npy", np.zeros((rows, 1), np.uint8))
+
+
+def parquet_without_text(tmp: Path, places: Places) -> None:
+    pq.write_table(pa.table({"body": ["a"], "id": [1]}), tmp / "a.parquet")
+
+
+def parquet_of_numbers(tmp: Path, places: Places) -> None:
+    pq.write_table(pa.table({"text": [1, 2]}), tmp / "a.parquet")
+
+
+def cut_parquet(tmp: Path, places: Places) -> None:
+    pq.write_table(pa.table({"text": ["some text"] * 100}), tmp / "whole.parquet")
+    data = (tmp / "whole.parquet").read_bytes()
+    (tmp / "whole.parquet").unlink()
+    (tmp / "cut.parquet").write_bytes(data[: len(data) // 2])
+
+
+def damaged_row_group(tmp: Path, places: Places) -> None:
+    """Row group 1's first page header overwritten: row group 0 reads, row group 1 does not."""
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(30)]}), tmp / "a.parquet", row_group_size=10)
+    chunk = pq.ParquetFile(tmp / "a.parquet").metadata.row_group(1).column(0)
+    data = bytearray((tmp / "a.parquet").read_bytes())
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data[start : start + 16] = b"\xff" * 16
+    (tmp / "a.parquet").write_bytes(bytes(data))
+
+
+def cut_zst(tmp: Path, places: Places) -> None:
+    data = zstandard.ZstdCompressor().compress("".join(f"line {i}\n" for i in range(10_000)).encode())
+    (tmp / "a.txt.zst").write_bytes(data[: len(data) // 2])
 
 
 def world(tmp: Path, places: Places) -> None:
@@ -159,7 +192,7 @@ CASES = [
     Case("grow-seed-too-large", "grow {run} --add-layers 1 --seed 18446744073709551616 --out {tmp}/grown", SEED_RANGE),
     Case("grow-run-missing", "grow {tmp}/nonexistent --add-layers 1 --out {tmp}/grown", NOT_FOUND),
     Case("eval-seed-too-large", "eval {run} --multiple-choice {tmp}/q.jsonl --seed 18446744073709551616", SEED_RANGE),
-    Case("eval-perplexity-folder", "eval {run} --perplexity {tmp}", ("is a folder; give a file",)),
+    Case("eval-perplexity-empty-folder", "eval {run} --perplexity {tmp}", ("holds no corpus files", "give a corpus file or a folder of them")),
     Case("eval-multiple-choice-binary", "eval {run} --multiple-choice {tmp}/binary.jsonl",
          ("binary.jsonl is not UTF-8 (byte 0)",), binary_questions),
     Case("show-substrate-missing", "show {tmp}/nonexistent a -o {tmp}/x.png", NOT_FOUND),
@@ -208,6 +241,19 @@ CASES = [
     Case("out-a-file-system-root", "build-vocab --out / --force", ("root of a file system",)),
     Case("bench-tokenizer-language-twice", "bench-tokenizer {vocab} --text en={tmp}/a.txt --text en={tmp}/b.txt",
          ("--text names en twice",)),
+    # corpus formats: a file that cannot be read as told, named, with the fix
+    Case("prepare-parquet-without-the-column", "prepare --substrate {substrate} --corpus {tmp}/a.parquet --out {tmp}/out",
+         ("a.parquet has no column 'text' (it has body, id); name the text's column with --text-column",), parquet_without_text),
+    Case("ngrams-parquet-column-of-numbers", "ngrams --input en={tmp}/a.parquet --out {tmp}/stats.json --text-column text",
+         ("a.parquet: column 'text' holds int64, not strings; name a text column with --text-column",), parquet_of_numbers),
+    Case("train-cut-parquet", "train --substrate {substrate} --corpus {tmp}/cut.parquet --out {tmp}/out",
+         ("cut.parquet is not a readable Parquet file", "write it again"), cut_parquet),
+    Case("prepare-damaged-row-group", "prepare --substrate {substrate} --corpus {tmp}/a.parquet --out {tmp}/out",
+         ("a.parquet: row group 1 of 3 cannot be read", "the file is damaged or cut short"), damaged_row_group),
+    Case("ngrams-cut-zst", "ngrams --input en={tmp}/a.txt.zst --out {tmp}/stats.json",
+         ("a.txt.zst (stopped at byte", "the file is damaged or cut short"), cut_zst),
+    Case("bench-tokenizer-hf-unreachable", "bench-tokenizer {vocab} --text en=hf:nobody/nothing",
+         ("hf:nobody/nothing: the dataset could not be reached", "local files work offline")),
 ]  # fmt: skip
 
 

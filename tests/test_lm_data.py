@@ -7,12 +7,15 @@ import shutil
 from collections import Counter, namedtuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import write_char_vocab, write_wordlevel_vocab
+from conftest import write_char_vocab, write_corpus_formats, write_wordlevel_vocab
 
 from bvvtok.errors import BvvtokError
 from bvvtok.lm import data
 from bvvtok.lm.data import SEPARATOR, Split, is_token_folder, load_tokens, prepare_tokens, token_key
+from bvvtok.vocab.corpus import corpus_files
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
 DOCS = ["hello world", "the cat sat\non the mat", "你好世界", "a</s>b <s> literal specials", "x"]
@@ -93,7 +96,7 @@ def test_a_txt_file_is_one_document_read_in_pieces_of_whole_lines(tmp_path, monk
     text = "".join(f"line number {i}\n" for i in range(30)) + "no newline at the end"
     path = tmp_path / "long.txt"
     path.write_text(text, encoding="utf-8")
-    pieces = list(data._pieces(path, lambda n: None))
+    pieces = list(data._pieces(corpus_files(path)[0], lambda n: None))
     assert len(pieces) > 10
     assert "".join(p for p, _ in pieces) == text
     assert [ends for _, ends in pieces] == [False] * (len(pieces) - 1) + [True]
@@ -114,7 +117,7 @@ def test_gz_input_gives_the_same_tokens(tmp_path, char_substrate):
     a = prepare_tokens(char_substrate, [plain], out=tmp_path / "a", val_fraction=0.2)
     b = prepare_tokens(char_substrate, [packed], out=tmp_path / "b", val_fraction=0.2)
     assert (ids(a.train), ids(a.val)) == (ids(b.train), ids(b.val))
-    assert data._text_bytes(packed / "b.txt.gz") == 500  # the disk estimate reads the gzip trailer
+    assert corpus_files(packed / "b.txt.gz")[0].text_bytes() == 500  # the disk estimate reads the gzip trailer
     assert a.key != b.key  # the key hashes the files' bytes
 
 
@@ -138,7 +141,7 @@ def test_the_separator_follows_the_last_piece_of_a_txt_document(tmp_path, monkey
     monkeypatch.setattr(data, "PIECE_CHARS", 8)
     path = tmp_path / "doc.txt"
     path.write_text("".join(f"row {i:03d}\n" for i in range(64)), encoding="utf-8")
-    pieces = [p for p, _ in data._pieces(path, lambda n: None)]
+    pieces = [p for p, _ in data._pieces(corpus_files(path)[0], lambda n: None)]
     result = prepare_tokens(char_substrate, [path], out=tmp_path / "tokens", val_fraction=0.5)
     val_text = tok.decode(ids(result.val), skip_special_tokens=False)
     train_text = tok.decode(ids(result.train), skip_special_tokens=False)
@@ -335,3 +338,41 @@ def test_load_tokens_refuses_other_folders(tmp_path, char_substrate):
     with pytest.raises(BvvtokError, match="not a token folder"):
         load_tokens(tmp_path)
     assert not is_token_folder(tmp_path)
+
+
+def test_every_corpus_format_gives_the_same_shards(tmp_path, char_substrate):
+    """The same documents as .txt files, .jsonl, .jsonl.zst, Parquet, a save_to_disk folder and hf: over Parquet."""
+    texts = [*DOCS, "", "你好世界，今天天气很好", "</s>"] * 4
+    formats = write_corpus_formats(tmp_path / "formats", texts)
+    results = {kind: prepare_tokens(char_substrate, [path], out=tmp_path / f"tokens-{i}", val_fraction=0.2)
+               for i, (kind, path) in enumerate(formats.items())}  # fmt: skip
+    counts = ("train_tokens", "val_tokens", "documents", "pieces")
+    expected = results.pop("jsonl")
+    assert expected.manifest["tokens"]["documents"] == 4 * (len(DOCS) + 2)  # the empty texts are no documents
+    for kind, result in results.items():
+        assert {p.name: p.read_bytes() for p in result.folder.glob("*.bin")} == \
+               {p.name: p.read_bytes() for p in expected.folder.glob("*.bin")}, kind  # fmt: skip
+        assert [result.manifest["tokens"][c] for c in counts] == [expected.manifest["tokens"][c] for c in counts], kind
+    (remote,) = results["hf"].manifest["tokens"]["corpus"]
+    assert remote["bytes"] is None and "keyed by its name" in remote["keyed_by"]
+    assert remote["name"] == str(formats["hf"]) and remote["text_column"] == "text"
+
+
+def test_the_text_column_is_part_of_the_key(tmp_path, char_substrate, tok):
+    pq.write_table(pa.table({"text": ["one", "two"], "body": ["three", "four"]}), tmp_path / "a.parquet")
+    default = prepare_tokens(char_substrate, [tmp_path / "a.parquet"], out=tmp_path / "t1", val_fraction=0)
+    body = prepare_tokens(char_substrate, [tmp_path / "a.parquet"], out=tmp_path / "t2", val_fraction=0,
+                          text_column="body")  # fmt: skip
+    assert documents(tok, default.train) == ["one", "two"] and documents(tok, body.train) == ["three", "four"]
+    assert default.key != body.key == token_key(char_substrate, [tmp_path / "a.parquet"], 0, "body")
+    assert body.manifest["tokens"]["corpus"][0]["text_column"] == "body"
+
+
+def test_the_disk_estimate_reads_parquet_and_zst_headers(tmp_path):
+    texts = [f"text number {i} " * 20 for i in range(500)]
+    formats = write_corpus_formats(tmp_path, texts)
+    text_bytes = sum(len(t.encode()) for t in texts)
+    (parquet,) = corpus_files(formats["parquet"])
+    assert text_bytes <= parquet.text_bytes() < 2 * text_bytes  # the text column's uncompressed pages
+    (zst,) = corpus_files(formats["jsonl.zst"])
+    assert zst.text_bytes() == formats["jsonl"].stat().st_size  # the frame's content size

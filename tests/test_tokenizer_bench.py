@@ -61,11 +61,11 @@ def test_read_jsonl_documents(tmp_path):
         ("empty.txt", "", "empty.txt holds no documents"),
         ("blank.txt", "\n \n\n", "blank.txt holds no documents"),
         ("empty.jsonl", "\n", "empty.jsonl holds no documents"),
-        ("bad.jsonl", '{"text": "ok"}\n\n{"text": \n', "bad.jsonl:3 is not a JSON object"),
-        ("notext.jsonl", '{"body": "x"}\n', "notext.jsonl:1 is not a JSON object with a string `text`"),
+        ("bad.jsonl", '{"text": "ok"}\n\n{"text": \n', "bad.jsonl:3: not valid JSON"),
+        ("notext.jsonl", '{"body": "x"}\n', "notext.jsonl:1: no string field 'text'"),
         ("number.jsonl", '{"text": 5}\n', "number.jsonl:1"),
         ("list.jsonl", '["text"]\n', "list.jsonl:1"),
-        ("doc.md", "hello\n", "doc.md is neither .txt nor .jsonl"),
+        ("doc.md", "hello\n", "doc.md: unsupported corpus file"),
     ],
 )
 def test_read_documents_errors(tmp_path, name, content, fragment):
@@ -76,7 +76,7 @@ def test_read_documents_errors(tmp_path, name, content, fragment):
 
 def test_read_documents_unreadable(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1"))
-    with pytest.raises(BvvtokError, match=r"latin1\.txt is not UTF-8 \(byte 3\); convert"):
+    with pytest.raises(BvvtokError, match=r"latin1\.txt is not valid UTF-8 \(.* at byte 3\); convert"):
         read_documents(tmp_path / "latin1.txt")
     with pytest.raises(BvvtokError, match=r"missing\.txt not found; check the path"):
         read_documents(tmp_path / "missing.txt")

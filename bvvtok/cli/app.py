@@ -22,6 +22,10 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError, command_line
 
+# what a corpus may be, for every flag that reads one (bvvtok.vocab.corpus.FORMATS)
+CORPUS_FORMATS = ".txt, .jsonl, .parquet (.txt and .jsonl also .gz or .zst), a `datasets` save_to_disk folder, hf:NAME[:CONFIG][:SPLIT]"
+TextColumnFlag = Annotated[str, typer.Option("--text-column", metavar="NAME", help="The field or column that holds the text in .jsonl, Parquet, save_to_disk and hf: corpora.")]
+
 # No markup on stdout: paths, tokens and details are user data ("[INST]", "runs[/bold]") and print as is.
 console = Console(markup=False)
 err_console = Console(stderr=True)

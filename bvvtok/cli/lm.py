@@ -16,14 +16,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 from rich.text import Text
 
-from bvvtok.cli.app import DataTable, app, console, err_console, example, print_table, progress_bar, summary
+from bvvtok.cli.app import CORPUS_FORMATS, DataTable, TextColumnFlag, app, console, err_console, example, print_table, progress_bar, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.lm.config import changed_options, model_flag_fields, preset_values
 from bvvtok.lm.metrics import Row, mean_tokens_per_s, source_names, source_rows
 from bvvtok.vocab.layout import EOS, PAD
 
-Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help="Text: .txt, .jsonl (field text), .gz of either, a folder of them, or a `bvvtok prepare` folder. Repeatable.")]
+Repeat = Annotated[Optional[list[Path]], typer.Option("--corpus", metavar="PATH", help=f"Text: {CORPUS_FORMATS}, a folder of files, or a `bvvtok prepare` folder. Repeatable.")]
 
 
 def _byte_bar(description: str) -> Progress:
@@ -38,6 +38,7 @@ def prepare_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
     val_fraction: Annotated[float, typer.Option(metavar="F", help="Share of the text held out for validation (by content hash).")] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    text_column: TextColumnFlag = "text",
 ) -> None:
     """Tokenize a corpus once into memory-mapped token shards (train does this itself; this is for large corpora)."""
     from bvvtok.lm.data import prepare_tokens
@@ -52,7 +53,8 @@ def prepare_command(
                           f"(--corpus {named[0]}=tokens-{named[0]}@WEIGHT)")  # fmt: skip
     with _byte_bar("tokenizing") as bar:
         task = bar.add_task("tokenizing", total=None)
-        data = prepare_tokens(substrate_dir, corpus, out, val_fraction, force, lambda done, total: bar.update(task, completed=done, total=total))
+        data = prepare_tokens(substrate_dir, corpus, out, val_fraction, force, lambda done, total: bar.update(task, completed=done, total=total),
+                              text_column)  # fmt: skip
     info = data.manifest["tokens"]
     tokens = info["train_tokens"] + info["val_tokens"]
     took = (f"tokenized in {data.tokenized_s:.1f} s, {tokens / data.tokenized_s:,.0f} tokens/s" if data.tokenized_s
@@ -127,6 +129,7 @@ def train_command(
     train_only: Annotated[Optional[list[str]], typer.Option(metavar="PATTERN", help="With --init-from: train only parameters whose names match (fnmatch, e.g. 'members.*.head.*'). Repeatable.")] = None,
     # not --log: torchrun's own parser refuses it, after the script's name too, as short for its --log-dir
     track: Annotated[Optional[list[str]], typer.Option(metavar="NAME", help="Also send the curves to tensorboard (RUN_DIR/tensorboard) or wandb (Weights & Biases; WANDB_MODE and the rest apply). Repeatable.")] = None,
+    text_column: TextColumnFlag = "text",
     **model_values: Any,  # --d-model, --n-layer ...: one flag per ModelConfig field (see _with_config_flags)
 ) -> None:
     """Train a language model on a frozen substrate (or, with --unfrozen, the same model with a trainable embedding)."""
@@ -182,7 +185,7 @@ def train_command(
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
                        lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
-                       strategy, activation_checkpointing, track or ())  # fmt: skip
+                       strategy, activation_checkpointing, track or (), text_column)  # fmt: skip
     if show:
         console.print(_run_end(result, out, time.perf_counter() - started))
 
@@ -391,7 +394,7 @@ def eval_command(
     ctx: typer.Context,
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run, mixture or grown folders.")],
     # the tasks: each option of a file is the task of that name in bvvtok/lm/evals/, the options after it its settings
-    perplexity: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Documents (.txt, separated by blank lines, or .jsonl): loss, perplexity, bits per character.")] = None,
+    perplexity: Annotated[Optional[Path], typer.Option(metavar="CORPUS", help="Documents (a record each; in .txt, separated by blank lines), a corpus as train --corpus takes it: loss, perplexity, bits per character.")] = None,
     held_out: Annotated[Optional[Path], typer.Option(metavar="CORPUS", help="A corpus as train --corpus takes it: loss and bits per byte on the validation windows training picks from it, with each run's own settings.")] = None,
     multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
     protocol: Annotated[str, typer.Option(metavar="NAME", help="Multiple choice: generative (the papers'), loglik (lm-eval-harness's) or both.")] = "both",
@@ -404,6 +407,7 @@ def eval_command(
     src_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the source language's name in the prompt.")] = "en",
     tgt_lang: Annotated[str, typer.Option(metavar="LANG", help="Translation: the target language (zh uses sacrebleu's zh tokenizer).")] = "zh",
     cloze: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Passages, one per line (.txt, or .jsonl with text): last-word accuracy, LAMBADA's protocol.")] = None,
+    text_column: TextColumnFlag = "text",
     # for every task
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N items of each file (documents, questions, pairs, ...).")] = None,
     device: Annotated[str, typer.Option(metavar="NAME", help="auto, cpu or cuda.")] = "auto",

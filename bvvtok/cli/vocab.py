@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.text import Text
 
-from bvvtok.cli.app import DataTable, app, console, example, progress_bar, summary
+from bvvtok.cli.app import CORPUS_FORMATS, DataTable, TextColumnFlag, app, console, example, progress_bar, summary
 from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
@@ -70,13 +70,14 @@ def build_vocab_command(
 
 @app.command("ngrams", epilog=example("bvvtok ngrams --input en=corpus/en.txt --input zh=corpus/zh --out artifacts/ngrams.json"))
 def ngrams_command(
-    input: Annotated[list[str], typer.Option("--input", metavar="LANG=PATH", help="LANG=PATH: a .txt/.jsonl/.gz file or a folder of them; repeatable.")],
+    input: Annotated[list[str], typer.Option("--input", metavar="LANG=PATH", help=f"LANG=PATH: a corpus ({CORPUS_FORMATS}) or a folder of files; repeatable.")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Where to write the statistics (bvvtok JSON).")],
     rule: Annotated[str, typer.Option(metavar="NAME", help="default (every script) or bvv241 (the original regex and CJK rule).")] = "default",
     orders: Annotated[str, typer.Option(metavar="N,N,...", help="Comma-separated n-gram orders.")] = "2,3,4,5",
     top: Annotated[int, typer.Option(metavar="N", help="Grams kept per order and language.")] = 1000,
     max_entries: Annotated[int, typer.Option(metavar="N", help="Distinct grams held per order before the rarest are forgotten (bounds memory).")] = 2_000_000,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    text_column: TextColumnFlag = "text",
 ) -> None:
     """Count n-gram statistics from your own corpus, per language, for `build-vocab --ngrams`."""
     from bvvtok.vocab.corpus_stats import corpus_size, count_corpus
@@ -90,7 +91,7 @@ def ngrams_command(
     columns = (TextColumn("counting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with progress_bar(*columns) as progress:
         task = progress.add_task("count", total=total)
-        stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n))
+        stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n), text_column)
     save_stats(stats, out, force)
     table = DataTable("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
     for e in stats.languages:
@@ -145,11 +146,12 @@ def encode_command(
 @app.command("bench-tokenizer", epilog=example("bvvtok bench-tokenizer artifacts/vocab-65k artifacts/vocab-131k --text en=english.txt --csv artifacts/bench.csv"))
 def bench_tokenizer_command(
     tokenizer_dirs: Annotated[list[Path], typer.Argument(metavar="TOKENIZER_DIR", help="Folders with a tokenizer.json (bvvtok's or any other).")],
-    text: Annotated[list[str], typer.Option(metavar="LANG=FILE", help="Documents of one language: .txt (blank-line separated) or .jsonl. Repeatable.")],
+    text: Annotated[list[str], typer.Option(metavar="LANG=FILE", help=f"Documents of one language, a record each (in .txt, separated by blank lines): {CORPUS_FORMATS}. Repeatable.")],
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Use only the first N documents of each file.")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE.csv", help="Write the table (the published benchmark's layout).")] = None,
     heatmap: Annotated[Optional[Path], typer.Option(metavar="FILE.png", help="Write a heatmap of characters per token.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the output files.")] = False,
+    text_column: TextColumnFlag = "text",
 ) -> None:
     """Characters per token (mean, std), unknown-token rate and round-trip losslessness per language and tokenizer."""
     from bvvtok.vocab.tokenizer_bench import bench_tokenizers, plot_heatmap, write_csv
@@ -168,7 +170,7 @@ def bench_tokenizer_command(
         if path is not None:
             check_output_file(path, force, [*tokenizer_dirs, *texts.values()])
     with console.status(Text(f"tokenizing {plural(len(texts), 'text')} with {plural(len(tokenizer_dirs), 'tokenizer')}")):
-        cells = bench_tokenizers(tokenizer_dirs, texts, limit)
+        cells = bench_tokenizers(tokenizer_dirs, texts, limit, text_column)
     table = DataTable("tokenizer", "language", "documents", "chars/token", "std", "unknown %", "lossless %", keys=2)
     for c in cells:
         table.add_row(c.tokenizer, c.lang, f"{c.documents:,}", f"{c.chars_per_token_mean:.3f}", f"{c.chars_per_token_std:.3f}",

@@ -5,7 +5,7 @@ written to `train-00000.bin`, `val-00000.bin`, ... as they come, so neither the 
 ever sit in memory whole. Documents end with `</s>`. Which split a piece of text lands in depends
 only on its bytes, so the split is the same whatever the file order. The folder is keyed by the
 sha256 of the tokenizer and corpus: a second run with the same inputs reuses it instead of
-tokenizing again.
+tokenizing again (a hf: dataset, whose content is not hashed, by its name, config, split and text column).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_temps
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import atomic_folder, check_replace, check_target, claim
-from bvvtok.vocab.corpus import corpus_files, iter_texts
+from bvvtok.vocab.corpus import TEXT_COLUMN, CorpusFile, corpus_files, hf_source, iter_texts
 from bvvtok.vocab.layout import EOS
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
@@ -87,9 +87,9 @@ class TokenData:
     tokenized_s: float | None = None  # seconds this call spent tokenizing (None: the folder was there already)
 
 
-def token_key(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: float) -> str:
+def token_key(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: float, text_column: str = TEXT_COLUMN) -> str:
     """The content key: what the shards depend on (tokenizer and corpus bytes, val_fraction), not where they live."""
-    return _key(_tokenizer_sha(Path(tokenizer_dir)), _describe(_files(corpus)), val_fraction)
+    return _key(_tokenizer_sha(Path(tokenizer_dir)), _describe(_files(corpus, text_column)), val_fraction)
 
 
 def prepare_tokens(
@@ -98,17 +98,19 @@ def prepare_tokens(
     out: Path | None = None,
     val_fraction: float = 0.01,
     force: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    text_column: str = TEXT_COLUMN,
 ) -> TokenData:
     """Tokenize `corpus` into `out` (default: the cache), or load the folder already there for the same inputs.
 
-    `progress(done, total)` is told the corpus bytes consumed (compressed bytes for .gz files).
+    `progress(done, total)` is told the corpus bytes consumed (compressed bytes for compressed files); the total
+    is None when a hf: dataset's size is not known. Record formats take the text from `text_column`.
     """
     if not 0 <= val_fraction <= 0.5:
         raise BvvtokError(f"val_fraction must be between 0 and 0.5 (got {val_fraction}); e.g. 0.01")
     tokenizer_dir = Path(tokenizer_dir)
-    files = _files(corpus)
-    inputs = [tokenizer_dir, *(path for path, _ in files)]
+    files = _files(corpus, text_column)
+    inputs = [tokenizer_dir, *(file.path for file in files)]
     if out is not None and not is_token_folder(Path(out)):  # refused before the corpus is hashed, not after
         check_target(Path(out), inputs)
         check_replace(Path(out), force)
@@ -131,7 +133,7 @@ def prepare_tokens(
 
 
 def corpus_tokens(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: float = 0.01,
-                  progress: Callable[[int, int], None] | None = None) -> TokenData:  # fmt: skip
+                  progress: Callable[[int, int | None], None] | None = None, text_column: str = TEXT_COLUMN) -> TokenData:  # fmt: skip
     """The tokens of what `train --corpus` takes: a folder prepare_tokens wrote, opened as it is (it must hold ids of
     `tokenizer_dir`'s tokenizer), or text, tokenized with that tokenizer (or found in the cache)."""
     if len(corpus) == 1 and is_token_folder(corpus[0]):
@@ -140,11 +142,11 @@ def corpus_tokens(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: flo
             raise BvvtokError(f"{corpus[0]} holds the ids of another tokenizer than {tokenizer_dir}'s; give the text "
                               "itself, or tokens prepared with that tokenizer")  # fmt: skip
         return data
-    return prepare_tokens(tokenizer_dir, corpus, val_fraction=val_fraction, progress=progress)
+    return prepare_tokens(tokenizer_dir, corpus, val_fraction=val_fraction, progress=progress, text_column=text_column)
 
 
-def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[tuple[Path, str]], key: str, described: list[dict[str, Any]],
-                  tokenizer_sha: str, val_fraction: float, force: bool, progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
+def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[CorpusFile], key: str, described: list[dict[str, Any]],
+                  tokenizer_sha: str, val_fraction: float, force: bool, progress: Callable[[int, int | None], None] | None) -> None:  # fmt: skip
     tokenizer = load_tokenizer(tokenizer_dir)
     tokenizer.encode_special_tokens = True  # a literal "</s>" in the text is text, not a document boundary
     separator = tokenizer.token_to_id(SEPARATOR)
@@ -154,16 +156,16 @@ def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[tuple[Path, str
     vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1  # the rows an embedding needs
     dtype = "uint16" if vocab_size <= 1 << 16 else "uint32"
     with atomic_folder(folder, force) as tmp:
-        need = sum(_text_bytes(path) for path, _ in files) * np.dtype(dtype).itemsize  # tokens <= chars <= bytes
+        need = sum(file.text_bytes() for file in files) * np.dtype(dtype).itemsize  # tokens <= chars <= bytes
         free = shutil.disk_usage(tmp).free
         if need > free:
             raise BvvtokError(f"not enough disk space in {folder.parent} for the token shards: need about "
                               f"{need / 1e6:,.1f} MB, {free / 1e6:,.1f} MB free; free space or choose another {option('out')}")
         stats = _write_shards(tmp, tokenizer, files, separator, val_fraction, np.dtype(DTYPES[dtype]), progress)
         if stats["documents"] == 0:
-            names = [str(path) for path, _ in files]
+            names = [str(file.path) for file in files]
             listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            raise BvvtokError(f"no text in {listed}: the corpus is empty; give .txt or .jsonl files with text")
+            raise BvvtokError(f"no text in {listed}: the corpus is empty; give a corpus with text in it")
         digests = stats.pop("digests")  # hashed as written: the shards are not read back
         tokens = {"key": key, "tokenizer_sha256": tokenizer_sha, "corpus": described,
                   "val_fraction": float(val_fraction), "dtype": dtype, "vocab_size": vocab_size,
@@ -203,22 +205,32 @@ def _open_split(folder: Path, name: str, section: dict[str, Any], dtype: np.dtyp
     return Split([np.memmap(path, dtype=dtype, mode="r") for path in paths])
 
 
-def _files(corpus: Sequence[Path]) -> list[tuple[Path, str]]:
-    """Every corpus file with its name for the manifest (relative to the folder given, never absolute)."""
+def _files(corpus: Sequence[Path], text_column: str = TEXT_COLUMN) -> list[CorpusFile]:
+    """Every corpus file, named for the manifest relative to the folder given (never absolute)."""
     paths = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
     if not paths:
-        raise BvvtokError("no corpus given; pass .txt, .jsonl or .gz files, or folders of them")
-    files = []
-    for given in map(Path, paths):
-        for path in corpus_files(given):
-            files.append((path, path.relative_to(given).as_posix() if given.is_dir() else path.name))
-    return files
+        raise BvvtokError("no corpus given; pass corpus files (.txt, .jsonl, .parquet, ...), folders of them or hf:NAME")
+    return [file for given in paths for file in corpus_files(given, text_column)]
 
 
-def _describe(files: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+def _describe(files: list[CorpusFile]) -> list[dict[str, Any]]:
+    """Each file's manifest entry: its name, the sha256 of its bytes (of its description, for a hf: dataset), its size
+    and, for a record format, the column its text came from."""
+    local = [file for file in files if file.size is not None]
     with ThreadPoolExecutor() as pool:  # hashlib releases the GIL
-        digests = list(pool.map(sha256_file, [path for path, _ in files]))
-    return [{"name": name, "sha256": d, "bytes": path.stat().st_size} for (path, name), d in zip(files, digests)]
+        digests = dict(zip(local, pool.map(sha256_file, [file.path for file in local])))
+    entries = []
+    for file in files:
+        entry: dict[str, Any] = {"name": file.name, "sha256": digests.get(file), "bytes": file.size}
+        if file.size is None:
+            name, config, split = hf_source(file.name)
+            source = {"dataset": name, "config": config, "split": split, "text_column": file.text_column}
+            entry["sha256"] = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
+            entry["keyed_by"] = "a remote dataset is keyed by its name, config, split and text column, not its content"
+        if file.records:
+            entry["text_column"] = file.text_column
+        entries.append(entry)
+    return entries
 
 
 def _tokenizer_sha(tokenizer_dir: Path) -> str:
@@ -229,29 +241,22 @@ def _tokenizer_sha(tokenizer_dir: Path) -> str:
 
 
 def _key(tokenizer_sha: str, described: list[dict[str, Any]], val_fraction: float) -> str:
-    corpus = [entry["sha256"] for entry in described]
+    # another text column reads other text from the same bytes; the default leaves earlier keys as they were
+    corpus = [entry["sha256"] if entry.get("text_column", TEXT_COLUMN) == TEXT_COLUMN else f"{entry['sha256']}:{entry['text_column']}"
+              for entry in described]  # fmt: skip
     blob = {"format": FORMAT, "tokenizer": tokenizer_sha, "corpus": corpus, "val_fraction": float(val_fraction)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def _text_bytes(path: Path) -> int:
-    """Uncompressed size: a .gz file's gzip trailer (ISIZE, the size mod 2**32) says it without reading it."""
-    size = path.stat().st_size
-    if not path.name.endswith(".gz") or size < 18:
-        return size
-    with open(path, "rb") as f:
-        f.seek(-4, 2)
-        return int.from_bytes(f.read(4), "little")
-
-
-def _pieces(path: Path, on_bytes: Callable[[int], None]) -> Iterator[tuple[str, bool]]:
-    """(piece, ends a document): a .jsonl record is a one-piece document; a .txt file is one document of many pieces."""
-    if ".jsonl" in path.name:
-        yield from ((text, True) for text in iter_texts(path, on_bytes) if text)
+def _pieces(file: CorpusFile, on_bytes: Callable[[int], None]) -> Iterator[tuple[str, bool]]:
+    """(piece, ends a document): a record (.jsonl, Parquet, ...) is a one-piece document; a .txt file is one document
+    of many pieces."""
+    if file.records:
+        yield from ((text, True) for text in iter_texts(file, on_bytes) if text)
         return
     block: list[str] = []
     size, pending = 0, None  # a piece is held back until we know whether it is the file's last
-    for line in iter_texts(path, on_bytes):
+    for line in iter_texts(file, on_bytes):
         block.append(line)
         size += len(line)
         if size >= PIECE_CHARS:
@@ -270,12 +275,12 @@ def _in_val(piece: str, val_fraction: float) -> bool:
     return int.from_bytes(hashlib.sha256(piece.encode()).digest()[:8], "big") / 2**64 < val_fraction
 
 
-def _batches(files: list[tuple[Path, str]], consumed: Callable[[int], None]) -> Iterator[list[tuple[str, bool]]]:
+def _batches(files: list[CorpusFile], consumed: Callable[[int], None]) -> Iterator[list[tuple[str, bool]]]:
     """The corpus's pieces in batches for encode_batch: enough for every core, bounded in memory."""
     batch: list[tuple[str, bool]] = []
     chars = 0
-    for path, _ in files:
-        for piece, ends in _pieces(path, consumed):
+    for file in files:
+        for piece, ends in _pieces(file, consumed):
             batch.append((piece, ends))
             chars += len(piece)
             if len(batch) >= BATCH_PIECES or chars >= BATCH_CHARS:
@@ -285,8 +290,8 @@ def _batches(files: list[tuple[Path, str]], consumed: Callable[[int], None]) -> 
         yield batch
 
 
-def _write_shards(folder: Path, tokenizer: Any, files: list[tuple[Path, str]], separator: int, val_fraction: float,
-                  dtype: np.dtype, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+def _write_shards(folder: Path, tokenizer: Any, files: list[CorpusFile], separator: int, val_fraction: float,
+                  dtype: np.dtype, progress: Callable[[int, int | None], None] | None) -> dict[str, Any]:
     """Stream the corpus through encode_batch into the shard files; returns the counts for the manifest.
 
     encode_batch runs in a helper thread (it releases the GIL and uses every core) while this one reads
@@ -294,7 +299,9 @@ def _write_shards(folder: Path, tokenizer: Any, files: list[tuple[Path, str]], s
     of their own beside the tokenizer (bench/prepare.py measures both against plain encode_batch).
     """
     writers = {name: _ShardWriter(folder, name) for name in SPLITS}
-    total, done, documents, pieces = sum(path.stat().st_size for path, _ in files), 0, 0, 0
+    sizes = [file.size for file in files]
+    total = None if None in sizes else sum(sizes)  # a hf: dataset's size is not known before it is read
+    done, documents, pieces = 0, 0, 0
 
     def consumed(n: int) -> None:
         nonlocal done

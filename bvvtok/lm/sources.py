@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bvvtok.errors import BvvtokError, option
 from bvvtok.lm.data import TokenData, corpus_tokens
+from bvvtok.vocab.corpus import TEXT_COLUMN
 
 _NAMED = re.compile(r"(?P<name>[^=/\\]+)=(?P<path>.+?)(?:@(?P<weight>[^@/\\]*))?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a source name is part of a metrics.csv column name
@@ -110,9 +111,10 @@ class SourceData:
 
 
 def source_tokens(tokenizer_dir: Path, sources: Sequence[Source], val_fraction: float,
-                  progress: Callable[[int, int], None] | None = None) -> list[SourceData]:  # fmt: skip
+                  progress: Callable[[int, int], None] | None = None, text_column: str = TEXT_COLUMN) -> list[SourceData]:  # fmt: skip
     """Each source's tokens: from its `bvvtok prepare` folder, the token cache, or tokenized now."""
-    return [SourceData(s, corpus_tokens(tokenizer_dir, list(s.paths), val_fraction, progress)) for s in sources]
+    return [SourceData(s, corpus_tokens(tokenizer_dir, list(s.paths), val_fraction, progress, text_column))
+            for s in sources]  # fmt: skip
 
 
 def shares(weights: Sequence[float | None], sizes: Sequence[int]) -> list[float]:

@@ -54,6 +54,7 @@ from bvvtok.lm.run_folder import (
 )
 from bvvtok.lm.sources import SourceData, parse_sources, source_paths, source_tokens
 from bvvtok.lm.validation import pooled, validation_loss, validation_windows
+from bvvtok.vocab.corpus import TEXT_COLUMN
 from bvvtok.lm.windows import Plan, batch, plan_sources
 from bvvtok.output import check_replace, claim, real
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
@@ -105,6 +106,7 @@ class TrainOptions:
     init_from: Path | None = None  # start from a run, grown run or mixture: its architecture and weights
     train_only: tuple[str, ...] = ()  # with init_from: the parameters that move (fnmatch patterns)
     track: tuple[str, ...] = ()  # also send the curves to these trackers (bvvtok.lm.tracking.TRACKERS)
+    text_column: str = TEXT_COLUMN  # where the corpus's records (.jsonl, Parquet, ...) hold their text
 
 
 @dataclass(frozen=True)
@@ -243,12 +245,14 @@ def train(
     strategy: str = "ddp",
     activation_checkpointing: bool = False,
     track: Sequence[str] = (),
+    text_column: str = TEXT_COLUMN,
 ) -> TrainResult:
     """Train `config` on the substrate; with `init_from`, continue a run, grown run or mixture instead
     (its architecture and weights; only the parameters matching `train_only`, or its own `trainable`, move).
-    `track` names trackers that get the curves too: "tensorboard", "wandb" (bvvtok.lm.tracking)."""
+    `track` names trackers that get the curves too: "tensorboard", "wandb" (bvvtok.lm.tracking). Record formats of
+    the corpus (.jsonl, Parquet, ...) hold the text in `text_column`."""
     options = TrainOptions(device, dtype, compile, strategy, activation_checkpointing, resume, force,
-                           Path(init_from) if init_from else None, tuple(train_only), tracking.check(track))  # fmt: skip
+                           Path(init_from) if init_from else None, tuple(train_only), tracking.check(track), text_column)  # fmt: skip
     distributed.strategy(strategy)  # a bad name is refused before any work
     parse_sources(corpus)  # a malformed --corpus is refused before any work
     world = distributed.join(device)
@@ -274,7 +278,7 @@ def _run(world: World, substrate_dir: Path, corpus: Sequence[str | Path], out: P
     t = config.train
     config = with_token_budget(config, t.batch_size * t.grad_accum * world.size * model.context)
     raw = {**raw, "train": dataclasses.asdict(config.train)}
-    sources = _data(corpus, substrate, config, world, data_progress)
+    sources = _data(corpus, substrate, config, options.text_column, world, data_progress)
     trainer = Trainer(world, model, config, sources, options, substrate.tokenizer)
     counts = trainer.split.unigram_counts(model.vocab_size)
     p = counts[counts > 0] / counts.sum()
@@ -352,14 +356,14 @@ def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
     return model, {**shape, "train": dataclasses.asdict(config.train)}, config, needed
 
 
-def _data(corpus: Sequence[str | Path], substrate: LoadedSubstrate, config: RunConfig, world: World,
+def _data(corpus: Sequence[str | Path], substrate: LoadedSubstrate, config: RunConfig, text_column: str, world: World,
           progress) -> list[SourceData]:  # fmt: skip
     """Tokenize on rank 0 (or reuse the cache), then every rank opens the same shards."""
     sources, data = parse_sources(corpus), None
     if world.main:
-        data = source_tokens(substrate.folder, sources, config.train.val_fraction, progress)
+        data = source_tokens(substrate.folder, sources, config.train.val_fraction, progress, text_column)
     distributed.barrier(world)
-    return data or source_tokens(substrate.folder, sources, config.train.val_fraction)
+    return data or source_tokens(substrate.folder, sources, config.train.val_fraction, text_column=text_column)
 
 
 def _data_info(sources: list[SourceData], plan: Plan, steps: int, key: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bvvtok.errors import BvvtokError, option
-from bvvtok.vocab.corpus import corpus_files, iter_texts
+from bvvtok.vocab.corpus import TEXT_COLUMN, corpus_files, iter_texts
 from bvvtok.vocab.counting import NgramCounter, get_rule
 from bvvtok.vocab.languages import LANGUAGE_NAMES
 from bvvtok.vocab.stats import LanguageStats, NgramStats
@@ -15,9 +15,10 @@ DEFAULT_ORDERS = (2, 3, 4, 5)
 DEFAULT_TOP = 1000  # what the published statistics kept per order
 
 
-def corpus_size(inputs: Mapping[str, Path]) -> int:
-    """Total bytes on disk of every corpus file (for a progress bar)."""
-    return sum(f.stat().st_size for path in inputs.values() for f in corpus_files(path))
+def corpus_size(inputs: Mapping[str, Path]) -> int | None:
+    """Total bytes on disk of every corpus file (for a progress bar); None when a hf: dataset's size is not known."""
+    sizes = [f.size for path in inputs.values() for f in corpus_files(path)]
+    return None if None in sizes else sum(sizes)
 
 
 def count_corpus(
@@ -27,6 +28,7 @@ def count_corpus(
     top: int = DEFAULT_TOP,
     max_entries: int = 2_000_000,
     on_bytes: Callable[[int], None] | None = None,
+    text_column: str = TEXT_COLUMN,
 ) -> NgramStats:
     """Count the n-grams of each language's corpus with the given rule; keep the `top` per order."""
     if not inputs:
@@ -43,7 +45,7 @@ def count_corpus(
     for lang, path in inputs.items():
         counter = NgramCounter(orders, max_entries)
         chars = 0
-        for file in corpus_files(path):
+        for file in corpus_files(path, text_column):
             for text in iter_texts(file, on_bytes):
                 units = units_of(text)
                 chars += sum(map(len, units))

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file, check_output_file, check_png_path, distinct_names
-from bvvtok.vocab.corpus import read_documents
+from bvvtok.vocab.corpus import TEXT_COLUMN, read_documents
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
 EXTRA_COLUMNS = (("std", "chars_per_token_std"), ("unknown_rate", "unknown_rate"), ("lossless", "lossless"))
@@ -64,8 +64,10 @@ def _cell(tokenizer: Tokenizer, name: str, lang: str, docs: list[str]) -> Cell:
     return Cell(name, lang, len(ratios), chars, tokens, mean, std, unknown / tokens, lossless / len(ratios))
 
 
-def bench_tokenizers(tokenizer_dirs: Sequence[Path], texts: dict[str, Path], limit: int | None = None) -> list[Cell]:
-    """A Cell per tokenizer and language (tokenizers outer, both in the order given); `limit` documents each."""
+def bench_tokenizers(tokenizer_dirs: Sequence[Path], texts: dict[str, Path], limit: int | None = None,
+                     text_column: str = TEXT_COLUMN) -> list[Cell]:  # fmt: skip
+    """A Cell per tokenizer and language (tokenizers outer, both in the order given); `limit` documents each, read
+    from each corpus (records in formats that have them take their text from `text_column`)."""
     if not tokenizer_dirs:
         raise BvvtokError("name at least one tokenizer folder to benchmark")
     if not texts:
@@ -77,7 +79,7 @@ def bench_tokenizers(tokenizer_dirs: Sequence[Path], texts: dict[str, Path], lim
         if folders.count(folder) > 1:
             raise BvvtokError(f"{given} is named twice; give each tokenizer folder once")
     tokenizers = [load_tokenizer(folder) for folder in folders]  # every folder checked before any text is read
-    documents = {lang: read_documents(path)[:limit] for lang, path in texts.items()}
+    documents = {lang: read_documents(path, text_column, limit) for lang, path in texts.items()}
     return [
         _cell(tokenizer, name, lang, docs)
         for tokenizer, name in zip(tokenizers, distinct_names(folders))

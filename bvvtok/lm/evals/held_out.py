@@ -27,7 +27,7 @@ from bvvtok.lm.run_folder import read_raw_config, train_config
 from bvvtok.lm.sources import parse_sources
 from bvvtok.lm.validation import ValidationLoss, ValidationWindows, pooled, validation_loss, validation_windows
 from bvvtok.lm.windows import plan_windows
-from bvvtok.vocab.corpus import corpus_files
+from bvvtok.vocab.corpus import TEXT_COLUMN, corpus_files
 
 
 @register
@@ -39,6 +39,7 @@ class HeldOutTask(Task):
     name = "held_out"
     val_fraction: float | None = None  # None: each folder's own; a value puts several folders on the same windows
     eval_windows: int | None = None  # None: each folder's own
+    text_column: str = TEXT_COLUMN  # where the corpus's records hold their text
     columns = (Column("held_out_bpb", "held-out bits/byte", four_decimals, lower_is_better=True),
                Column("held_out_loss", "held-out loss", four_decimals, lower_is_better=True))  # fmt: skip
 
@@ -53,7 +54,7 @@ class HeldOutTask(Task):
         """The corpus as the one item, which --limit leaves whole: the windows are training's, not a selection."""
         if not is_token_folder(self.path):
             try:
-                corpus_files(Path(self.path))
+                corpus_files(Path(self.path), self.text_column)
             except BvvtokError as e:
                 raise BvvtokError(f"{option('held_out')}: {e}") from None
         return [Path(self.path)]
@@ -63,7 +64,7 @@ class HeldOutTask(Task):
         """The windows training picks from `corpus` for a model of `context` in `folder`, and the settings used."""
         forced = {"val_fraction": self.val_fraction, "eval_windows": self.eval_windows}
         t = replace(train_config(read_raw_config(folder)), **{k: v for k, v in forced.items() if v is not None})
-        data = corpus_tokens(folder, corpus, t.val_fraction)  # the folder holds its tokenizer
+        data = corpus_tokens(folder, corpus, t.val_fraction, text_column=self.text_column)  # the folder holds its tokenizer
         _, _, validation = plan_windows(data, context, vocab_size, t)
         return validation_windows(validation, context, tokenizer, vocab_size, device), t
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from bvvtok.lm.evals import Column, Start, Task, four_decimals, register
-from bvvtok.vocab.corpus import read_documents
+from bvvtok.vocab.corpus import TEXT_COLUMN, read_documents
 from bvvtok.vocab.layout import EOS
 
 SEPARATOR = EOS
@@ -65,16 +65,17 @@ def perplexity(model: torch.nn.Module, tokenizer: Tokenizer, documents: Sequence
 @register
 @dataclass
 class PerplexityTask(Task):
-    """--perplexity FILE: documents of a .txt (blank-line separated) or .jsonl file."""
+    """--perplexity CORPUS: documents, a record each (in .txt, separated by blank lines), of any corpus format."""
 
     name = "perplexity"
+    text_column: str = TEXT_COLUMN  # where records hold their text
     columns = (Column("loss", "loss/token", four_decimals, lower_is_better=True),
                Column("perplexity", "perplexity", lower_is_better=True),
                Column("bits_per_char", "bits/char", lower_is_better=True),
                Column("bits_per_byte", "bits/byte", lower_is_better=True))  # fmt: skip
 
     def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
-        return read_documents(self.path)
+        return read_documents(self.path, self.text_column)
 
     def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str],
               start: Start) -> dict[str, Any]:  # fmt: skip
