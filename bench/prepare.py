@@ -1,12 +1,13 @@
 """`bvvtok prepare` against plain tokenizers `encode_batch` on the same text, in the same run.
 
-    .venv/bin/python bench/prepare.py [--mb 80] [--repeat 3] [--vocab DIR]
+    .venv/bin/python bench/prepare.py [--mb 80] [--repeat 3] [--vocab DIR] [--format jsonl|parquet]
     .venv/bin/python bench/prepare.py --mb 2048 --repeat 1       # bounded memory on a corpus of 2 GB
 
 The corpus is Debian's English and Chinese fortunes (scripts/fortunes_corpus.py), each record numbered,
-repeated to the size asked, as one .jsonl file. The baseline is the least a tokenizing script does: read
-the lines, parse the JSON, `encode_batch` in batches of the size prepare uses, count the tokens (nothing
-written). prepare does that and more (split by content hash, write the shards, hash them for the
+repeated to the size asked, as one .jsonl file, or (--format parquet) one Parquet file of the same records
+in row groups of 50,000. The baseline is the least a tokenizing script does: read the records (the lines
+and their JSON, or pyarrow's batches of the text column), `encode_batch` in batches of the size prepare
+uses, count the tokens (nothing written). prepare does that and more (split by content hash, write the shards, hash them for the
 manifest). Each measurement runs in a process of its own, alternating the two, so that its peak RSS is
 its own and a slow moment of the machine hits both; the medians are compared.
 """
@@ -33,14 +34,20 @@ tokenizer = Tokenizer.from_file(sys.argv[1] + "/tokenizer.json")
 began, tokens, batch, chars = time.perf_counter(), 0, [], 0
 def encode(batch):
     return sum(len(e.ids) for e in tokenizer.encode_batch(batch, add_special_tokens=False))
-with open(sys.argv[2], encoding="utf-8") as f:
-    for line in f:
-        text = json.loads(line)["text"]
-        batch.append(text)
-        chars += len(text)
-        if len(batch) >= BATCH_PIECES or chars >= BATCH_CHARS:
-            tokens += encode(batch)
-            batch, chars = [], 0
+def texts(path):
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+        for records in pq.ParquetFile(path).iter_batches(columns=["text"]):
+            yield from records.column(0).to_pylist()
+    else:
+        with open(path, encoding="utf-8") as f:
+            yield from (json.loads(line)["text"] for line in f)
+for text in texts(sys.argv[2]):
+    batch.append(text)
+    chars += len(text)
+    if len(batch) >= BATCH_PIECES or chars >= BATCH_CHARS:
+        tokens += encode(batch)
+        batch, chars = [], 0
 tokens += encode(batch)
 import resource
 print(tokens, time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -57,8 +64,8 @@ print(data.train.n_tokens + data.val.n_tokens, time.perf_counter() - began, reso
 """
 
 
-def corpus(folder: Path, megabytes: int) -> Path:
-    """One .jsonl file of about `megabytes` MB: the fortunes, numbered, repeated."""
+def corpus(folder: Path, megabytes: int, form: str) -> Path:
+    """One .jsonl (or .parquet) file of about `megabytes` MB of text: the fortunes, numbered, repeated."""
     fortunes = folder / "fortunes"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "fortunes_corpus.py"), str(fortunes)], check=True, capture_output=True)
     texts = [json.loads(line)["text"] for path in sorted(fortunes.glob("*.jsonl")) for line in path.open(encoding="utf-8")]
@@ -68,6 +75,20 @@ def corpus(folder: Path, megabytes: int) -> Path:
             line = json.dumps({"text": f"{i}: {texts[i % len(texts)]}"}, ensure_ascii=False) + "\n"
             f.write(line)
             size, i = size + len(line.encode()), i + 1
+    return path if form == "jsonl" else parquet(path)
+
+
+def parquet(jsonl: Path) -> Path:
+    """The records of `jsonl` as a Parquet file in row groups of 50,000, written a row group at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = jsonl.with_suffix(".parquet")
+    schema = pa.schema([("text", pa.string())])
+    with pq.ParquetWriter(path, schema) as writer, open(jsonl, encoding="utf-8") as f:
+        while rows := [json.loads(line)["text"] for _, line in zip(range(50_000), f)]:
+            writer.write_table(pa.table({"text": rows}, schema=schema))
+    jsonl.unlink()
     return path
 
 
@@ -83,6 +104,7 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=80, help="corpus size in MB")
     parser.add_argument("--repeat", type=int, default=3, help="measurements of each, alternating")
     parser.add_argument("--vocab", type=Path, default=None, help="tokenizer folder (default: build the offline 65k)")
+    parser.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="the corpus file's format")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -90,8 +112,8 @@ def main() -> None:
         if vocab is None:
             vocab = folder / "vocab"
             subprocess.run([sys.executable, "-m", "bvvtok", "build-vocab", "--out", str(vocab)], check=True, capture_output=True, cwd=ROOT)
-        text = corpus(folder, args.mb)
-        megabytes = text.stat().st_size / 1e6
+        text = corpus(folder, args.mb, args.format)
+        megabytes = args.mb
         rows = {"encode_batch": [], "prepare": []}
         for i in range(args.repeat):
             rows["encode_batch"].append(measure(BASELINE, str(vocab), str(text)))
