@@ -395,7 +395,7 @@ def eval_command(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run, mixture or grown folders.")],
     # the tasks: each option of a file is the task of that name in bvvtok/lm/evals/, the options after it its settings
     perplexity: Annotated[Optional[Path], typer.Option(metavar="CORPUS", help="Documents (a record each; in .txt, separated by blank lines), a corpus as train --corpus takes it: loss, perplexity, bits per character.")] = None,
-    held_out: Annotated[Optional[Path], typer.Option(metavar="CORPUS", help="A corpus as train --corpus takes it: loss and bits per byte on the validation windows training picks from it, with each run's own settings.")] = None,
+    held_out: Annotated[Optional[Path], typer.Option(metavar="CORPUS", help="A corpus path as train --corpus takes it (one source of a mixture: that source's path): loss and bits per byte on the validation windows training picks from it, with each run's own settings.")] = None,
     multiple_choice: Annotated[Optional[Path], typer.Option(metavar="FILE.jsonl", help="Questions with lettered options (MMLU / ARC / CommonsenseQA layouts, see docs/eval.md).")] = None,
     protocol: Annotated[str, typer.Option(metavar="NAME", help="Multiple choice: generative (the papers'), loglik (lm-eval-harness's) or both.")] = "both",
     runs: Annotated[int, typer.Option("--runs", metavar="N", help="Generative protocol: sampled runs, reported as mean +- 95% CI.")] = 10,

@@ -149,9 +149,11 @@ def plot_losses(rows: Sequence[Row], out: Path, title: str) -> None:
     trained = [r for r in rows if r.train_loss is not None]
     losses: list[Curve] = [("train", trained, "train_loss", {"color": "C0", "linewidth": 0.6, "alpha": 0.25}),
                            ("train, smoothed", smoothed(trained, "train_loss"), "train_loss", {"color": "C0", "linewidth": 1.2})]  # fmt: skip
-    losses += [("validation", val, "val_loss", {"color": "C1", "marker": "o", "markersize": 4})] if val else []
-    bits: list[Curve] = [("validation", bpb, "val_bpb", {"color": "C1", "marker": "o", "markersize": 4})] if bpb else []
-    for i, name in enumerate(source_names(rows)):  # named sources: each one's own validation, dashed
+    names = source_names(rows)
+    whole = "validation, all sources" if names else "validation"
+    losses += [(whole, val, "val_loss", {"color": "C1", "marker": "o", "markersize": 4})] if val else []
+    bits: list[Curve] = [(whole, bpb, "val_bpb", {"color": "C1", "marker": "o", "markersize": 4})] if bpb else []
+    for i, name in enumerate(names):  # named sources: each one's own validation, dashed
         own = source_rows(rows, name)
         style = {"color": f"C{i + 2}", "marker": ".", "markersize": 4, "linestyle": "--"}
         losses.append((f"validation, {name}", own, "val_loss", style))
