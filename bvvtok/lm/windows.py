@@ -108,8 +108,9 @@ def plan_windows(data: TokenData, context: int, vocab_size: int, t: TrainConfig,
         n_train = first = n_all - n
         source = f"the last {n:,} windows of the text"
     if n_train < 1:
+        text = f"the training text of source {name}" if name else "the training text"
         raise BvvtokError(
-            f"context {context} is longer than the training text{f' of source {name}' if name else ''} allows ({data.train.n_tokens + data.val.n_tokens:,} tokens "
+            f"context {context} is longer than {text} allows ({data.train.n_tokens + data.val.n_tokens:,} tokens "
             f"for training and validation); lower {option('context')} or add text"
         )
     chosen = first + np.unique(np.linspace(0, n - 1, min(n, t.eval_windows)).astype(np.int64))
@@ -147,6 +148,7 @@ def plan_sources(sources: Sequence[SourceData], context: int, vocab_size: int, t
     short = [(name, e) for name, e in zip(plan.names, plan.epochs(t.steps)) if e > 1]
     if short and not t.repeat_data:
         what = ", ".join(f"{name or 'the corpus'} {e:.2f} times" for name, e in short)
-        raise BvvtokError(f"{t.steps:,} steps would read {what}, and repeating text is off ({option('repeat_data', False, cli='--no-repeat-data')}); "
-                          f"add text, lower the weight or the steps, or allow repeats with {option('repeat_data', True, cli='--repeat-data')}")  # fmt: skip
+        off, on = option("repeat_data", False, cli="--no-repeat-data"), option("repeat_data", True, cli="--repeat-data")
+        raise BvvtokError(f"{t.steps:,} steps would read {what}, and repeating text is off ({off}); add text, lower "
+                          f"the weight or the steps, or allow repeats with {on}")  # fmt: skip
     return plan
