@@ -18,7 +18,7 @@ from bvvtok.errors import BvvtokError, library_names
 from bvvtok.experiment.arms import Arm
 from bvvtok.experiment.problems import Problems
 from bvvtok.experiment.spec import Spec
-from bvvtok.lm.config import RunConfig, with_substrate
+from bvvtok.lm.config import RunConfig, with_substrate, with_token_budget
 from bvvtok.substrate.methods import METHODS, configure
 from bvvtok.vocab.layout import get_preset
 from bvvtok.vocab.tokenizer_files import load_tokenizer
@@ -181,6 +181,7 @@ def estimate_seconds(plan: Plan, cells: list[CellPlan]) -> float:
         if key not in measured:
             measured[key] = measure_step(cell.config)
         t = cell.config.train
+        t = with_token_budget(cell.config, t.batch_size * t.grad_accum * cell.config.model.context).train  # one process
         evals = t.steps // t.eval_every + 2  # step 0, every eval_every, the end, the final held-out evaluation
         eval_steps = evals * t.eval_windows / max(1, t.batch_size * t.grad_accum) / 3
         total += measured[key] * (t.steps + eval_steps)
