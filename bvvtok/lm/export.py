@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,7 +100,8 @@ def export(run_dir: Path, out: Path, format: str = "hf", force: bool = False) ->
             write_json(tmp / "generation_config.json", generation)
             _write_tokenizer(run_dir, tmp, context, token_ids)
             shutil.copyfile(run_dir / SUBSTRATE_MANIFEST, tmp / SUBSTRATE_MANIFEST)
-            (tmp / "README.md").write_text(model_card(written, configs, weights, substrate, run_dir.name), encoding="utf-8")
+            card = model_card(written, configs, weights, substrate, Path(os.path.abspath(out)).name, run_dir.name)
+            (tmp / "README.md").write_text(card, encoding="utf-8")
             section = {"format": written, "from": run_dir.name, "weights_sha256": sha256_file(run_dir / WEIGHTS)}
             write_manifest(tmp, {"bvvtok_version": __version__, "export": section})  # so that --force may replace it
     return written
