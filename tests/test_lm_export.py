@@ -305,3 +305,37 @@ def test_import_refuses_a_substrate_the_model_was_not_trained_on(resaved, char_s
                       "is not a substrate folder")  # fmt: skip
     assert_user_error(invoke("import", resaved, "--substrate", tmp_path / "none", "--out", tmp_path / "run"), "not found")
     assert not (tmp_path / "run").exists()
+
+
+# --- the context: transformers' GPT-NeoX does not refuse a longer generate; the card and the docs say so ---
+
+NEAR = "the cat saw the dog 12. the ca"  # 30 characters: 30 tokens of a context of 32
+
+
+def test_stock_generate_stops_at_the_context_unless_told_otherwise(loaded, exported):
+    tok, model, _ = loaded
+    ids = tok(NEAR, return_tensors="pt")
+    assert ids.input_ids.shape[1] == 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers' advice to set max_new_tokens
+        assert model.generate(**ids, do_sample=False, eos_token_id=None).shape[1] == 32  # its default: never past it
+    # asked for more, transformers' GPT-NeoX goes on past the context (a log line, no error): the card says so
+    assert model.generate(**ids, max_new_tokens=20, do_sample=False, eos_token_id=None).shape[1] == 50
+    card = (exported / "README.md").read_text()
+    assert "The model reads at most 32 tokens" in card and "goes on past the context" in card
+    new = min(40, model.config.max_position_embeddings - ids.input_ids.shape[1])  # as the card's snippet does
+    assert model.generate(**ids, max_new_tokens=new, do_sample=False, eos_token_id=None).shape[1] == 32
+
+
+def test_max_length_in_generation_config_would_not_stop_it(exported, tmp_path):
+    """Why generation_config.json has no max_length: max_new_tokens overrides it (and each such call would log that
+    both are set), so it would not keep generate within the context."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert "max_length" not in json.loads((exported / "generation_config.json").read_text())
+    shutil.copytree(exported, tmp_path / "hf")
+    path = tmp_path / "hf" / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "max_length": 32}), encoding="utf-8")
+    tok, model = AutoTokenizer.from_pretrained(tmp_path / "hf"), AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    ids = tok(NEAR, return_tensors="pt")
+    assert model.generate(**ids, max_new_tokens=20, do_sample=False, eos_token_id=None).shape[1] == 50

@@ -55,6 +55,11 @@ def test_every_snippet_of_the_card_runs_as_written_beside_the_export(exports, ke
         for code in python:  # one session, in the card's order (the freezing line uses the loaded model)
             exec(compile(code, "README.md", "exec"), namespace)
     assert printed.getvalue().startswith("Once upon a time") and len(printed.getvalue()) > len("Once upon a time\n")
+    model, ids = namespace["model"], namespace["ids"]
+    if key != "run":  # bvvtok's own code refuses a generate past the context, as the card says
+        assert "refused with a `ValueError`" in card
+        with pytest.raises(ValueError, match="longer than the context 32 of this model"):
+            model.generate(**ids, max_new_tokens=40, do_sample=False)
     for line in shell:
         words = shlex.split(line, comments=True)
         assert words[0] == "bvvtok", line

@@ -10,8 +10,10 @@ Formats:
 - `hf-remote`: bvvtok's own layout with its modeling code (bvvtok/lm/hf/, and bvvtok/lm/model.py as
   `bvvtok_gpt.py`), loaded with `trust_remote_code=True`: `model.token_embeddings` is the substrate itself.
 Both folders carry the tokenizer files (`model_max_length` = the model's context), `generation_config.json`,
-the substrate's manifest as `substrate.json`, a model card (`README.md`) that says how to keep the
-embedding frozen, and bvvtok's manifest.
+the substrate's manifest as `substrate.json`, a model card (`README.md`: its snippets load the folder by its
+own name; it says how to keep the embedding frozen and that stock GPT-NeoX generates past the context unless
+told not to), and bvvtok's manifest. generation_config.json has no `max_length`: `max_new_tokens` overrides it,
+so it would not keep `generate` within the context, only log a warning on every such call.
 """
 
 from __future__ import annotations
