@@ -74,5 +74,6 @@ def test_every_snippet_of_the_card_runs_as_written_beside_the_export(exports, ke
 def test_the_card_names_the_export_and_no_other_folder(exports, char_run):
     for key, export in exports.items():
         card = (export / "README.md").read_text(encoding="utf-8")
-        assert re.findall(r'from_pretrained\("([^"]*)"', card) and set(re.findall(r'from_pretrained\("([^"]*)"', card)) == {export.name}
+        loaded = re.findall(r'from_pretrained\("([^"]*)"', card)
+        assert loaded and set(loaded) == {export.name}
         assert f"bvvtok import {char_run.name} " not in card and f'"{char_run.name}"' not in card

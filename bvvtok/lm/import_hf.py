@@ -31,14 +31,11 @@ from bvvtok.output import new_output
 from bvvtok.substrate.folder import EMBEDDINGS, embeddings_sha256
 
 
-def substrate_advice() -> str:
-    return f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on"
-
-
 def import_hf(folder: Path, out: Path, force: bool = False, substrate_dir: Path | None = None) -> Path:
     folder = check_input_folder(folder, "pass a folder written by `bvvtok export`")
     if substrate_dir is not None:
-        substrate_dir = check_input_folder(substrate_dir, substrate_advice())
+        wanted = f"pass the substrate folder the model was trained on as {option('substrate_dir', 'DIR', cli='--substrate')}"
+        substrate_dir = check_input_folder(substrate_dir, wanted)
     inputs = [folder] if substrate_dir is None else [folder, substrate_dir]
     with new_output(Path(out), force, inputs):
         neox = _read_json(folder / "config.json")
@@ -84,11 +81,14 @@ def _substrate_manifest(folder: Path, recorded: str | None) -> dict:
     """substrate.json, once its sha256 is the one the config records."""
     path = folder / SUBSTRATE_MANIFEST
     if not path.is_file():
-        raise BvvtokError(f"{folder} has no {SUBSTRATE_MANIFEST} (save_pretrained leaves it out): {substrate_advice()}")
+        raise BvvtokError(f"{folder} has no {SUBSTRATE_MANIFEST} (save_pretrained leaves it out): "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
     if sha256_file(path) != recorded:
-        raise BvvtokError(f"{path} is not the substrate manifest config.json records (sha256 {recorded}); {substrate_advice()}")
+        raise BvvtokError(f"{path} is not the substrate manifest config.json records (sha256 {recorded}); "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
     if not (folder / "tokenizer.json").is_file():
-        raise BvvtokError(f"{folder} has no tokenizer.json; {substrate_advice()}")
+        raise BvvtokError(f"{folder} has no tokenizer.json; "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
     return _read_json(path)
 
 
@@ -96,9 +96,11 @@ def _given_substrate(substrate_dir: Path, recorded: str | None) -> dict:
     """The manifest of the substrate folder given with --substrate, once its sha256 is the one the config records."""
     path = substrate_dir / MANIFEST_NAME
     if not path.is_file() or not (substrate_dir / "tokenizer.json").is_file():
-        raise BvvtokError(f"{substrate_dir} is not a substrate folder (no {MANIFEST_NAME} and tokenizer.json); {substrate_advice()}")
+        raise BvvtokError(f"{substrate_dir} is not a substrate folder (no {MANIFEST_NAME} and tokenizer.json); "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
     found = sha256_file(path)
     if found != recorded:
-        raise BvvtokError(f"{substrate_dir} is not the substrate this model was trained on: its manifest's sha256 is {found}, "
-                          f"config.json's bvvtok.substrate.manifest_sha256 is {recorded}; {substrate_advice()}")  # fmt: skip
+        raise BvvtokError(f"{substrate_dir} is not the substrate this model was trained on: its manifest's sha256 is "
+                          f"{found}, config.json's bvvtok.substrate.manifest_sha256 is {recorded}; "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
     return _read_json(path)
