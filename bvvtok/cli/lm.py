@@ -342,13 +342,14 @@ def export_command(
 def import_command(
     hf_dir: Annotated[Path, typer.Argument(metavar="HF_DIR", help="A folder `bvvtok export` wrote (format hf).")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="The run folder to write.")],
+    substrate: Annotated[Optional[Path], typer.Option("--substrate", metavar="DIR", help="The substrate folder the model was trained on: proves the embedding of a copy saved with save_pretrained (a fine-tune), which has no substrate.json.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace RUN_DIR if bvvtok wrote it.")] = False,
 ) -> None:
     """Make a run folder of an exported model again, its substrate proven (generate, eval, combine, grow, train --init-from)."""
     from bvvtok.lm.import_hf import import_hf
 
     with console.status(Text(f"importing {hf_dir}")):
-        import_hf(hf_dir, out, force)
+        import_hf(hf_dir, out, force, substrate)
     console.print(f"wrote {out}")
 
 

@@ -10,14 +10,17 @@ Formats:
 - `hf-remote`: bvvtok's own layout with its modeling code (bvvtok/lm/hf/, and bvvtok/lm/model.py as
   `bvvtok_gpt.py`), loaded with `trust_remote_code=True`: `model.token_embeddings` is the substrate itself.
 Both folders carry the tokenizer files (`model_max_length` = the model's context), `generation_config.json`,
-the substrate's manifest as `substrate.json`, a model card (`README.md`) that says how to keep the
-embedding frozen, and bvvtok's manifest.
+the substrate's manifest as `substrate.json`, a model card (`README.md`: its snippets load the folder by its
+own name; it says how to keep the embedding frozen and that stock GPT-NeoX generates past the context unless
+told not to), and bvvtok's manifest. generation_config.json has no `max_length`: `max_new_tokens` overrides it,
+so it would not keep `generate` within the context, only log a warning on every such call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,7 +102,8 @@ def export(run_dir: Path, out: Path, format: str = "hf", force: bool = False) ->
             write_json(tmp / "generation_config.json", generation)
             _write_tokenizer(run_dir, tmp, context, token_ids)
             shutil.copyfile(run_dir / SUBSTRATE_MANIFEST, tmp / SUBSTRATE_MANIFEST)
-            (tmp / "README.md").write_text(model_card(written, configs, weights, substrate, run_dir.name), encoding="utf-8")
+            card = model_card(written, configs, weights, substrate, Path(os.path.abspath(out)).name, run_dir.name)
+            (tmp / "README.md").write_text(card, encoding="utf-8")
             section = {"format": written, "from": run_dir.name, "weights_sha256": sha256_file(run_dir / WEIGHTS)}
             write_manifest(tmp, {"bvvtok_version": __version__, "export": section})  # so that --force may replace it
     return written

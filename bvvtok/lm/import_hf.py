@@ -5,6 +5,11 @@ substrate's manifest), so `generate`, `eval`, `combine`, `grow` and `train --ini
 again gives the same weights. The substrate is proven, not taken on trust: `substrate.json` must be the
 manifest the config records (its sha256), and the embedding, narrowed back from `embed_in`, must be the
 one that manifest lists (the sha256 of the `embeddings.safetensors` that holds it).
+
+A copy saved with `save_pretrained` (a fine-tune, a merged LoRA) no longer holds `substrate.json`, but its config
+still records the manifest's sha256: `substrate_dir`, the substrate folder itself, proves the embedding the same
+way with its own manifest (`bvvtok.json`), and gives the run its tokenizer files and manifest, as `bvvtok train`
+does.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file
 
-from bvvtok.errors import BvvtokError
-from bvvtok.files import sha256_file
+from bvvtok.errors import BvvtokError, option
+from bvvtok.files import MANIFEST_NAME, sha256_file
 from bvvtok.inputs import check_input_folder
 from bvvtok.lm.gpt_neox import from_neox, model_config
 from bvvtok.lm.model import GPT
@@ -26,26 +31,37 @@ from bvvtok.output import new_output
 from bvvtok.substrate.folder import EMBEDDINGS, embeddings_sha256
 
 
-def import_hf(folder: Path, out: Path, force: bool = False) -> Path:
+def import_hf(folder: Path, out: Path, force: bool = False, substrate_dir: Path | None = None) -> Path:
     folder = check_input_folder(folder, "pass a folder written by `bvvtok export`")
-    with new_output(Path(out), force, [folder]):
+    if substrate_dir is not None:
+        wanted = f"pass the substrate folder the model was trained on as {option('substrate_dir', 'DIR', cli='--substrate')}"
+        substrate_dir = check_input_folder(substrate_dir, wanted)
+    inputs = [folder] if substrate_dir is None else [folder, substrate_dir]
+    with new_output(Path(out), force, inputs):
         neox = _read_json(folder / "config.json")
         config = model_config(neox)
-        substrate = _substrate_manifest(folder, neox)
+        recorded = neox["bvvtok"].get("substrate", {}).get("manifest_sha256")
+        if substrate_dir is None:
+            substrate, where = _substrate_manifest(folder, recorded), f"that {SUBSTRATE_MANIFEST} describes"
+        else:
+            substrate, where = _given_substrate(substrate_dir, recorded), f"in {substrate_dir}"
         try:
             state = from_neox(load_file(str(folder / WEIGHTS)), config)
         except BvvtokError:
             raise
         except Exception as e:  # safetensors' own errors; a missing tensor (KeyError)
             raise BvvtokError(f"cannot read the weights in {folder / WEIGHTS} ({e!r}); is it a bvvtok export?") from None
-        recorded = substrate.get("files", {}).get(EMBEDDINGS)
-        if embeddings_sha256(state["token_embeddings.weight"].numpy().astype(np.float32)) != recorded:
-            raise BvvtokError(f"{folder}'s embedding is not the substrate that substrate.json describes; "
+        listed = substrate.get("files", {}).get(EMBEDDINGS)
+        if embeddings_sha256(state["token_embeddings.weight"].numpy().astype(np.float32)) != listed:
+            raise BvvtokError(f"{folder}'s embedding is not the substrate {where}; "
                               "it was trained or edited after export: it cannot be imported as a frozen-substrate run")  # fmt: skip
         GPT(config, state["token_embeddings.weight"]).load_state_dict(state)  # every shape checked once more
         raw = {"model": {**dataclasses.asdict(config), "scale": config.scale}}
         section = {"imported": {"from": folder.name, "weights_sha256": sha256_file(folder / WEIGHTS)}}
-        write_model_folder(Path(out), folder, raw, state, section, force, [folder])
+        if substrate_dir is None:
+            write_model_folder(Path(out), folder, raw, state, section, force, inputs)
+        else:  # the substrate's own tokenizer files and manifest, as `bvvtok train` copies them into a run
+            write_model_folder(Path(out), substrate_dir, raw, state, section, force, inputs, substrate_manifest=MANIFEST_NAME)
     return Path(out)
 
 
@@ -61,12 +77,30 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _substrate_manifest(folder: Path, neox: dict) -> dict:
+def _substrate_manifest(folder: Path, recorded: str | None) -> dict:
     """substrate.json, once its sha256 is the one the config records."""
     path = folder / SUBSTRATE_MANIFEST
     if not path.is_file():
-        raise BvvtokError(f"{folder} has no {SUBSTRATE_MANIFEST}: the substrate cannot be proven; export the run again")
-    recorded = neox["bvvtok"].get("substrate", {}).get("manifest_sha256")
+        raise BvvtokError(f"{folder} has no {SUBSTRATE_MANIFEST} (save_pretrained leaves it out): "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
     if sha256_file(path) != recorded:
-        raise BvvtokError(f"{path} is not the substrate manifest config.json records (sha256 {recorded}); export the run again")
+        raise BvvtokError(f"{path} is not the substrate manifest config.json records (sha256 {recorded}); "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
+    if not (folder / "tokenizer.json").is_file():
+        raise BvvtokError(f"{folder} has no tokenizer.json; "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
+    return _read_json(path)
+
+
+def _given_substrate(substrate_dir: Path, recorded: str | None) -> dict:
+    """The manifest of the substrate folder given with --substrate, once its sha256 is the one the config records."""
+    path = substrate_dir / MANIFEST_NAME
+    if not path.is_file() or not (substrate_dir / "tokenizer.json").is_file():
+        raise BvvtokError(f"{substrate_dir} is not a substrate folder (no {MANIFEST_NAME} and tokenizer.json); "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
+    found = sha256_file(path)
+    if found != recorded:
+        raise BvvtokError(f"{substrate_dir} is not the substrate this model was trained on: its manifest's sha256 is "
+                          f"{found}, config.json's bvvtok.substrate.manifest_sha256 is {recorded}; "
+                          f"pass {option('substrate_dir', 'DIR', cli='--substrate')}, the substrate folder the model was trained on")  # fmt: skip
     return _read_json(path)

@@ -18,25 +18,53 @@ tags:
 {arch}---
 """
 
+# The snippets name the export's folder as it was written (the card is run as written by a test, beside the export)
+GENERATE = """ids = tok("Once upon a time", return_tensors="pt")
+# the prompt and the new tokens must fit in the context ({context} tokens): keep max_new_tokens within it
+new = min(40, model.config.max_position_embeddings - ids.input_ids.shape[1])
+print(tok.decode(model.generate(**ids, max_new_tokens=new, do_sample=False)[0]))
+```
+"""
+
 LOAD = {
     "hf": """```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 tok = AutoTokenizer.from_pretrained("{name}")
 model = AutoModelForCausalLM.from_pretrained("{name}")  # transformers' own GPT-NeoX: no custom code
-ids = tok("Once upon a time", return_tensors="pt")
-print(tok.decode(model.generate(**ids, max_new_tokens=40, do_sample=False)[0]))
-```
-""",
+""" + GENERATE,
     "hf-remote": """```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 # bvvtok's modeling code, in this folder; AutoTokenizer reads the model's config too, hence trust_remote_code
 tok = AutoTokenizer.from_pretrained("{name}", trust_remote_code=True)
 model = AutoModelForCausalLM.from_pretrained("{name}", trust_remote_code=True)
-ids = tok("Once upon a time", return_tensors="pt")
-print(tok.decode(model.generate(**ids, max_new_tokens=40, do_sample=False)[0]))
+""" + GENERATE,
+}
+
+CONTEXT = {
+    "hf": """The model reads at most {context} tokens. transformers' GPT-NeoX does not stop `generate` there: asked for
+more (a prompt plus `max_new_tokens` longer than {context}), it goes on past the context with only a log line
+("... exceeded the model's predefined maximum length"), and what it writes there is not what the model was
+trained to write. Keep the prompt plus `max_new_tokens` within {context} tokens, as the snippet above does.
+""",
+    "hf-remote": """The model reads at most {context} tokens: a `generate` whose prompt plus `max_new_tokens` is longer is
+refused with a `ValueError` that names the limit, before anything is computed.
+""",
+}
+
+BACK = {
+    "hf": """To make a bvvtok run folder of it again (generate, eval, combine, grow, train --init-from):
+
+```sh
+bvvtok import {name} --out {run}-imported
 ```
+
+A copy fine-tuned with the embedding frozen and saved with `save_pretrained` no longer holds `substrate.json`:
+import it with `--substrate DIR`, DIR being the substrate folder the model was trained on, which proves the
+embedding instead.
+""",
+    "hf-remote": """Generate, evaluate, combine and grow it from the bvvtok folder it was exported from (`{run}`).
 """,
 }
 
@@ -62,11 +90,12 @@ sha256 of its manifest is that of `substrate.json` in this folder.
 
 
 def model_card(format: str, configs: Sequence[ModelConfig], weights: Sequence[float], substrate: dict[str, Any],
-               name: str) -> str:  # fmt: skip
-    """README.md for an export of `format` (`hf` or `hf-remote`) of the run or mixture `name`."""
+               name: str, run: str) -> str:  # fmt: skip
+    """README.md for an export of `format` (`hf` or `hf-remote`) named `name` (the folder's name, which every snippet
+    loads) of the run or mixture `run`."""
     first = configs[0]
     facts = {"name": name, "vocab": first.vocab_size, "n_embed": first.n_embed, "scale": first.scale,
-             "d_model": first.d_model}  # fmt: skip
+             "d_model": first.d_model, "context": min(c.context for c in configs)}  # fmt: skip
     kind = "a mixture of " + " and ".join(f"{c.n_layer}-layer" for c in configs) + " models" if len(configs) > 1 else "a model"
     trained = "frozen" if first.frozen else "trained along with the model (the unfrozen baseline)"
     parts = [
@@ -75,18 +104,19 @@ def model_card(format: str, configs: Sequence[ModelConfig], weights: Sequence[fl
         f"{kind.capitalize()} trained with bvvtok on a {trained} input embedding: a {substrate['method']} substrate, "
         "a fixed, non-semantic code per token (Bochkov 2025, \"Emergent Semantics Beyond Token Embeddings\"). "
         + ("Its next-token logits are the weighted mean of its members' (weights "
-           f"{', '.join(f'{w:g}' for w in weights)}), all on the same substrate.\n" if len(configs) > 1 else "\n"),
+           f"{', '.join(f'{w:g}' for w in weights)}), all on the same substrate. " if len(configs) > 1 else "")
+        + f"`bvvtok export` wrote this folder from bvvtok's `{run}`.\n",
         "## Load\n",
         LOAD[format].format(**facts),
+        "## Context\n",
+        CONTEXT[format].format(**facts),
         "## The frozen embedding\n",
         EMBEDDING[format].format(**facts),
         "## Shape\n",
         *_shape_table(configs),
         "",
         "## Back to bvvtok\n",
-        f"`bvvtok import {name} --out RUN_DIR` makes a bvvtok run folder of it again (generate, eval, combine, grow, "
-        "train --init-from)." if format == "hf" else "Generate, evaluate, combine and grow it from the bvvtok run "
-        "folder it was exported from.",
+        BACK[format].format(**facts, run=run),
         "",
     ]
     return "\n".join(parts)

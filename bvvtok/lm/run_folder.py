@@ -120,13 +120,15 @@ def substrate_of(folder: Path) -> str:
 
 
 def write_model_folder(out: Path, source: Path, raw: dict[str, Any], state: dict[str, torch.Tensor],
-                       section: dict[str, Any], force: bool, inputs: Sequence[Path]) -> None:  # fmt: skip
-    """A model folder made from others (combine, grow): config, weights, the source's identity files, manifest."""
+                       section: dict[str, Any], force: bool, inputs: Sequence[Path],
+                       substrate_manifest: str = SUBSTRATE_MANIFEST) -> None:  # fmt: skip
+    """A model folder made from others (combine, grow, import): config, weights, the source's identity files (a model
+    folder's, or a substrate folder's with `substrate_manifest` its bvvtok.json), manifest."""
     with atomic_folder(out, force, inputs) as tmp:
         write_json(tmp / CONFIG, raw)
         save_file(_tensors(state), str(tmp / WEIGHTS))
         (tmp / WEIGHTS).chmod(0o666 & ~umask())
-        copy_identity(source, tmp)
+        copy_identity(source, tmp, substrate_manifest)
         write_run_manifest(tmp, {"substrate": {"manifest_sha256": sha256_file(tmp / SUBSTRATE_MANIFEST)}, **section})
 
 
