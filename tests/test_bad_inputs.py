@@ -136,6 +136,14 @@ def changed_weights(tmp: Path, places: Places) -> None:
     path.write_bytes(bytes(data))
 
 
+def pickled_optimizer(tmp: Path, places: Places) -> None:
+    """The checkpoint's optimizer.pt replaced by a pickle of a Python object (not tensors): never unpickled."""
+    import fractions
+    import pickle
+
+    (run_copy(tmp, places) / "checkpoint" / "optimizer.pt").write_bytes(pickle.dumps(fractions.Fraction(1, 3)))
+
+
 def missing_loss_png(tmp: Path, places: Places) -> None:
     (run_copy(tmp, places) / "loss.png").unlink()
 
@@ -149,6 +157,9 @@ def manifest_without_glyph_size(tmp: Path, places: Places) -> None:
 
 NOT_FOUND = ("nonexistent not found; check the path",)
 SEED_RANGE = ("seed 18446744073709551616 is out of range; give a seed from 0 to",)  # 2**64: past torch's range
+# resume {tmp}/run, a copy of {run}, with the settings it was trained with (conftest.char_run)
+RESUME = ("train --substrate {substrate} --corpus {run}/../c.jsonl --out {tmp}/run --resume --d-model 32 --n-layer 2 "
+          "--n-head 4 --context 32 --steps 30 --batch-size 8 --lr 1e-2 --warmup 3 --eval-every 30")
 # the corpus ({tmp}) is never read: these errors come first
 TRAIN = "train --substrate {substrate} --corpus {tmp} --out {tmp}/out"
 
@@ -204,6 +215,9 @@ CASES = [
     # readers check what they load against the manifest (issue 17, item 4)
     Case("generate-changed-weights", "generate {tmp}/run --prompt a --max-new-tokens 3",
          ("is not what its bvvtok.json says (model.safetensors changed)",), changed_weights),
+    Case("train-resume-pickled-optimizer", RESUME,
+         ("optimizer.pt holds something other than tensors", "bvvtok will not unpickle it", "restore the checkpoint",
+          "--force"), pickled_optimizer),
     Case("export-missing-file", "export {tmp}/run --out {tmp}/hf", ("loss.png is missing",), missing_loss_png),
     # --out is never an input, a folder holding one, or inside one (issue 17, item 1)
     Case("prepare-into-its-corpus", "prepare --substrate S --corpus D --out D --force", ("holds the input",), world),
@@ -283,6 +297,20 @@ def test_bad_input(case: Case, request: pytest.FixtureRequest, tmp_path: Path, m
     before = snapshot(tmp_path, times=True)
     assert_user_error(invoke(*argv), *case.fragments)
     assert snapshot(tmp_path, times=True) == before, "the command wrote into {tmp}"
+
+
+def test_a_refused_pickle_prints_no_warning(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTorch warns about the pickle's protocol before it refuses it: the one line of ours is all the user sees."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    places = Places(request, tmp_path)
+    pickled_optimizer(tmp_path, places)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke(*(arg.format_map(places) for arg in shlex.split(RESUME)))
+    assert_user_error(result, "optimizer.pt holds something other than tensors")
+    assert [str(w.message) for w in caught] == []
 
 
 def test_case_ids_are_unique() -> None:
