@@ -177,6 +177,7 @@ CASES = [
     Case("embed-workers-negative", "embed {vocab} --workers -1 --out {tmp}/out",
          ("--workers must be at least 1 (got -1)",)),
     Case("embed-workers-zero", "embed {vocab} --workers 0 --out {tmp}/out", ("--workers must be at least 1 (got 0)",)),
+    Case("show-no-token", "show {glyph} -o {tmp}/x.png", ("name at least one TOKEN to show: a token's text or #ID",)),
     Case("show-jpg", "show {glyph} a -o {tmp}/x.jpg", ("x.jpg is not a .png path",)),
     Case("eval-perplexity-missing", "eval {run} --perplexity {tmp}/nonexistent", NOT_FOUND),
     Case("eval-multiple-choice-missing", "eval {run} --multiple-choice {tmp}/nonexistent", NOT_FOUND),
