@@ -88,6 +88,10 @@ def narrow_codes(tmp: Path, places: Places) -> None:
     np.save(folder / "codes.npy", np.zeros((rows, 1), np.uint8))
 
 
+def corpus(tmp: Path, places: Places) -> None:
+    (tmp / "c.txt").write_text("".join(f"the cat saw the dog {i}.\n" for i in range(100)), encoding="utf-8")
+
+
 def parquet_without_text(tmp: Path, places: Places) -> None:
     pq.write_table(pa.table({"body": ["a"], "id": [1]}), tmp / "a.parquet")
 
@@ -199,6 +203,8 @@ CASES = [
     Case("train-source-without-weight", "train --substrate {substrate} --corpus en={tmp}@1 --corpus zh={tmp} --out {tmp}/out",
          ("zh has no weight while en has one", "give every source a weight")),
     Case("train-steps-and-tokens", TRAIN + " --steps 10 --tokens 1e6", ("give --steps or --tokens, not both",)),
+    Case("prepare-val-fraction-zero", "prepare --substrate {substrate} --corpus {tmp}/c.txt --out {tmp}/out --val-fraction 0",
+         ("--val-fraction 0 holds out no text", "give a share above 0, e.g. --val-fraction 0.01"), corpus),
     Case("prepare-named-source", "prepare --substrate {substrate} --corpus en={tmp} --out {tmp}/out",
          ("prepare tokenizes one corpus", "--corpus en=tokens-en@WEIGHT")),
     Case("grow-seed-too-large", "grow {run} --add-layers 1 --seed 18446744073709551616 --out {tmp}/grown", SEED_RANGE),
