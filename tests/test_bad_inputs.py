@@ -92,6 +92,13 @@ def corpus(tmp: Path, places: Places) -> None:
     (tmp / "c.txt").write_text("".join(f"the cat saw the dog {i}.\n" for i in range(100)), encoding="utf-8")
 
 
+def little_text(tmp: Path, places: Places) -> None:
+    """one.txt: one character; blank.txt and blank.jsonl: whitespace only (a record of it, in .jsonl)."""
+    (tmp / "one.txt").write_text("a", encoding="utf-8")
+    (tmp / "blank.txt").write_text(" \n\n \t \n", encoding="utf-8")
+    (tmp / "blank.jsonl").write_text(json.dumps({"text": " \n \t"}) + "\n", encoding="utf-8")
+
+
 def parquet_without_text(tmp: Path, places: Places) -> None:
     pq.write_table(pa.table({"body": ["a"], "id": [1]}), tmp / "a.parquet")
 
@@ -262,6 +269,25 @@ CASES = [
     Case("out-a-file-system-root", "build-vocab --out / --force", ("root of a file system",)),
     Case("bench-tokenizer-language-twice", "bench-tokenizer {vocab} --text en={tmp}/a.txt --text en={tmp}/b.txt",
          ("--text names en twice",)),
+    # too little text: one character, or whitespace only
+    Case("prepare-one-character", "prepare --substrate {substrate} --corpus {tmp}/one.txt --out {tmp}/out",
+         ("one.txt holds too little text (1 character other than whitespace): nothing to train or validate on", "give a corpus with more text"),
+         little_text),
+    Case("prepare-whitespace-only", "prepare --substrate {substrate} --corpus {tmp}/blank.txt --out {tmp}/out",
+         ("blank.txt holds too little text (0 characters other than whitespace)",), little_text),
+    Case("ngrams-one-character", "ngrams --input en={tmp}/one.txt --out {tmp}/stats.json",
+         ("the corpus for en (", "one.txt) holds too little text: no n-gram of orders 2, 3, 4, 5", "give a corpus with more text"),
+         little_text),
+    Case("eval-perplexity-one-character", "eval {run} --perplexity {tmp}/one.txt",
+         ("one.txt holds too little text (1 character other than whitespace): nothing to score", "give a corpus with more text"),
+         little_text),
+    Case("eval-perplexity-whitespace-only", "eval {run} --perplexity {tmp}/blank.jsonl",
+         ("blank.jsonl holds too little text (0 characters other than whitespace): nothing to score",), little_text),
+    Case("bench-tokenizer-one-character", "bench-tokenizer {vocab} --text en={tmp}/one.txt",
+         ("one.txt holds too little text (1 character other than whitespace): nothing to measure", "give a corpus with more text"),
+         little_text),
+    Case("bench-tokenizer-whitespace-only", "bench-tokenizer {vocab} --text en={tmp}/blank.jsonl",
+         ("blank.jsonl holds too little text (0 characters other than whitespace): nothing to measure",), little_text),
     # corpus formats: a file that cannot be read as told, named, with the fix
     Case("prepare-parquet-without-the-column", "prepare --substrate {substrate} --corpus {tmp}/a.parquet --out {tmp}/out",
          ("a.parquet has no column 'text' (it has body, id); name the text's column with --text-column",), parquet_without_text),
