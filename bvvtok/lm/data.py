@@ -26,11 +26,12 @@ from typing import IO, Any
 import numpy as np
 
 from bvvtok import __version__
+from bvvtok.difference import size_text
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_temps
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import atomic_folder, check_replace, check_target, claim
-from bvvtok.vocab.corpus import TEXT_COLUMN, CorpusFile, corpus_files, MIN_TEXT, hf_source, iter_texts, text_chars, too_little_text
+from bvvtok.vocab.corpus import MIN_TEXT, TEXT_COLUMN, CorpusFile, corpus_files, hf_source, iter_texts, text_chars, too_little_text
 from bvvtok.vocab.layout import EOS
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
@@ -160,7 +161,7 @@ def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[CorpusFile], ke
         free = shutil.disk_usage(tmp).free
         if need > free:
             raise BvvtokError(f"not enough disk space in {folder.parent} for the token shards: need about "
-                              f"{need / 1e6:,.1f} MB, {free / 1e6:,.1f} MB free; free space or choose another {option('out')}")
+                              f"{size_text(need)}, {size_text(free)} free; free space or choose another {option('out')}")
         stats = _write_shards(tmp, tokenizer, files, separator, val_fraction, np.dtype(DTYPES[dtype]), progress)
         names = [str(file.path) for file in files]
         listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
