@@ -155,7 +155,8 @@ def progress_bar(*columns: ProgressColumn, hidden: bool = False) -> Progress:
     """A progress display on stderr, gone when done; on a terminal a bar, elsewhere a plain line every
     PLAIN_PROGRESS_S (a bar in a log would leave blank lines, and nothing at all says nothing for hours)."""
     terminal = err_console.is_terminal
-    return _Progress(*columns, console=err_console, transient=True, disable=hidden or not terminal, plain=not hidden and not terminal)
+    return _Progress(*columns, console=err_console, transient=True, disable=hidden or not terminal,
+                     plain=not hidden and not terminal)
 
 
 def print_table(table: DataTable) -> None:

@@ -106,7 +106,7 @@ def fonts_command(
 def show_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="Where to write the picture.")],
-    tokens: Annotated[list[str] | None, typer.Argument(metavar="TOKEN", help="Token texts, or #ID (at least one).")] = None,
+    tokens: Annotated[Optional[list[str]], typer.Argument(metavar="TOKEN", help="Token texts, or #ID (at least one).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
     """Draw tokens' glyphs, augmented pictures, codes and nearest neighbours into a PNG."""

@@ -31,7 +31,8 @@ from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_temps
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import atomic_folder, check_replace, check_target, claim
-from bvvtok.vocab.corpus import MIN_TEXT, TEXT_COLUMN, CorpusFile, corpus_files, hf_source, iter_texts, text_chars, too_little_text
+from bvvtok.vocab.corpus import (MIN_TEXT, TEXT_COLUMN, CorpusFile, corpus_files, hf_source, iter_texts, text_chars,
+                                too_little_text)
 from bvvtok.vocab.layout import EOS
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
