@@ -31,6 +31,15 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def size_text(n_bytes: float) -> str:
+    """A size in the unit that shows it: 800 bytes, 12.3 kB, 1.2 MB, 456 GB (decimal units, as disks are sold)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            value = n_bytes / scale
+            return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+    return plural(round(n_bytes), "byte")
+
+
 def show(value: Any) -> str:
     """A value as a message shows it: none, a component's type, a Python literal, or JSON cut short."""
     if value is None:

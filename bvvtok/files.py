@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from bvvtok.errors import BvvtokError, option
 
@@ -43,6 +44,24 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def load_tensors(path: Path, fix: str, **kwargs: Any) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU: tensors and plain containers only. A pickle of anything
+    else is refused in one line naming `path` and `fix`, not PyTorch's advice to unpickle it anyway; its warnings
+    about the pickle are not printed."""
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ...": the refusal below says what matters
+            return torch.load(path, weights_only=True, map_location="cpu", **kwargs)
+    except pickle.UnpicklingError:
+        raise BvvtokError(f"{path} holds something other than tensors (a pickled Python object), and bvvtok will not "
+                          f"unpickle it; {fix}") from None  # fmt: skip
 
 
 def cache_dir() -> Path:

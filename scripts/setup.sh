@@ -22,9 +22,10 @@ if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 if ((${#missing[@]})); then
   if command -v apt-get >/dev/null; then
-    echo "setup: installing ${missing[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+    # another apt-get or dpkg (an unattended upgrade at boot) may hold the lock: apt-get waits for it, 10 minutes at most
+    echo "setup: installing ${missing[*]} (if another apt-get or dpkg is running, waiting up to 10 minutes for it)"
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
   else
     echo "setup: please install ${missing[*]} with your system's package manager" >&2
   fi

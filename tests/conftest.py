@@ -78,6 +78,16 @@ def offline_65k():
     return build_vocab("65k")
 
 
+@pytest.fixture(autouse=True)
+def no_plain_progress(monkeypatch):
+    """Off a terminal (CliRunner's stderr) a command prints a progress line every PLAIN_PROGRESS_S: never in tests,
+    so that no test's stderr depends on how long a command took (test_plain_progress.py sets its own clock)."""
+    import importlib
+    import math
+
+    monkeypatch.setattr(importlib.import_module("bvvtok.cli.app"), "PLAIN_PROGRESS_S", math.inf)
+
+
 def snapshot(folder: Path, times: bool = False) -> dict[str, str]:
     """Every entry under `folder`, hidden ones included: files with their sha256 (and, with `times`, their
     modification time: rewritten with the same bytes is changed too), folders and links as such."""

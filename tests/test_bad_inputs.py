@@ -88,6 +88,17 @@ def narrow_codes(tmp: Path, places: Places) -> None:
     np.save(folder / "codes.npy", np.zeros((rows, 1), np.uint8))
 
 
+def corpus(tmp: Path, places: Places) -> None:
+    (tmp / "c.txt").write_text("".join(f"the cat saw the dog {i}.\n" for i in range(100)), encoding="utf-8")
+
+
+def little_text(tmp: Path, places: Places) -> None:
+    """one.txt: one character; blank.txt and blank.jsonl: whitespace only (a record of it, in .jsonl)."""
+    (tmp / "one.txt").write_text("a", encoding="utf-8")
+    (tmp / "blank.txt").write_text(" \n\n \t \n", encoding="utf-8")
+    (tmp / "blank.jsonl").write_text(json.dumps({"text": " \n \t"}) + "\n", encoding="utf-8")
+
+
 def parquet_without_text(tmp: Path, places: Places) -> None:
     pq.write_table(pa.table({"body": ["a"], "id": [1]}), tmp / "a.parquet")
 
@@ -136,6 +147,14 @@ def changed_weights(tmp: Path, places: Places) -> None:
     path.write_bytes(bytes(data))
 
 
+def pickled_optimizer(tmp: Path, places: Places) -> None:
+    """The checkpoint's optimizer.pt replaced by a pickle of a Python object (not tensors): never unpickled."""
+    import fractions
+    import pickle
+
+    (run_copy(tmp, places) / "checkpoint" / "optimizer.pt").write_bytes(pickle.dumps(fractions.Fraction(1, 3)))
+
+
 def missing_loss_png(tmp: Path, places: Places) -> None:
     (run_copy(tmp, places) / "loss.png").unlink()
 
@@ -149,6 +168,9 @@ def manifest_without_glyph_size(tmp: Path, places: Places) -> None:
 
 NOT_FOUND = ("nonexistent not found; check the path",)
 SEED_RANGE = ("seed 18446744073709551616 is out of range; give a seed from 0 to",)  # 2**64: past torch's range
+# resume {tmp}/run, a copy of {run}, with the settings it was trained with (conftest.char_run)
+RESUME = ("train --substrate {substrate} --corpus {run}/../c.jsonl --out {tmp}/run --resume --d-model 32 --n-layer 2 "
+          "--n-head 4 --context 32 --steps 30 --batch-size 8 --lr 1e-2 --warmup 3 --eval-every 30")
 # the corpus ({tmp}) is never read: these errors come first
 TRAIN = "train --substrate {substrate} --corpus {tmp} --out {tmp}/out"
 
@@ -166,6 +188,7 @@ CASES = [
     Case("embed-workers-negative", "embed {vocab} --workers -1 --out {tmp}/out",
          ("--workers must be at least 1 (got -1)",)),
     Case("embed-workers-zero", "embed {vocab} --workers 0 --out {tmp}/out", ("--workers must be at least 1 (got 0)",)),
+    Case("show-no-token", "show {glyph} -o {tmp}/x.png", ("name at least one TOKEN to show: a token's text or #ID",)),
     Case("show-jpg", "show {glyph} a -o {tmp}/x.jpg", ("x.jpg is not a .png path",)),
     Case("eval-perplexity-missing", "eval {run} --perplexity {tmp}/nonexistent", NOT_FOUND),
     Case("eval-multiple-choice-missing", "eval {run} --multiple-choice {tmp}/nonexistent", NOT_FOUND),
@@ -187,6 +210,8 @@ CASES = [
     Case("train-source-without-weight", "train --substrate {substrate} --corpus en={tmp}@1 --corpus zh={tmp} --out {tmp}/out",
          ("zh has no weight while en has one", "give every source a weight")),
     Case("train-steps-and-tokens", TRAIN + " --steps 10 --tokens 1e6", ("give --steps or --tokens, not both",)),
+    Case("prepare-val-fraction-zero", "prepare --substrate {substrate} --corpus {tmp}/c.txt --out {tmp}/out --val-fraction 0",
+         ("--val-fraction 0 holds out no text", "give a share above 0, e.g. --val-fraction 0.01"), corpus),
     Case("prepare-named-source", "prepare --substrate {substrate} --corpus en={tmp} --out {tmp}/out",
          ("prepare tokenizes one corpus", "--corpus en=tokens-en@WEIGHT")),
     Case("grow-seed-too-large", "grow {run} --add-layers 1 --seed 18446744073709551616 --out {tmp}/grown", SEED_RANGE),
@@ -204,6 +229,9 @@ CASES = [
     # readers check what they load against the manifest (issue 17, item 4)
     Case("generate-changed-weights", "generate {tmp}/run --prompt a --max-new-tokens 3",
          ("is not what its bvvtok.json says (model.safetensors changed)",), changed_weights),
+    Case("train-resume-pickled-optimizer", RESUME,
+         ("optimizer.pt holds something other than tensors", "bvvtok will not unpickle it", "restore the checkpoint",
+          "--force"), pickled_optimizer),
     Case("export-missing-file", "export {tmp}/run --out {tmp}/hf", ("loss.png is missing",), missing_loss_png),
     # --out is never an input, a folder holding one, or inside one (issue 17, item 1)
     Case("prepare-into-its-corpus", "prepare --substrate S --corpus D --out D --force", ("holds the input",), world),
@@ -241,6 +269,25 @@ CASES = [
     Case("out-a-file-system-root", "build-vocab --out / --force", ("root of a file system",)),
     Case("bench-tokenizer-language-twice", "bench-tokenizer {vocab} --text en={tmp}/a.txt --text en={tmp}/b.txt",
          ("--text names en twice",)),
+    # too little text: one character, or whitespace only
+    Case("prepare-one-character", "prepare --substrate {substrate} --corpus {tmp}/one.txt --out {tmp}/out",
+         ("one.txt holds too little text (1 character other than whitespace): nothing to train or validate on", "give a corpus with more text"),
+         little_text),
+    Case("prepare-whitespace-only", "prepare --substrate {substrate} --corpus {tmp}/blank.txt --out {tmp}/out",
+         ("blank.txt holds too little text (0 characters other than whitespace)",), little_text),
+    Case("ngrams-one-character", "ngrams --input en={tmp}/one.txt --out {tmp}/stats.json",
+         ("the corpus for en (", "one.txt) holds too little text: no n-gram of orders 2, 3, 4, 5", "give a corpus with more text"),
+         little_text),
+    Case("eval-perplexity-one-character", "eval {run} --perplexity {tmp}/one.txt",
+         ("one.txt holds too little text (1 character other than whitespace): nothing to score", "give a corpus with more text"),
+         little_text),
+    Case("eval-perplexity-whitespace-only", "eval {run} --perplexity {tmp}/blank.jsonl",
+         ("blank.jsonl holds too little text (0 characters other than whitespace): nothing to score",), little_text),
+    Case("bench-tokenizer-one-character", "bench-tokenizer {vocab} --text en={tmp}/one.txt",
+         ("one.txt holds too little text (1 character other than whitespace): nothing to measure", "give a corpus with more text"),
+         little_text),
+    Case("bench-tokenizer-whitespace-only", "bench-tokenizer {vocab} --text en={tmp}/blank.jsonl",
+         ("blank.jsonl holds too little text (0 characters other than whitespace): nothing to measure",), little_text),
     # corpus formats: a file that cannot be read as told, named, with the fix
     Case("prepare-parquet-without-the-column", "prepare --substrate {substrate} --corpus {tmp}/a.parquet --out {tmp}/out",
          ("a.parquet has no column 'text' (it has body, id); name the text's column with --text-column",), parquet_without_text),
@@ -283,6 +330,20 @@ def test_bad_input(case: Case, request: pytest.FixtureRequest, tmp_path: Path, m
     before = snapshot(tmp_path, times=True)
     assert_user_error(invoke(*argv), *case.fragments)
     assert snapshot(tmp_path, times=True) == before, "the command wrote into {tmp}"
+
+
+def test_a_refused_pickle_prints_no_warning(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTorch warns about the pickle's protocol before it refuses it: the one line of ours is all the user sees."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    places = Places(request, tmp_path)
+    pickled_optimizer(tmp_path, places)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke(*(arg.format_map(places) for arg in shlex.split(RESUME)))
+    assert_user_error(result, "optimizer.pt holds something other than tensors")
+    assert [str(w.message) for w in caught] == []
 
 
 def test_case_ids_are_unique() -> None:

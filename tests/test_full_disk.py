@@ -69,7 +69,7 @@ def test_train_is_refused_before_it_starts(disk, char_substrate, tmp_path):
     args = ["train", "--substrate", char_substrate, "--corpus", corpus, "--steps", "1", "--d-model", "32",
             "--n-layer", "1", "--n-head", "4", "--context", "16"]  # fmt: skip
     full = disk(1024, free_kb=20)
-    assert_user_error(invoke(*args, "--out", full / "run"), "not enough disk space", "MB free")
+    assert_user_error(invoke(*args, "--out", full / "run"), "not enough disk space", "kB free")
     assert sorted(p.name for p in full.iterdir()) == ["filler"]
     read_only = disk(1024, read_only=True)
     assert_user_error(invoke(*args, "--out", read_only / "run"), "Read-only file system", "choose a writable path")

@@ -248,8 +248,18 @@ def test_small_validation_split_is_explained(char_substrate, tmp_path):
 
 
 def test_not_enough_disk(char_substrate, corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
-    assert_user_error(train_cli(char_substrate, corpus, tmp_path / "run"), "not enough disk space")
+    """Sizes in the unit that shows them (a small model's checkpoints are not "about 0 MB"): first the token shards
+    do not fit, then (the cache, in tmp_path/cache, has room) the checkpoints do not."""
+    room = {"cache": 1000, "run": 1000}  # free bytes
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(
+        10**12, 0, room["cache" if "cache" in Path(path).parts else "run"]))  # fmt: skip
+    result = train_cli(char_substrate, corpus, tmp_path / "run")
+    assert_user_error(result, "not enough disk space", "for the token shards", "1.0 kB free")
+    assert re.search(r"need about [1-9][\d.]* kB,", result.stderr), result.stderr
+    room["cache"] = 10**12
+    result = train_cli(char_substrate, corpus, tmp_path / "run")
+    assert_user_error(result, "not enough disk space", "1.0 kB free")
+    assert re.search(r"checkpoints need about [1-9][\d.]* kB,", result.stderr), result.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -120,8 +120,14 @@ def test_documents_without_tokens_are_skipped(word_dir, tmp_path):
     assert cell.chars_per_token_mean == pytest.approx((3.5 + 3.0) / 2)
     assert cell.lossless == 1.0
     only_blank = write(tmp_path / "blank.jsonl", json.dumps({"text": " \n "}) + "\n")
-    with pytest.raises(BvvtokError, match="no blank document gives word any token; drop"):
+    with pytest.raises(BvvtokError, match="blank.jsonl holds too little text"):  # refused before any tokenizer reads it
         bench_tokenizers([word_dir], {"blank": only_blank})
+    from tokenizers import Tokenizer
+
+    from bvvtok.vocab.tokenizer_bench import _cell
+
+    with pytest.raises(BvvtokError, match="no blank document gives word any token; drop"):
+        _cell(Tokenizer.from_file(str(word_dir / "tokenizer.json")), "word", "blank", [" \n ", "\t"])
 
 
 def test_bvvtok_vocabulary(tiny_vocab_dir, tmp_path):

@@ -687,6 +687,8 @@ CORRUPTIONS = [
      "settings", f"settings: fonts[0] is '{FAKE_SHA256}', the substrate section records '{UNIFONT_SHA256}'"),
     ("a font sha256 edited in both places", "glyph", set_font_sha256("fonts", "settings"),
      "rebuild", f"font 1 of the chain (GNU Unifont): sha256 is '{FAKE_SHA256}', the rebuild found '{UNIFONT_SHA256}'"),
+    (".pt copy a pickled object", "bits64", lambda folder: torch.save({"weight": Path("x")}, folder / PT),
+     ".pt copy", "holds something other than tensors (a pickled Python object), and bvvtok will not unpickle it"),
     ("a bits seed edited in settings only", "bits64", in_manifest(lambda m: m["substrate"]["settings"].update(seed=8)),
      "settings", "settings: seed is 8, the substrate section records 7"),
 ]  # fmt: skip

@@ -36,7 +36,7 @@ def prepare_command(
     substrate_dir: Annotated[Path, typer.Option("--substrate", metavar="DIR", help="The substrate (or any tokenizer) folder whose tokenizer to use.")],
     corpus: Repeat = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Where to write the shards. Default: the cache that `train` looks in.")] = None,
-    val_fraction: Annotated[float, typer.Option(metavar="F", help="Share of the text held out for validation (by content hash).")] = 0.01,
+    val_fraction: Annotated[float, typer.Option(metavar="F", help="Share of the text held out for validation (by content hash), above 0.")] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     text_column: TextColumnFlag = "text",
 ) -> None:
@@ -46,6 +46,8 @@ def prepare_command(
 
     if not corpus:
         raise BvvtokError("give the text with --corpus PATH (repeatable)")
+    if val_fraction == 0:  # the folder is for train, which validates on held-out text (its own --val-fraction > 0)
+        raise BvvtokError("--val-fraction 0 holds out no text, and train validates on held-out text; give a share above 0, e.g. --val-fraction 0.01")
     named = [s.name for s in parse_sources(corpus) if s.name]
     if named:
         raise BvvtokError(f"prepare tokenizes one corpus, not the named source {named[0]}: prepare each source into a "

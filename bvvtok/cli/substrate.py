@@ -105,14 +105,14 @@ def fonts_command(
 @app.command("show", epilog=example("bvvtok show artifacts/vocab-65k A the 中 --out artifacts/glyphs.png"))
 def show_command(
     substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
-    tokens: Annotated[list[str], typer.Argument(metavar="TOKEN", help="Token texts, or #ID.")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE.png", help="Where to write the picture.")],
+    tokens: Annotated[Optional[list[str]], typer.Argument(metavar="TOKEN", help="Token texts, or #ID (at least one).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace FILE.png if it exists.")] = False,
 ) -> None:
     """Draw tokens' glyphs, augmented pictures, codes and nearest neighbours into a PNG."""
     from bvvtok.substrate.show import show
 
-    console.print(f"wrote {show(substrate_dir, tokens, out, force)}")
+    console.print(f"wrote {show(substrate_dir, tokens or [], out, force)}")  # none: refused in one line, not click's usage panel
 
 
 @app.command("verify", epilog=example("bvvtok verify artifacts/vocab-65k-256 --rebuild"))

@@ -26,11 +26,13 @@ from typing import IO, Any
 import numpy as np
 
 from bvvtok import __version__
+from bvvtok.difference import size_text
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, cache_dir, remove, sha256_file, stale_temps
 from bvvtok.manifest import read_manifest, write_manifest
 from bvvtok.output import atomic_folder, check_replace, check_target, claim
-from bvvtok.vocab.corpus import TEXT_COLUMN, CorpusFile, corpus_files, hf_source, iter_texts
+from bvvtok.vocab.corpus import (MIN_TEXT, TEXT_COLUMN, CorpusFile, corpus_files, hf_source, iter_texts, text_chars,
+                                too_little_text)
 from bvvtok.vocab.layout import EOS
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
@@ -160,12 +162,15 @@ def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[CorpusFile], ke
         free = shutil.disk_usage(tmp).free
         if need > free:
             raise BvvtokError(f"not enough disk space in {folder.parent} for the token shards: need about "
-                              f"{need / 1e6:,.1f} MB, {free / 1e6:,.1f} MB free; free space or choose another {option('out')}")
+                              f"{size_text(need)}, {size_text(free)} free; free space or choose another {option('out')}")
         stats = _write_shards(tmp, tokenizer, files, separator, val_fraction, np.dtype(DTYPES[dtype]), progress)
+        names = [str(file.path) for file in files]
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         if stats["documents"] == 0:
-            names = [str(file.path) for file in files]
-            listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             raise BvvtokError(f"no text in {listed}: the corpus is empty; give a corpus with text in it")
+        seen = stats.pop("text_chars")  # counted up to MIN_TEXT, not for the manifest
+        if seen < MIN_TEXT:
+            raise too_little_text(listed if len(names) == 1 else f"the corpus ({listed})", seen, "nothing to train or validate on")
         digests = stats.pop("digests")  # hashed as written: the shards are not read back
         tokens = {"key": key, "tokenizer_sha256": tokenizer_sha, "corpus": described,
                   "val_fraction": float(val_fraction), "dtype": dtype, "vocab_size": vocab_size,
@@ -301,7 +306,7 @@ def _write_shards(folder: Path, tokenizer: Any, files: list[CorpusFile], separat
     writers = {name: _ShardWriter(folder, name) for name in SPLITS}
     sizes = [file.size for file in files]
     total = None if None in sizes else sum(sizes)  # a hf: dataset's size is not known before it is read
-    done, documents, pieces = 0, 0, 0
+    done, documents, pieces, text = 0, 0, 0, 0  # text: characters other than whitespace, up to MIN_TEXT
 
     def consumed(n: int) -> None:
         nonlocal done
@@ -336,6 +341,10 @@ def _write_shards(folder: Path, tokenizer: Any, files: list[CorpusFile], separat
                     write(pending[0], pending[1].result())
                 pending = (batch, encoded)
                 pieces, documents = pieces + len(batch), documents + sum(ends for _, ends in batch)
+                for piece, _ in batch:
+                    if text >= MIN_TEXT:
+                        break
+                    text += text_chars(piece, MIN_TEXT - text)
             if pending is not None:
                 write(pending[0], pending[1].result())
     finally:
@@ -343,7 +352,7 @@ def _write_shards(folder: Path, tokenizer: Any, files: list[CorpusFile], separat
         for writer in writers.values():
             writer.close()
     return {"train_tokens": writers["train"].tokens, "val_tokens": writers["val"].tokens, "documents": documents,
-            "pieces": pieces, "shards": {name: writer.shards for name, writer in writers.items()},
+            "pieces": pieces, "text_chars": text, "shards": {name: writer.shards for name, writer in writers.items()},
             "digests": {name: d for writer in writers.values() for name, d in writer.digests.items()}}
 
 

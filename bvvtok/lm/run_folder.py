@@ -35,7 +35,7 @@ from tokenizers import Tokenizer
 from bvvtok import __version__
 from bvvtok.commit import Update, recover_for_reading, replace_folder
 from bvvtok.errors import BvvtokError, option
-from bvvtok.files import MANIFEST_NAME, sha256_file, umask
+from bvvtok.files import MANIFEST_NAME, load_tensors, sha256_file, umask
 from bvvtok.inputs import check_input_folder
 from bvvtok.lm.config import ModelConfig, TrainConfig, with_defaults
 from bvvtok.lm.mixture import Mixture
@@ -175,13 +175,16 @@ def load_checkpoint(out: Path) -> Checkpoint:
     folder = out / CHECKPOINT
     if not has_checkpoint(out):
         raise BvvtokError(f"{out} has no checkpoint to resume from; start it again without {option('resume', True)} (with {option('force', True)})")
+    fix = f"restore the checkpoint from a copy, or start the run again with {option('force', True)}"
     try:
         checkpoint = Checkpoint(
             load_file(str(folder / WEIGHTS)),
-            torch.load(folder / OPTIMIZER, weights_only=True, map_location="cpu"),
+            load_tensors(folder / OPTIMIZER, fix),
             json.loads((folder / STATE).read_text(encoding="utf-8")),
             folder,
         )
+    except BvvtokError:
+        raise
     except Exception as e:  # a damaged checkpoint, whatever the library raised
         raise BvvtokError(f"cannot read the checkpoint in {folder} ({e}); start the run again with {option('force', True)}") from None
     logged = read_manifest(out).get("run", {}).get("step")

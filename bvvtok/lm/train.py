@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from bvvtok.difference import size_text
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import sha256_file
 from bvvtok.lm import distributed, tracking
@@ -385,7 +386,7 @@ def _check_disk(out: Path, model: GPT) -> None:
     existing = next(p for p in (out, *out.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     if free < need:
-        raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {need / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free; free space or choose another {option('out')}")
+        raise BvvtokError(f"not enough disk space for {out}: checkpoints need about {size_text(need)}, {size_text(free)} free; free space or choose another {option('out')}")
 
 
 def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, key: str, strategy: str,

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 from safetensors.numpy import load_file
 
-from bvvtok.errors import BvvtokError
+from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, atomic_file, check_output_file, check_png_path
 from bvvtok.inputs import check_input_folder
 from bvvtok.manifest import read_manifest
@@ -163,7 +163,7 @@ def draw_sheet(rows: list[Row], label_font: ImageFont.FreeTypeFont) -> Image.Ima
 def show(folder: Path, queries: list[str], out: Path, force: bool = False) -> Path:
     check_png_path(Path(out))
     if not queries:
-        raise BvvtokError("name at least one TOKEN to show")
+        raise BvvtokError(f"name at least one {option('queries', cli='TOKEN')} to show: a token's text or #ID, e.g. A or #42")
     check_output_file(Path(out), force, [folder])
     rows = substrate_rows(Path(folder), queries)
     label_font = ImageFont.truetype(str(resolve_chain()[0].path), 16)

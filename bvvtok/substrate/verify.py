@@ -22,7 +22,7 @@ from safetensors.numpy import load_file
 from bvvtok.commit import JOURNAL, recover_for_reading
 from bvvtok.difference import first_difference, listing, plural
 from bvvtok.errors import BvvtokError
-from bvvtok.files import MANIFEST_NAME, TEMP, sha256_file
+from bvvtok.files import MANIFEST_NAME, TEMP, load_tensors, sha256_file
 from bvvtok.manifest import MANIFEST_VERSION
 from bvvtok.substrate.embed import embed
 from bvvtok.substrate.folder import CODES, EMBEDDINGS, PUBLISHED_WEIGHTS, SUBSTRATE_FILES
@@ -233,7 +233,7 @@ def check_embeddings(view: View) -> str:
 
 
 def check_published_copy(view: View) -> str:
-    tensor = torch.load(view.path / PUBLISHED_WEIGHTS, weights_only=True, map_location="cpu", mmap=True)  # no second copy in memory
+    tensor = load_tensors(view.path / PUBLISHED_WEIGHTS, "the substrate is damaged: embed it again", mmap=True)  # no second copy in memory
     same = isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32 and np.array_equal(tensor.numpy(), view.need_weight())
     if not same:
         raise ValueError(f"{PUBLISHED_WEIGHTS} does not hold the same tensor as {EMBEDDINGS}")

@@ -32,6 +32,7 @@ HF_INSTALL = "pip install 'bvvtok[datasets]'"
 LINES_CHUNK = 1 << 16  # characters of whole lines read at a time; `on_bytes` hears of each chunk
 READ_CHUNK = 1 << 20  # compressed bytes a .zst file is read in
 HF_BATCH = 1000  # records a streamed dataset hands over at a time
+MIN_TEXT = 2  # characters other than whitespace a corpus needs: with fewer, no character follows another
 ZST_RATIO = 10  # the text per byte of a .zst file without a content size: zstd packs natural text 3-5 times
 
 Progress = Callable[[int], None]
@@ -101,13 +102,39 @@ def iter_texts(file: CorpusFile | Path, on_bytes: Progress | None = None) -> Ite
             raise BvvtokError(f"{item.path} is not valid UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8") from None
 
 
-def read_documents(path: Path | str, text_column: str = TEXT_COLUMN, limit: int | None = None) -> list[str]:
+def read_documents(path: Path | str, text_column: str = TEXT_COLUMN, limit: int | None = None,
+                   purpose: str = "nothing to read") -> list[str]:  # fmt: skip
     """The documents of a corpus (the first `limit`, read no further): each record of a record format; in running
-    text, the blocks between blank lines."""
+    text, the blocks between blank lines. Fewer than MIN_TEXT characters other than whitespace in all of them are
+    refused, saying what that leaves the caller (`purpose`: "nothing to score")."""
     docs = list(itertools.islice(_documents(path, text_column), limit))
     if not docs:
         raise BvvtokError(f"{path} holds no documents; give a corpus with text in it")
+    seen = 0
+    for doc in docs:
+        seen += text_chars(doc, MIN_TEXT - seen)
+        if seen >= MIN_TEXT:
+            break
+    else:
+        raise too_little_text(str(path), seen, purpose)
     return docs
+
+
+def text_chars(text: str, enough: int = MIN_TEXT) -> int:
+    """The characters of `text` other than whitespace, counted up to `enough` (a long text is not read whole)."""
+    seen = 0
+    for char in text:
+        if not char.isspace():
+            seen += 1
+            if seen >= enough:
+                break
+    return seen
+
+
+def too_little_text(what: str, seen: int, purpose: str) -> BvvtokError:
+    """The error for a corpus of fewer than MIN_TEXT characters other than whitespace (`seen` of them)."""
+    chars = "1 character" if seen == 1 else f"{seen} characters"
+    return BvvtokError(f"{what} holds too little text ({chars} other than whitespace): {purpose}; give a corpus with more text")
 
 
 def _documents(path: Path | str, text_column: str) -> Iterator[str]:

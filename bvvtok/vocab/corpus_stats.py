@@ -52,7 +52,11 @@ def count_corpus(
                 counter.add(units)
         if chars == 0:
             raise BvvtokError(f"the corpus for {lang} ({path}) holds no countable text under rule {rule!r}")
-        entries.append(LanguageStats(lang, LANGUAGE_NAMES.get(lang, lang), counter.top(top), chars))
+        grams = counter.top(top)
+        if not any(grams.values()):
+            raise BvvtokError(f"the corpus for {lang} ({path}) holds too little text: no n-gram of orders "
+                              f"{', '.join(map(str, orders))}; give a corpus with more text")  # fmt: skip
+        entries.append(LanguageStats(lang, LANGUAGE_NAMES.get(lang, lang), grams, chars))
         if counter.pruned:
             approximate.append(lang)
     meta = {"source": "corpus", "rule": rule, "max_entries": max_entries, "approximate_languages": approximate}

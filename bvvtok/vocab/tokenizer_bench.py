@@ -79,7 +79,7 @@ def bench_tokenizers(tokenizer_dirs: Sequence[Path], texts: dict[str, Path], lim
         if folders.count(folder) > 1:
             raise BvvtokError(f"{given} is named twice; give each tokenizer folder once")
     tokenizers = [load_tokenizer(folder) for folder in folders]  # every folder checked before any text is read
-    documents = {lang: read_documents(path, text_column, limit) for lang, path in texts.items()}
+    documents = {lang: read_documents(path, text_column, limit, "nothing to measure") for lang, path in texts.items()}
     return [
         _cell(tokenizer, name, lang, docs)
         for tokenizer, name in zip(tokenizers, distinct_names(folders))

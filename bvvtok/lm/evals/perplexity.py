@@ -75,7 +75,7 @@ class PerplexityTask(Task):
                Column("bits_per_byte", "bits/byte", lower_is_better=True))  # fmt: skip
 
     def read(self, on_skip: Callable[[str], None] | None) -> list[str]:
-        return read_documents(self.path, self.text_column)
+        return read_documents(self.path, self.text_column, purpose="nothing to score")
 
     def score(self, folder: Path, model: torch.nn.Module, tokenizer: Tokenizer, documents: list[str],
               start: Start) -> dict[str, Any]:  # fmt: skip
