@@ -255,9 +255,9 @@ def train(
     options = TrainOptions(device, dtype, compile, strategy, activation_checkpointing, resume, force,
                            Path(init_from) if init_from else None, tuple(train_only), tracking.check(track), text_column)  # fmt: skip
     distributed.strategy(strategy)  # a bad name is refused before any work
-    parse_sources(corpus)  # a malformed --corpus is refused before any work
+    given = source_paths(corpus) if corpus else []  # a malformed --corpus is refused before any work (none: later)
     world = distributed.join(device)
-    inputs = [Path(substrate_dir), *source_paths(corpus), *([options.init_from] if options.init_from else [])]
+    inputs = [Path(substrate_dir), *given, *([options.init_from] if options.init_from else [])]
     try:
         with claim(Path(out), inputs) if world.main else contextlib.nullcontext(real(Path(out))) as target:
             with tracking.Tracking(options.track, target, on_event) as events:  # only rank 0 gets events: it alone logs
