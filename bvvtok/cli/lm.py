@@ -183,7 +183,7 @@ def train_command(
                     train_loss = "before training" if row.train_loss is None else f"train loss {row.train_loss:.4f}"
                     bits = f", {row.val_bpb:.4f} bits per byte" if row.val_bpb is not None else ""
                     bar.console.print(f"step {row.step:,}: {train_loss}, validation loss {row.val_loss:.4f}{bits}"
-                                      + _per_source(row))
+                                      + _per_source(row), soft_wrap=True)  # one line per evaluation, also in a log
 
         result = train(substrate_dir, corpus, out, run_config, device, dtype, compile, resume, force, on_event,
                        lambda done, total: data_bar.update(data_task, completed=done, total=total), init_from, train_only or (),
