@@ -11,7 +11,7 @@ from bvvtok.errors import BvvtokError
 from bvvtok.vocab.corpus import corpus_files, iter_texts
 from bvvtok.vocab import corpus_stats
 from bvvtok.vocab.corpus_stats import corpus_size, count_corpus
-from bvvtok.vocab.count_workers import CountingWorkers
+from bvvtok.vocab.count_workers import _Workers
 from bvvtok.vocab.counting import get_rule
 
 TEXT = "the the the then\nthe cat\n"
@@ -199,7 +199,7 @@ def test_progress_is_reported_with_workers(tmp_path):
 def test_workers_must_be_at_least_one(tmp_path):
     (tmp_path / "en.txt").write_text(TEXT, encoding="utf-8")
     for workers in (0, -1):
-        with pytest.raises(BvvtokError, match=f"^workers={workers} must be at least 1; give 1"):
+        with pytest.raises(BvvtokError, match=f"^workers must be at least 1 \\(got {workers}\\); give 1 to count in this process"):
             count_corpus({"en": tmp_path / "en.txt"}, workers=workers)
 
 
@@ -207,7 +207,7 @@ def test_a_worker_that_dies_is_an_error_not_a_wait():
     class Killed:
         exitcode = -9
 
-    with CountingWorkers(1, (2,), "default", 100) as pool:
+    with _Workers(1, ((2,), "default", 100, 10)) as pool:
         pool.processes.append(Killed())
         with pytest.raises(BvvtokError, match="exit code -9.*fewer workers or a smaller max_entries"):
             pool.collect()

@@ -221,6 +221,11 @@ def _describe(files: list[tuple[Path, str]]) -> list[dict[str, Any]]:
     return [{"name": name, "sha256": d, "bytes": path.stat().st_size} for (path, name), d in zip(files, digests)]
 
 
+def describe_corpus(corpus: Sequence[Path]) -> list[dict[str, Any]]:
+    """Each file of a corpus as a manifest records it: its name (relative to the folder given), sha256 and size."""
+    return _describe(_files(corpus))
+
+
 def _tokenizer_sha(tokenizer_dir: Path) -> str:
     path = tokenizer_dir / "tokenizer.json"
     if not path.is_file():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bvvtok.errors import BvvtokError, option
 from bvvtok.vocab.corpus import corpus_files, iter_texts
-from bvvtok.vocab.count_workers import Batches, Counters, CountingWorkers, count_batches
+from bvvtok.vocab.count_workers import Batches, Counted, count_batches, count_in_workers
 from bvvtok.vocab.counting import get_rule
 from bvvtok.vocab.languages import LANGUAGE_NAMES
 from bvvtok.vocab.stats import LanguageStats, NgramStats
@@ -53,21 +53,23 @@ def count_corpus(
         raise BvvtokError(f"{option('max_entries', max_entries)} is too small to keep the top {top}; give at least {2 * top}")
     workers = available_cpus() if workers is None else workers
     if workers < 1:
-        raise BvvtokError(f"{option('workers', workers)} must be at least 1; give 1 to count in this process")
+        raise BvvtokError(
+            f"{option('workers')} must be at least 1 (got {workers}); give 1 to count in this process, or leave it out to use every CPU"
+        )
     get_rule(rule)
     batches = _batches(inputs, on_bytes)
     if workers == 1:
         counters = count_batches(batches, orders, rule, max_entries)
+        counted = {lang: Counted.of(counter, top) for lang, counter in counters.items()}
     else:
-        counters = _count_in_workers(batches, workers, orders, rule, max_entries)
+        counted = count_in_workers(batches, workers, orders, rule, max_entries, top)
     entries, undercount = [], {}
     for lang, path in inputs.items():
-        counter = counters.get(lang)
-        if counter is None or counter.chars == 0:
+        if lang not in counted or counted[lang].chars == 0:
             raise BvvtokError(f"the corpus for {lang} ({path}) holds no countable text under rule {rule!r}")
-        entries.append(LanguageStats(lang, LANGUAGE_NAMES.get(lang, lang), counter.ngrams.top(top), counter.chars))
-        if counter.ngrams.pruned:  # no count is low by more than this
-            undercount[lang] = max(counter.ngrams.undercount.values())
+        entries.append(LanguageStats(lang, LANGUAGE_NAMES.get(lang, lang), counted[lang].top, counted[lang].chars))
+        if counted[lang].undercount:  # no count is low by more than this
+            undercount[lang] = counted[lang].undercount
     meta = {"source": "corpus", "rule": rule, "max_entries": max_entries, "approximate_languages": list(undercount),
             "max_undercount": undercount}  # fmt: skip
     return NgramStats(entries, meta)
@@ -87,18 +89,3 @@ def _batches(inputs: Mapping[str, Path], on_bytes: Callable[[int], None] | None)
                     batch, chars = [], 0
         if batch:
             yield lang, batch
-
-
-def _count_in_workers(batches: Batches, workers: int, orders: tuple[int, ...], rule: str, max_entries: int) -> Counters:
-    with CountingWorkers(workers, orders, rule, max_entries) as pool:
-        for lang, texts in batches:
-            pool.send(lang, texts)
-        parts = pool.collect()
-    merged: Counters = {}
-    for part in parts:
-        for lang, counter in part.items():
-            if lang in merged:
-                merged[lang].merge(counter)
-            else:
-                merged[lang] = counter
-    return merged

@@ -110,7 +110,7 @@ class NgramCounter:
 
     def top(self, k: int) -> dict[int, list[tuple[str, int]]]:
         """The `k` most frequent grams per order, ties broken by code-point order."""
-        return {n: _top(counter.keys(), counter.values(), k) for n, counter in self.counts.items()}
+        return {n: top_of(counter.items(), k) for n, counter in self.counts.items()}
 
 
 UNIT_TALLY_CHARS = 1 << 20  # characters of distinct units tallied before their windows are counted (bounds memory)
@@ -161,7 +161,7 @@ def top_weighted_ngrams(units: list[str], weights: list[int], orders: Iterable[i
         if len(sums) > k > 0:  # keep every gram tied with the k-th count, then break ties by text
             threshold = np.partition(sums, len(sums) - k)[len(sums) - k]
             grams, sums = grams[sums >= threshold], sums[sums >= threshold]
-        result[n] = _top(grams.tolist(), sums.tolist(), k)
+        result[n] = top_of(zip(grams.tolist(), sums.tolist()), k)
     return result
 
 
@@ -186,9 +186,10 @@ def _gram_sums(units: Sequence[str], weights: Sequence[int], n: int) -> tuple[np
     return grams[first], np.add.reduceat(window_weights, first)
 
 
-def _top(grams: Iterable[str], counts: Iterable[int], k: int) -> list[tuple[str, int]]:
-    """The `k` most frequent of the pairs, ties broken by code-point order; only those tied with the k-th are sorted."""
-    pairs = list(zip(grams, counts))
+def top_of(pairs: Iterable[tuple[str, int]], k: int) -> list[tuple[str, int]]:
+    """The `k` most frequent (gram, count) pairs, ties broken by code-point order; only those tied with the k-th or
+    above are sorted."""
+    pairs = list(pairs)
     if len(pairs) > k > 0:
         cut = heapq.nlargest(k, (count for _, count in pairs))[-1]
         pairs = [pair for pair in pairs if pair[1] >= cut]
