@@ -107,15 +107,10 @@ def _count(index: int, tasks: Queue, inboxes: list[Queue], started: Synchronized
                     mine[lang].merge(counter)
                 else:
                     mine[lang] = counter
-        empty = dict.fromkeys(orders, 0)
+        unseen = TextCounter(orders, rule, max_entries)  # a language whose grams came only from the others
         results.put({
-            lang: _Share(
-                mine[lang].top(top) if lang in mine else {n: [] for n in orders},
-                mine[lang].undercount if lang in mine else empty,
-                counters[lang].chars if lang in counters else 0,
-                counters[lang].ngrams.undercount if lang in counters else empty,
-            )
-            for lang in {*mine, *counters}
+            lang: _Share(share.top(top), share.undercount, counters.get(lang, unseen).chars, counters.get(lang, unseen).ngrams.undercount)
+            for lang, share in mine.items()
         })  # fmt: skip
     except BaseException:  # a KeyboardInterrupt too: the main process is told, instead of waiting forever
         results.put(traceback.format_exc())
