@@ -152,6 +152,8 @@ class _Workers:
         self.workers = workers
         self.settings = settings
         self.context = multiprocessing.get_context(START_METHOD)
+        if START_METHOD == "forkserver":  # workers fork from a server that imported this module once, not each its own
+            self.context.set_forkserver_preload(["__main__", __name__])
         self.tasks = self.context.Queue(QUEUED_PER_WORKER * workers)
         self.inboxes = [self.context.Queue() for _ in range(workers)]  # the grams the others send each worker
         self.started = self.context.Value("i", 0)  # how many workers share out the grams, read after the last batch
