@@ -178,11 +178,17 @@ def _gram_sums(units: Sequence[str], weights: Sequence[int], n: int) -> tuple[np
     starts = np.flatnonzero(offsets <= np.repeat(lengths - n, lengths))  # windows that end inside their unit
     if starts.size == 0:
         return np.array([], dtype=f"<U{n}"), np.array([], dtype=np.int64)
-    grams = np.lib.stride_tricks.sliding_window_view(points, n)[starts].view(f"<U{n}").ravel()
+    windows = np.lib.stride_tricks.sliding_window_view(points, n)[starts]
+    grams = windows.view(f"<U{n}").ravel()
+    keys = grams
+    if n * 21 < 64:  # code points (21 bits) side by side in one integer: the same order, and sorted several times faster
+        keys = np.zeros(len(windows), dtype=np.int64)
+        for column in windows.T:
+            keys = (keys << 21) | column
     window_weights = np.repeat(np.asarray(weights, dtype=np.int64), lengths)[starts]
-    order = np.argsort(grams)
-    grams, window_weights = grams[order], window_weights[order]
-    first = np.flatnonzero(np.concatenate(([True], grams[1:] != grams[:-1])))
+    order = np.argsort(keys)
+    keys, grams, window_weights = keys[order], grams[order], window_weights[order]
+    first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     return grams[first], np.add.reduceat(window_weights, first)
 
 
