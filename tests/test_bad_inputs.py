@@ -61,6 +61,10 @@ def binary_config(tmp: Path, places: Places) -> None:
     (tmp / "binary.toml").write_bytes(b"\xff\xfe\x00\x01binary")
 
 
+def a_corpus(tmp: Path, places: Places) -> None:
+    (tmp / "c.txt").write_text("the cat\n", encoding="utf-8")
+
+
 def config_model_not_a_table(tmp: Path, places: Places) -> None:
     (tmp / "model.toml").write_text("model = 5\n", encoding="utf-8")
 
@@ -190,6 +194,12 @@ CASES = [
     Case("embed-workers-zero", "embed {vocab} --workers 0 --out {tmp}/out", ("--workers must be at least 1 (got 0)",)),
     Case("show-no-token", "show {glyph} -o {tmp}/x.png", ("name at least one TOKEN to show: a token's text or #ID",)),
     Case("show-jpg", "show {glyph} a -o {tmp}/x.jpg", ("x.jpg is not a .png path",)),
+    Case("ngrams-workers-zero", "ngrams --input en={tmp}/c.txt --workers 0 --out {tmp}/s.json",
+         ("--workers must be at least 1 (got 0); give 1 to count in this process",), a_corpus),
+    Case("ngrams-workers-negative", "ngrams --input en={tmp}/c.txt --workers -2 --out {tmp}/s.json",
+         ("--workers must be at least 1 (got -2)",), a_corpus),
+    Case("build-vocab-workers-zero", "build-vocab --corpus en={tmp}/c.txt --workers 0 --out {tmp}/v",
+         ("--workers must be at least 1 (got 0)",), a_corpus),
     Case("eval-perplexity-missing", "eval {run} --perplexity {tmp}/nonexistent", NOT_FOUND),
     Case("eval-multiple-choice-missing", "eval {run} --multiple-choice {tmp}/nonexistent", NOT_FOUND),
     Case("eval-translation-missing", "eval {run} --translation {tmp}/nonexistent", NOT_FOUND),

@@ -1,4 +1,5 @@
 import gzip
+import hashlib
 import json
 import re
 import shlex
@@ -343,6 +344,53 @@ def test_ngrams_out_exists(tmp_path):
     assert out.read_text(encoding="utf-8") == "keep"
     assert invoke("ngrams", "--input", f"en={corpus}", "--out", out, "--force").exit_code == 0
     assert load_stats(out).codes == ["en"]
+
+
+def test_ngrams_reports_workers_throughput_and_pruning(tmp_path):
+    corpus = write_corpus(tmp_path, "txt")
+    out = tmp_path / "s.json"
+    result = invoke("ngrams", "--input", f"en={corpus}", "--out", out, "--orders", "2,3", "--top", "2", "--max-entries", "4", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"rule default, 2 workers, 0\.0 MB in [0-9.]+ s \([0-9.]+ MB/s\)", result.stdout)
+    bound = load_stats(out).meta["max_undercount"]["en"]
+    assert bound > 0
+    assert f"a count may be low by at most {bound} (en)" in " ".join(result.stdout.split())
+
+
+def test_build_vocab_from_a_corpus_equals_ngrams_then_build_vocab(tmp_path):
+    en = write_corpus(tmp_path, "txt")
+    zh = tmp_path / "zh"
+    zh.mkdir()
+    (zh / "a.txt").write_text("中文字符，中文。\n我们的中文\n", encoding="utf-8")
+    stats = tmp_path / "stats.json"
+    counting = ["--rule", "bvv241", "--orders", "2,3", "--top", "50"]
+    assert invoke("ngrams", "--input", f"en={en}", "--input", f"zh={zh}", "--out", stats, *counting).exit_code == 0
+    assert invoke("build-vocab", "--ngrams", stats, "--out", tmp_path / "two-steps").exit_code == 0
+    result = invoke("build-vocab", "--corpus", f"en={en}", "--corpus", f"zh={zh}", *counting, "--workers", "2", "--out", tmp_path / "one")
+    assert result.exit_code == 0, result.output
+    assert "2 workers" in result.stdout
+    assert (tmp_path / "one" / "tokenizer.json").read_bytes() == (tmp_path / "two-steps" / "tokenizer.json").read_bytes()
+    (recorded,) = json.loads((tmp_path / "one" / "bvvtok.json").read_text(encoding="utf-8"))["vocab"]["inputs"]
+    assert (recorded["role"], recorded["source"], recorded["rule"]) == ("ngrams", "corpus", "bvv241")
+    assert [(c["lang"], c["name"], c["bytes"]) for c in recorded["corpus"]] == [("en", "en.txt", en.stat().st_size), ("zh", "a.txt", (zh / "a.txt").stat().st_size)]
+    assert recorded["corpus"][0]["sha256"] == hashlib.sha256(en.read_bytes()).hexdigest()
+
+
+def test_build_vocab_corpus_and_ngrams_are_combined(tmp_path, tiny_stats):
+    el = tmp_path / "el.txt"
+    el.write_text("καλή καλή μέρα\n", encoding="utf-8")
+    result = invoke("build-vocab", "--ngrams", tiny_stats, "--corpus", f"el={el}", "--workers", "1", "--out", tmp_path / "v")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "v" / "bvvtok.json").read_text(encoding="utf-8"))
+    assert manifest["vocab"]["languages"] == ["en", "el"]
+    assert [i.get("source", i.get("file")) for i in manifest["vocab"]["inputs"]] == ["tiny-stats.txt", "corpus"]
+
+
+def test_build_vocab_counting_flags_need_a_corpus(tmp_path):
+    assert_user_error(invoke("build-vocab", "--rule", "bvv241", "--out", tmp_path / "v"), "--rule: only for counting a corpus; give --corpus LANG=PATH")
+    assert_user_error(invoke("build-vocab", "--top", "5", "--workers", "2", "--out", tmp_path / "v"), "--top, --workers: only for counting a corpus")
+    assert_user_error(invoke("build-vocab", "--corpus", str(tmp_path), "--out", tmp_path / "v"), "--corpus", "is not LANG=PATH")
+    assert not (tmp_path / "v").exists()
 
 
 @pytest.mark.parametrize("value", ["[red]en.txt", "[/x]"])

@@ -4,8 +4,10 @@ import gzip
 import itertools
 import json
 import pickle
+import random
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,8 +17,11 @@ import zstandard
 from conftest import assert_user_error, invoke, write_corpus_formats
 
 from bvvtok.errors import BvvtokError
+from bvvtok.vocab import corpus_stats
 from bvvtok.vocab.corpus import ZST_RATIO, CorpusFile, corpus_files, hf_source, iter_texts, read_documents
 from bvvtok.vocab.corpus_stats import corpus_size, count_corpus
+from bvvtok.vocab.count_workers import _Workers
+from bvvtok.vocab.counting import get_rule
 
 TEXT = "the the the then\nthe cat\n"
 
@@ -339,3 +344,96 @@ def test_hf_without_the_datasets_package_on_the_command_line(monkeypatch, tmp_pa
                       "hf:nobody/nothing: reading a Hugging Face dataset needs the datasets package",
                       "pip install 'bvvtok[datasets]'")  # fmt: skip
     assert not list(tmp_path.iterdir())
+
+
+# --- counting in worker processes ---
+
+SCRIPTS = {"en": "abcdefghij'’ 12,.", "zh": "中文字符的是了。，ab 3", "el": "αβγδεζ καλ,ab", "mix": "aé\u0301ж中\U0001F600 \t!\0"}
+
+
+def random_corpus(folder, seed):
+    """Several languages of Zipf-ish random text, one as a folder of two files (one gzipped .jsonl)."""
+    rng = random.Random(seed)
+    inputs = {}
+    for lang, alphabet in SCRIPTS.items():
+        words = ["".join(rng.choices(alphabet, k=rng.randint(1, 8))) for _ in range(60)]
+        lines = [" ".join(rng.choices(words, weights=[1 / (i + 1) for i in range(60)], k=rng.randint(0, 12))) for _ in range(300)]
+        if lang == "zh":
+            inputs[lang] = folder / lang
+            inputs[lang].mkdir()
+            (inputs[lang] / "a.txt").write_text("\n".join(lines[:150]) + "\n", encoding="utf-8")
+            write_jsonl(inputs[lang] / "b.jsonl.gz", lines[150:], gzip.open)
+        else:
+            inputs[lang] = folder / f"{lang}.txt"
+            inputs[lang].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return inputs
+
+
+def counted_one_text_at_a_time(inputs, orders, rule, top):
+    """bvvtok's counts before worker processes: every window of every text, in order, into one Counter per order."""
+    units_of = get_rule(rule)
+    result = {}
+    for lang, path in inputs.items():
+        counts = {n: Counter() for n in orders}
+        chars = 0
+        for file in corpus_files(path):
+            for text in iter_texts(file):
+                units = units_of(text)
+                chars += sum(map(len, units))
+                for n, counter in counts.items():
+                    counter.update(u[i : i + n] for u in units for i in range(len(u) - n + 1))
+        result[lang] = ({n: sorted(c.items(), key=lambda gc: (-gc[1], gc[0]))[:top] for n, c in counts.items()}, chars)
+    return result
+
+
+@pytest.mark.parametrize("rule", ["default", "bvv241"])
+@pytest.mark.parametrize("seed", range(3))
+def test_any_number_of_workers_counts_the_same(tmp_path, monkeypatch, rule, seed):
+    inputs = random_corpus(tmp_path, seed)
+    expected = counted_one_text_at_a_time(inputs, (1, 2, 3, 5), rule, 40)
+    monkeypatch.setattr(corpus_stats, "BATCH_CHARS", 500)  # many batches, shared out among the workers
+    for workers in (1, 2, 3):
+        stats = count_corpus(inputs, (1, 2, 3, 5), rule, top=40, workers=workers)
+        assert {e.lang: (e.top_ngrams, e.chars) for e in stats.languages} == expected, f"{workers} workers"
+        assert stats.codes == list(SCRIPTS)
+        assert (stats.meta["approximate_languages"], stats.meta["max_undercount"]) == ([], {})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pruned_counts_state_how_low_they_may_be(tmp_path, monkeypatch, workers):
+    inputs = random_corpus(tmp_path, 7)
+    exact = counted_one_text_at_a_time(inputs, (2, 3), "default", 10**6)
+    monkeypatch.setattr(corpus_stats, "BATCH_CHARS", 500)
+    stats = count_corpus(inputs, (2, 3), top=20, max_entries=40, workers=workers)
+    assert stats.meta["approximate_languages"] == list(stats.meta["max_undercount"]) != []
+    for e in stats.languages:
+        bound = stats.meta["max_undercount"].get(e.lang, 0)
+        truth = {n: dict(ranked) for n, ranked in exact[e.lang][0].items()}
+        assert e.chars == exact[e.lang][1]
+        for n, ranked in e.top_ngrams.items():
+            assert all(0 <= truth[n][gram] - count <= bound for gram, count in ranked)
+
+
+def test_progress_is_reported_with_workers(tmp_path):
+    inputs = random_corpus(tmp_path, 1)
+    seen = []
+    count_corpus(inputs, (2,), top=5, on_bytes=seen.append, workers=2)
+    assert sum(seen) == corpus_size(inputs)
+
+
+def test_workers_must_be_at_least_one(tmp_path):
+    (tmp_path / "en.txt").write_text(TEXT, encoding="utf-8")
+    for workers in (0, -1):
+        with pytest.raises(BvvtokError, match=f"^workers must be at least 1 \\(got {workers}\\); give 1 to count in this process"):
+            count_corpus({"en": tmp_path / "en.txt"}, workers=workers)
+
+
+def test_a_worker_that_dies_is_an_error_not_a_wait():
+    class Killed:
+        exitcode = -9
+
+    with _Workers(1, ((2,), "default", 100, 10)) as pool:
+        pool.processes.append(Killed())
+        with pytest.raises(BvvtokError, match="exit code -9.*fewer workers or a smaller max_entries"):
+            pool.collect()
+        pool.processes.clear()

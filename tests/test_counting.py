@@ -1,9 +1,12 @@
+import random
+from collections import Counter
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bvvtok.errors import BvvtokError
-from bvvtok.vocab.counting import NgramCounter, bvv241_units, default_units, get_rule, top_weighted_ngrams
+from bvvtok.vocab.counting import NgramCounter, TextCounter, bvv241_units, default_units, get_rule, top_weighted_ngrams
 
 # --- the bvv241 rule (the published recipe) ---
 
@@ -143,3 +146,88 @@ def test_top_weighted_ngrams_large_alphabet_falls_back_to_the_counter():
 
 def test_top_weighted_ngrams_k_zero():
     assert top_weighted_ngrams(["abc"], [1], [2], 0) == reference_top(["abc"], [1], [2], 0) == {2: []}
+
+
+# --- counting distinct units once, weighted; merging; the undercount bound ---
+
+
+def every_window(units, weights, orders):
+    """Counts of every window of every unit, one at a time: what NgramCounter must match."""
+    counts = {n: Counter() for n in orders}
+    for unit, weight in zip(units, weights):
+        for n, counter in counts.items():
+            for i in range(len(unit) - n + 1):
+                counter[unit[i : i + n]] += weight
+    return counts
+
+
+# NUL and a lone surrogate too: the bvv241 rule keeps them inside CJK text (a .jsonl may escape either).
+WEIRD = ALPHABET + "\0\ud800"
+
+
+@given(st.dictionaries(st.text(WEIRD, max_size=9), st.integers(1, 10**6), max_size=25), st.sets(st.integers(1, 5), min_size=1))
+@example({"ab\0": 2, "\0\0a": 3, "b\ud800": 1}, {1, 2, 3})
+def test_add_counts_equals_counting_every_window(unit_counts, orders):
+    counter = NgramCounter(orders)
+    counter.add_counts(unit_counts)
+    expected = every_window(list(unit_counts), list(unit_counts.values()), orders)
+    assert {n: dict(c) for n, c in counter.counts.items()} == {n: dict(c) for n, c in expected.items()}
+
+
+@given(st.lists(st.lists(st.text(WEIRD, max_size=7), max_size=8), max_size=12), st.integers(1, 4))
+def test_text_counter_equals_counting_every_window(texts, flush_every):
+    import bvvtok.vocab.counting as counting
+
+    units = [unit for text in texts for unit in text]
+    original = counting.UNIT_TALLY_CHARS
+    counting.UNIT_TALLY_CHARS = flush_every  # tally flushed after nearly every batch
+    try:
+        counter = TextCounter([2, 3], rule="default")
+        counter.units_of = lambda text: text  # the "texts" are lists of units already
+        for start in range(0, len(texts), 2):
+            counter.add_texts(texts[start : start + 2])
+        counter.finish()
+    finally:
+        counting.UNIT_TALLY_CHARS = original
+    assert counter.ngrams.counts == every_window(units, [1] * len(units), [2, 3])
+    assert counter.chars == sum(map(len, units))
+
+
+def test_merge_adds_counts_and_undercounts():
+    a, b, both = NgramCounter([2, 3]), NgramCounter([2, 3]), NgramCounter([2, 3])
+    a.add(["abc", "abd"])
+    b.add(["abc", "xyz"])
+    both.add(["abc", "abd", "abc", "xyz"])
+    a.undercount[2], b.undercount[2] = 3, 4
+    a.merge(b)
+    assert a.counts == both.counts
+    assert a.undercount == {2: 7, 3: 0}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pruned_counts_are_low_by_at_most_the_undercount(seed):
+    rng = random.Random(seed)
+    words = ["".join(rng.choices("abcdefgh", k=rng.randint(2, 6))) for _ in range(300)]
+    parts = [rng.choices(words, weights=[1 / (i + 1) for i in range(len(words))], k=200) for _ in range(3)]
+    counters = [NgramCounter([2, 3], max_entries=40) for _ in parts]
+    for counter, part in zip(counters, parts):
+        for start in range(0, len(part), 10):
+            counter.add(part[start : start + 10])
+    merged = counters[0]
+    for other in counters[1:]:
+        merged.merge(other)
+    truth = every_window([w for part in parts for w in part], [1] * 600, [2, 3])
+    assert merged.pruned
+    for n, counter in merged.counts.items():
+        assert len(counter) <= 40
+        for gram, count in counter.items():
+            assert 0 <= truth[n][gram] - count <= merged.undercount[n]
+        assert all(truth[n][gram] <= merged.undercount[n] for gram in truth[n].keys() - counter.keys())
+
+
+def test_top_with_ties_at_the_cut():
+    counter = NgramCounter([2])
+    counter.add(["ab", "cd", "cd", "ef", "ef", "gh", "ij", "ij"])
+    assert counter.top(2)[2] == [("cd", 2), ("ef", 2)]
+    assert counter.top(4)[2] == [("cd", 2), ("ef", 2), ("ij", 2), ("ab", 1)]
+    assert counter.top(0)[2] == []

@@ -88,6 +88,8 @@ CASES = [
          "build-vocab --ngrams {vocab}/../tiny-stats.txt --top-k 0 --out {tmp}/v", "--top-k must be at least 1 (got 0)"),
     Case("count-corpus-top", lambda p: count_corpus({"en": stats(p)}, top=0), "top must be at least 1",
          "ngrams --input en={vocab}/../tiny-stats.txt --top 0 --out {tmp}/s.json", "--top must be at least 1"),
+    Case("count-corpus-workers", lambda p: count_corpus({"en": stats(p)}, workers=0), "workers must be at least 1 (got 0)",
+         "ngrams --input en={vocab}/../tiny-stats.txt --workers 0 --out {tmp}/s.json", "--workers must be at least 1 (got 0)"),
     Case("bench-no-text", lambda p: bench_tokenizers([p["vocab"]], {}), "no text given; texts names a file per language"),
     Case("embed-glyph-dim", lambda p: embed_glyph(p["vocab"], out=p["tmp"] / "s", dim=5000),
          "dim=5000 must be between 1 and the number of bits",

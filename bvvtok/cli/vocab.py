@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +16,7 @@ from bvvtok.difference import plural
 from bvvtok.errors import BvvtokError
 from bvvtok.files import check_output_file, check_png_path
 from bvvtok.output import new_output
+from bvvtok.vocab.stats import NgramStats
 
 
 @app.command("build-vocab", epilog=example("bvvtok build-vocab --preset 65k --out artifacts/vocab-65k"))
@@ -22,7 +24,11 @@ def build_vocab_command(
     preset: Annotated[str, typer.Option(metavar="NAME", help="65k (= bvv241-2-3) or 131k (= bvv241-max).")] = "65k",
     ngrams: Annotated[
         Optional[list[Path]],
-        typer.Option(metavar="FILE", help="N-gram statistics (published Python-literal or bvvtok JSON); repeatable. Omit to build offline from wordfreq."),
+        typer.Option(metavar="FILE", help="N-gram statistics (published Python-literal or bvvtok JSON); repeatable. Omit (and --corpus) to build offline from wordfreq."),
+    ] = None,
+    corpus: Annotated[
+        Optional[list[str]],
+        typer.Option(metavar="LANG=PATH", help="Count this corpus first, as `bvvtok ngrams --input` does; repeatable. With --ngrams, the vocabulary is built from both."),
     ] = None,
     extra_tokens: Annotated[
         Optional[Path], typer.Option(metavar="FILE", help="Whole tokens to add, one per line (the 131k recipe's intersection.txt).")
@@ -37,20 +43,40 @@ def build_vocab_command(
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output folder. Default: artifacts/vocab-PRESET.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    rule: Annotated[Optional[str], typer.Option(metavar="NAME", help="Counting --corpus: default or bvv241 (as ngrams --rule). Default: default.")] = None,
+    orders: Annotated[Optional[str], typer.Option(metavar="N,N,...", help="Counting --corpus: n-gram orders. Default: 2,3,4,5.")] = None,
+    top: Annotated[Optional[int], typer.Option(metavar="N", help="Counting --corpus: grams kept per order and language. Default: 1000.")] = None,
+    max_entries: Annotated[Optional[int], typer.Option(metavar="N", help="Counting --corpus: as ngrams --max-entries. Default: 2000000.")] = None,
+    workers: Annotated[Optional[int], typer.Option(metavar="N", help="Counting --corpus: processes (1: this one). Default: every CPU this process may use.")] = None,
+    text_column: TextColumnFlag = "text",
 ) -> None:
     """Build a Unicode + n-gram tokenizer folder, id-for-id compatible with the bvv241 recipe."""
+    from bvvtok.lm.data import describe_corpus
     from bvvtok.vocab.build import build_vocab, save_vocab
     from bvvtok.vocab.languages import parse_langs
     from bvvtok.vocab.layout import get_preset
 
     chosen = get_preset(preset)
     out = out or Path("artifacts") / f"vocab-{chosen.name}"
-    source = "the given statistics" if ngrams else "wordfreq (offline)"
+    inputs = _parse_inputs(corpus or [], "--corpus")
+    counting = {"--rule": rule, "--orders": orders, "--top": top, "--max-entries": max_entries, "--workers": workers}
+    if not inputs and any(value is not None for value in counting.values()):
+        given = ", ".join(flag for flag, value in counting.items() if value is not None)
+        raise BvvtokError(f"{given}: only for counting a corpus; give --corpus LANG=PATH, or leave {given} out")
+    order_list = _parse_orders(orders or "2,3,4,5")  # the defaults of ngrams
+    rule, top, max_entries = rule or "default", 1000 if top is None else top, 2_000_000 if max_entries is None else max_entries
+    source = ", ".join([*(["the given statistics"] if ngrams else []), *(["the corpus"] if inputs else [])]) or "wordfreq (offline)"
     started = time.perf_counter()
-    sources = [*(ngrams or ()), *([extra_tokens] if extra_tokens else [])]
-    with new_output(out, force, sources), console.status(f"building the {chosen.name} ({chosen.alias}) vocabulary from {source}"):
-        build = build_vocab(chosen, ngrams or (), extra_tokens, top_k, parse_langs(langs))
-        manifest = save_vocab(build, out, force)
+    sources = [*(ngrams or ()), *inputs.values(), *([extra_tokens] if extra_tokens else [])]
+    with new_output(out, force, sources):
+        stats: list[NgramStats] = []
+        if inputs:
+            counted = _count(inputs, order_list, rule, top, max_entries, workers, text_column)
+            counted.stats.meta["corpus"] = [{"lang": lang, **entry} for lang, path in inputs.items() for entry in describe_corpus([path])]
+            stats.append(counted.stats)
+        with console.status(f"building the {chosen.name} ({chosen.alias}) vocabulary from {source}"):
+            build = build_vocab(chosen, ngrams or (), extra_tokens, top_k, parse_langs(langs), stats)
+            manifest = save_vocab(build, out, force)
     elapsed = time.perf_counter() - started
     info = manifest["vocab"]
     table = summary(str(out))
@@ -64,6 +90,10 @@ def build_vocab_command(
     counts = info["ngrams"]
     table.add_row("n-grams", f"{counts['placed']:,} placed of {chosen.slot_count:,} slots, {counts['dropped']:,} dropped")
     table.add_row("merges", f"{counts['merges']:,}")
+    if inputs:
+        table.add_row("counting", counted.speed())
+        if counted.stats.meta["max_undercount"]:
+            table.add_row("approximate", counted.undercount())
     table.add_row("time", f"{elapsed:.1f} s")
     console.print(table)
 
@@ -76,40 +106,71 @@ def ngrams_command(
     orders: Annotated[str, typer.Option(metavar="N,N,...", help="Comma-separated n-gram orders.")] = "2,3,4,5",
     top: Annotated[int, typer.Option(metavar="N", help="Grams kept per order and language.")] = 1000,
     max_entries: Annotated[int, typer.Option(metavar="N", help="Distinct grams held per order before the rarest are forgotten (bounds memory).")] = 2_000_000,
+    workers: Annotated[Optional[int], typer.Option(metavar="N", help="Processes that count (1: this one). Default: every CPU this process may use.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
     text_column: TextColumnFlag = "text",
 ) -> None:
     """Count n-gram statistics from your own corpus, per language, for `build-vocab --ngrams`."""
-    from bvvtok.vocab.corpus_stats import corpus_size, count_corpus
     from bvvtok.vocab.stats import save_stats
 
-    inputs = _parse_inputs(input)
+    inputs = _parse_inputs(input, "--input")
     order_list = _parse_orders(orders)
     check_output_file(out, force, inputs.values())
-    total = corpus_size(inputs)  # also checks every path before the progress bar starts
-    started = time.perf_counter()
-    columns = (TextColumn("counting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with progress_bar(*columns) as progress:
-        task = progress.add_task("count", total=total)
-        stats = count_corpus(inputs, order_list, rule, top, max_entries, lambda n: progress.advance(task, n), text_column)
+    counted = _count(inputs, order_list, rule, top, max_entries, workers, text_column)
+    stats = counted.stats
     save_stats(stats, out, force)
     table = DataTable("lang", "chars", *(f"top {n}-grams" for n in order_list), title=f"{out}", title_justify="left")
     for e in stats.languages:
         table.add_row(e.lang, f"{e.chars:,}", *(" ".join(g for g, _ in e.top_ngrams[n][:5]) for n in order_list))
     console.print(table)
-    if stats.meta["approximate_languages"]:
-        console.print(f"counts near the cut are approximate for {', '.join(stats.meta['approximate_languages'])} (raise --max-entries for exact counts)")
-    console.print(f"rule {rule}, {time.perf_counter() - started:.1f} s")
+    if stats.meta["max_undercount"]:
+        console.print(f"{counted.undercount()}; raise --max-entries for exact counts")
+    console.print(f"rule {rule}, {counted.speed()}")
 
 
-def _parse_inputs(values: list[str]) -> dict[str, Path]:
+@dataclass
+class _Counted:
+    """A corpus counted for the command line: its statistics and how fast."""
+
+    stats: NgramStats
+    workers: int
+    size: int | None  # corpus bytes (None: a streamed dataset's, not known)
+    seconds: float
+
+    def speed(self) -> str:
+        if self.size is None:
+            return f"{plural(self.workers, 'worker')}, {self.seconds:.1f} s"
+        megabytes = self.size / 1e6
+        return f"{plural(self.workers, 'worker')}, {megabytes:,.1f} MB in {self.seconds:.1f} s ({megabytes / self.seconds:,.1f} MB/s)"
+
+    def undercount(self) -> str:
+        low = ", ".join(f"{bound:,} ({lang})" for lang, bound in self.stats.meta["max_undercount"].items())
+        return f"rare grams were forgotten: a count may be low by at most {low}"
+
+
+def _count(inputs: dict[str, Path], orders: tuple[int, ...], rule: str, top: int, max_entries: int, workers: int | None,
+           text_column: str) -> _Counted:  # fmt: skip
+    """count_corpus with a progress bar, timed."""
+    from bvvtok.vocab.corpus_stats import available_cpus, corpus_size, count_corpus
+
+    total = corpus_size(inputs)  # also checks every path before the progress bar starts
+    started = time.perf_counter()
+    columns = (TextColumn("counting"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with progress_bar(*columns) as progress:
+        task = progress.add_task("count", total=total)
+        stats = count_corpus(inputs, orders, rule, top, max_entries, lambda n: progress.advance(task, n), workers, text_column)
+    workers = available_cpus() if workers is None else workers
+    return _Counted(stats, workers, total, max(time.perf_counter() - started, 1e-9))
+
+
+def _parse_inputs(values: list[str], flag: str) -> dict[str, Path]:
     inputs: dict[str, Path] = {}
     for value in values:
         lang, sep, path = value.partition("=")
         if not sep or not lang.strip() or not path.strip():
-            raise BvvtokError(f"--input {value!r} is not LANG=PATH; write e.g. --input en=corpus/en.txt")
+            raise BvvtokError(f"{flag} {value!r} is not LANG=PATH; write e.g. {flag} en=corpus/en.txt")
         if lang.strip() in inputs:
-            raise BvvtokError(f"--input names {lang.strip()} twice; give one path (a folder) per language")
+            raise BvvtokError(f"{flag} names {lang.strip()} twice; give one path (a folder) per language")
         inputs[lang.strip()] = Path(path.strip())
     return inputs
 

@@ -238,6 +238,11 @@ def _describe(files: list[CorpusFile]) -> list[dict[str, Any]]:
     return entries
 
 
+def describe_corpus(corpus: Sequence[Path]) -> list[dict[str, Any]]:
+    """Each file of a corpus as a manifest records it: its name (relative to the folder given), sha256 and size."""
+    return _describe(_files(corpus))
+
+
 def _tokenizer_sha(tokenizer_dir: Path) -> str:
     path = tokenizer_dir / "tokenizer.json"
     if not path.is_file():

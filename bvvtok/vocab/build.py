@@ -21,7 +21,7 @@ from bvvtok.output import atomic_folder
 from bvvtok.vocab.languages import BVV241_LANGUAGES
 from bvvtok.vocab.layout import Layout, Preset, get_preset, lay_out
 from bvvtok.vocab.selection import FAIR_SHARE, select_balanced, select_top_k
-from bvvtok.vocab.stats import load_stats, merge_stats
+from bvvtok.vocab.stats import NgramStats, load_stats, merge_stats
 from bvvtok.vocab.tokenizer_files import make_tokenizer, write_tokenizer_files
 from bvvtok.vocab.wordfreq_stats import wordfreq_languages, wordfreq_stats
 
@@ -80,8 +80,10 @@ def build_vocab(
     extra_tokens: Path | None = None,
     top_k: int | None = None,
     langs: Sequence[str] | None = None,
+    stats: Sequence[NgramStats] = (),
 ) -> VocabBuild:
-    """Build a preset's tokenizer from n-gram statistics (files, or wordfreq when none are given).
+    """Build a preset's tokenizer from n-gram statistics: files, statistics in memory (`count_corpus`'s, recorded in
+    the manifest by their meta), both, or wordfreq's when neither is given.
 
     With `top_k`, or when the statistics lack character totals (the published
     files), S follows the recipe's top-k rule; otherwise `select_balanced`.
@@ -90,17 +92,18 @@ def build_vocab(
     if top_k is not None and top_k < 1:
         raise BvvtokError(f"{option('top_k')} must be at least 1 (got {top_k})")
     inputs: list[dict[str, Any]] = []
-    if ngram_files:
-        stats = merge_stats(load_stats(Path(p)) for p in ngram_files)
-        languages, skipped = resolve_languages(langs, stats.codes, "the n-gram statistics files")
+    if ngram_files or stats:
+        given = merge_stats([*(load_stats(Path(p)) for p in ngram_files), *stats])
+        languages, skipped = resolve_languages(langs, given.codes, "the n-gram statistics")
         inputs += [{"role": "ngrams", "file": Path(p).name, "sha256": sha256_file(Path(p))} for p in ngram_files]
-        entries = stats.entries(languages)  # the files decide which orders exist
+        inputs += [{"role": "ngrams", **s.meta} for s in stats]
+        entries = given.entries(languages)  # the statistics decide which orders exist
     else:
         available = sorted(wordfreq_languages())
         languages, skipped = resolve_languages(langs, available, "the offline wordfreq statistics", BVV241_LANGUAGES)
-        stats = wordfreq_stats(languages, preset.offline_orders)
-        inputs.append({"role": "ngrams", **stats.meta})
-        entries = stats.entries(languages, preset.offline_orders)
+        offline = wordfreq_stats(languages, preset.offline_orders)
+        inputs.append({"role": "ngrams", **offline.meta})
+        entries = offline.entries(languages, preset.offline_orders)
     if top_k is not None or not all(e.chars for e in entries):
         top_k = preset.top_k if top_k is None else top_k
         selection = {"rule": "top-k", "top_k": top_k}

@@ -14,9 +14,11 @@ counted; a window never crosses a unit boundary.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import regex
@@ -61,83 +63,140 @@ class NgramCounter:
 
     When one order holds more than `max_entries` distinct grams, the rarest are
     forgotten down to half that size. Counts of grams that stay frequent remain
-    exact; grams forgotten early may be undercounted, which only matters near
-    the cut. `pruned` records whether this happened.
+    exact; a gram forgotten and seen again is undercounted by what it had. As in
+    lossy counting, no count is low by more than the sum, over that order's
+    prunes, of the largest count forgotten: `undercount[n]`, 0 while nothing was.
     """
 
     def __init__(self, orders: Iterable[int], max_entries: int = 2_000_000) -> None:
         self.counts: dict[int, Counter[str]] = {n: Counter() for n in sorted(set(orders))}
         self.max_entries = max_entries
-        self.pruned = False
+        self.undercount = dict.fromkeys(self.counts, 0)
+
+    @property
+    def pruned(self) -> bool:
+        return any(self.undercount.values())
 
     def add(self, units: Iterable[str], weight: int = 1) -> None:
-        units = list(units)
+        """Count the windows inside each unit, `weight` times."""
+        self.add_counts({unit: count * weight for unit, count in Counter(units).items()})
+
+    def add_counts(self, unit_counts: Mapping[str, int]) -> None:
+        """Count the windows inside each distinct unit, each window weighted by its unit's count."""
+        # NumPy strings end at a NUL: the rare unit holding one (bvv241 keeps them in CJK text) counts window by window.
+        held = [unit for unit in unit_counts if "\0" in unit] if "\0" in "".join(unit_counts) else []
+        plain = {unit: count for unit, count in unit_counts.items() if "\0" not in unit} if held else unit_counts
+        units, weights = list(plain), list(plain.values())
         for n, counter in self.counts.items():
-            windows = (u[i : i + n] for u in units for i in range(len(u) - n + 1))
-            if weight == 1:
-                counter.update(windows)  # C-accelerated counting
-            else:
-                counter.update({gram: count * weight for gram, count in Counter(windows).items()})
-            if len(counter) > self.max_entries:
-                self.counts[n] = Counter(dict(counter.most_common(self.max_entries // 2)))
-                self.pruned = True
+            grams, sums = _gram_sums(units, weights, n)
+            counter.update(dict(zip(grams.tolist(), sums.tolist())))
+            for unit in held:
+                windows = Counter(unit[i : i + n] for i in range(len(unit) - n + 1))
+                counter.update({gram: count * unit_counts[unit] for gram, count in windows.items()})
+            self._limit(n)
+
+    def merge(self, other: NgramCounter) -> None:
+        """Add another counter's counts (of the same orders) and its undercount."""
+        for n, counter in self.counts.items():
+            counter.update(other.counts[n])
+            self.undercount[n] += other.undercount[n]
+            self._limit(n)
+
+    def _limit(self, n: int) -> None:
+        if len(self.counts[n]) > self.max_entries:
+            ranked = self.counts[n].most_common(self.max_entries // 2 + 1)
+            self.counts[n] = Counter(dict(ranked[:-1]))
+            self.undercount[n] += ranked[-1][1]  # the largest count forgotten
 
     def top(self, k: int) -> dict[int, list[tuple[str, int]]]:
         """The `k` most frequent grams per order, ties broken by code-point order."""
-        return {n: sorted(c.items(), key=lambda gc: (-gc[1], gc[0]))[:k] for n, c in self.counts.items()}
+        return {n: top_of(counter.items(), k) for n, counter in self.counts.items()}
+
+
+UNIT_TALLY_CHARS = 1 << 20  # characters of distinct units tallied before their windows are counted (bounds memory)
+
+
+class TextCounter:
+    """Counts the n-grams of texts under a rule, and the characters they were counted over.
+
+    Natural text repeats its words, so the units are tallied first as whole
+    strings (a Counter of strings runs at C speed) and each distinct unit's
+    windows are counted once, weighted by its tally, when the tally holds
+    UNIT_TALLY_CHARS characters and when `finish` is called. The counts are the
+    same as counting every window of every text.
+    """
+
+    def __init__(self, orders: Iterable[int], rule: str = "default", max_entries: int = 2_000_000) -> None:
+        self.units_of = get_rule(rule)
+        self.ngrams = NgramCounter(orders, max_entries)
+        self.chars = 0
+        self.tally: Counter[str] = Counter()
+
+    def add_texts(self, texts: Iterable[str]) -> None:
+        self.tally.update(itertools.chain.from_iterable(map(self.units_of, texts)))
+        if sum(map(len, self.tally)) > UNIT_TALLY_CHARS:
+            self._count_tally()
+
+    def finish(self) -> TextCounter:
+        """Count what is still tallied; returns self, ready to read or to send to another process."""
+        self._count_tally()
+        return self
+
+    def merge(self, other: TextCounter) -> None:
+        """Add the counts of another (finished) counter of the same texts' language."""
+        self.chars += other.chars
+        self.ngrams.merge(other.ngrams)
+
+    def _count_tally(self) -> None:
+        self.chars += sum(len(unit) * count for unit, count in self.tally.items())
+        self.ngrams.add_counts(self.tally)
+        self.tally = Counter()
 
 
 def top_weighted_ngrams(units: list[str], weights: list[int], orders: Iterable[int], k: int) -> dict[int, list[tuple[str, int]]]:
-    """`NgramCounter(orders)` fed `add([unit], weight)` for each pair, then `.top(k)`; vectorised.
-
-    Counting weighted word lists in Python costs about a microsecond per window;
-    here the windows become integer keys (characters numbered within the
-    alphabet of `units`, written in base len(alphabet)) that NumPy sorts and sums.
-    An order whose keys would not fit in 63 bits falls back to the Python counter.
-    """
-    lengths = np.fromiter(map(len, units), dtype=np.int64, count=len(units))
-    # One array of code points, each unit followed by a NUL separator (units hold no NUL).
-    points = np.frombuffer(("\0".join(units) + "\0").encode("utf-32-le"), dtype=np.uint32)
-    point_weights = np.repeat(np.asarray(weights, dtype=np.int64), lengths + 1)
-    alphabet, digits = np.unique(points, return_inverse=True)
-    separators = np.concatenate(([0], np.cumsum(points == 0)))
+    """`NgramCounter(orders)` fed `add([unit], weight)` for each pair, then `.top(k)`; no unit may hold a NUL."""
     result = {}
     for n in sorted(set(orders)):
-        base = len(alphabet)
-        if base**n >= 2**63:
-            counter = NgramCounter([n])
-            for unit, weight in zip(units, weights):
-                counter.add([unit], weight)
-            result[n] = counter.top(k)[n]
-            continue
-        starts = len(points) - n + 1
-        if starts <= 0:
-            result[n] = []
-            continue
-        inside = separators[n : n + starts] == separators[:starts]  # no separator in the window
-        keys = np.zeros(starts, dtype=np.int64)
-        for j in range(n):
-            keys = keys * base + digits[j : j + starts]
-        keys, window_weights = keys[inside], point_weights[:starts][inside]
-        if keys.size == 0 or k < 1:
-            result[n] = []
-            continue
-        order = np.argsort(keys)
-        keys, window_weights = keys[order], window_weights[order]
-        first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        grams, sums = keys[first], np.add.reduceat(window_weights, first)
-        if len(sums) > k:  # keep every gram tied with the k-th count, then break ties by text
+        grams, sums = _gram_sums(units, weights, n)
+        if len(sums) > k > 0:  # keep every gram tied with the k-th count, then break ties by text
             threshold = np.partition(sums, len(sums) - k)[len(sums) - k]
             grams, sums = grams[sums >= threshold], sums[sums >= threshold]
-        ranked = sorted(zip(_decode(grams, n, alphabet), sums.tolist()), key=lambda gc: (-gc[1], gc[0]))
-        result[n] = ranked[:k]
+        result[n] = top_of(zip(grams.tolist(), sums.tolist()), k)
     return result
 
 
-def _decode(keys: np.ndarray, n: int, alphabet: np.ndarray) -> list[str]:
-    """Turn window keys back into strings (no window holds a NUL, so none is cut short)."""
-    points = np.empty((len(keys), n), dtype=np.uint32)
-    for j in range(n - 1, -1, -1):
-        keys, digit = np.divmod(keys, len(alphabet))
-        points[:, j] = alphabet[digit]
-    return points.view(f"<U{n}").ravel().tolist()
+def _gram_sums(units: Sequence[str], weights: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct n-grams inside `units` (sorted) and their windows' summed weights (each its unit's weight).
+
+    Counting windows in Python costs about a microsecond each; here each window is
+    a row of n code points read as one NumPy string, and a sort groups them.
+    NumPy strings end at a NUL, so no unit may hold one.
+    """
+    lengths = np.fromiter(map(len, units), dtype=np.int64, count=len(units))
+    points = np.frombuffer("".join(units).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    offsets = np.arange(len(points)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    starts = np.flatnonzero(offsets <= np.repeat(lengths - n, lengths))  # windows that end inside their unit
+    if starts.size == 0:
+        return np.array([], dtype=f"<U{n}"), np.array([], dtype=np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(points, n)[starts]
+    grams = windows.view(f"<U{n}").ravel()
+    keys = grams
+    if n * 21 < 64:  # code points (21 bits) side by side in one integer: the same order, and sorted several times faster
+        keys = np.zeros(len(windows), dtype=np.int64)
+        for column in windows.T:
+            keys = (keys << 21) | column
+    window_weights = np.repeat(np.asarray(weights, dtype=np.int64), lengths)[starts]
+    order = np.argsort(keys)
+    keys, grams, window_weights = keys[order], grams[order], window_weights[order]
+    first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return grams[first], np.add.reduceat(window_weights, first)
+
+
+def top_of(pairs: Iterable[tuple[str, int]], k: int) -> list[tuple[str, int]]:
+    """The `k` most frequent (gram, count) pairs, ties broken by code-point order; only those tied with the k-th or
+    above are sorted."""
+    pairs = list(pairs)
+    if len(pairs) > k > 0:
+        cut = heapq.nlargest(k, (count for _, count in pairs))[-1]
+        pairs = [pair for pair in pairs if pair[1] >= cut]
+    return sorted(pairs, key=lambda gc: (-gc[1], gc[0]))[:k] if k > 0 else []
