@@ -175,3 +175,19 @@ def test_the_cli_takes_sources_from_flags_or_the_config_file_and_compare_shows_t
                              corpora["en"], "--steps", "4", "--tokens", "9e9"), "give --steps or --tokens, not both")  # fmt: skip
     assert_user_error(invoke("train", "--substrate", char_substrate, "--out", tmp_path / "r4", "--corpus",
                              corpora["en"], "--tokens", "0.5"), "--tokens 0.5 must be a whole number")  # fmt: skip
+
+
+def test_loss_png_draws_a_curve_per_source(monkeypatch, tmp_path):
+    from bvvtok.lm import plots
+    from bvvtok.lm.metrics import Row
+
+    drawn = []
+    monkeypatch.setattr(plots, "_draw", lambda out, force, title, panels: drawn.append(panels))
+    rows = [Row(0, None, 5.0, None, None, 7.0, {"en": (5.5, 8.0), "zh": (4.5, 6.0)}),
+            Row(1, 4.0, None, 1e-3, 100.0),
+            Row(2, 3.0, 3.5, 1e-3, 100.0, 4.0, {"en": (3.8, 4.5), "zh": (3.2, 3.5)})]  # fmt: skip
+    plots.plot_losses(rows, tmp_path / "loss.png", "run")
+    (_, losses, _), (_, bits, _) = drawn[0]
+    labels = {label: [getattr(r, field) for r in curve] for label, curve, field, _ in bits}
+    assert labels == {"validation, all sources": [7.0, 4.0], "validation, en": [8.0, 4.5], "validation, zh": [6.0, 3.5]}
+    assert [label for label, *_ in losses][-2:] == ["validation, en", "validation, zh"]
