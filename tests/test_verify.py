@@ -412,13 +412,13 @@ def test_tokenizer_with_a_gap(bits64, copy):
     config = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     gap = config["model"]["vocab"].pop("w100")
     (folder / "tokenizer.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("not exactly 0..V-1", f"missing {gap}")})
+    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("not exactly 0..V-1", f"missing {gap}"), "tokenizer behaviour": ("not checked",)})
 
 
 def test_tokenizer_not_json(bits64, copy):
     folder = copy(bits64)
     (folder / "tokenizer.json").write_text("not json", encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ()})
+    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": (), "tokenizer behaviour": ("not checked",)})
 
 
 def test_tokenizer_with_a_duplicate_key(bits64, copy):
@@ -427,7 +427,7 @@ def test_tokenizer_with_a_duplicate_key(bits64, copy):
     text = text.replace('"w100": ', '"w99": 999, "w100": ', 1)  # "w99" is listed again, further on
     assert text.count('"w99"') == 2
     (folder / "tokenizer.json").write_text(text, encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("'w99' twice",)})
+    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("'w99' twice",), "tokenizer behaviour": ("not checked",)})
 
 
 def test_tokenizer_size_differs_from_the_manifest(bits64, copy):
@@ -436,7 +436,7 @@ def test_tokenizer_size_differs_from_the_manifest(bits64, copy):
     manifest["substrate"]["tokens"] = V + 1
     write_manifest(folder, manifest)
     checks = expect_failures(
-        folder, {"tokenizer": (f"{V} tokens, the manifest says {V + 1}",), "embeddings": (f"expected float32 [{V + 1}, 64]",), **{n: () for n in WEIGHT_READERS}}
+        folder, {"tokenizer": (f"{V} tokens, the manifest says {V + 1}",), "tokenizer behaviour": ("not checked",), "embeddings": (f"expected float32 [{V + 1}, 64]",), **{n: () for n in WEIGHT_READERS}}
     )
     assert checks["file hashes"].ok  # the manifest does not list itself
 
@@ -654,6 +654,17 @@ def add_subfolder(folder: Path) -> None:
     (folder / "onnx" / "model.onnx").write_bytes(b"weights")
 
 
+def both(*edits: Callable[[Path], None]) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        for one in edits:
+            one(folder)
+
+    return edit
+
+
+LOWERCASE = in_tokenizer_json(lambda c: c.update(normalizer={"type": "Lowercase"}))
+NO_VOCAB_SECTION = in_manifest(lambda m: m.pop("vocab"))
+
 # 'th' and 'he' in the tiny 65k vocabulary: the n-gram slots hold llo, the, he, in, ll, th from 0xD800 = 55296
 HE, TH = 55298, 55301
 
@@ -687,6 +698,14 @@ CORRUPTIONS = [
      "settings", f"settings: fonts[0] is '{FAKE_SHA256}', the substrate section records '{UNIFONT_SHA256}'"),
     ("a font sha256 edited in both places", "glyph", set_font_sha256("fonts", "settings"),
      "rebuild", f"font 1 of the chain (GNU Unifont): sha256 is '{FAKE_SHA256}', the rebuild found '{UNIFONT_SHA256}'"),
+    ("the vocab section deleted", "bits_65k", NO_VOCAB_SECTION,
+     "tokenizer behaviour", "tokenizer.json has bvvtok's 65k layout but the manifest has no vocab section"),
+    ("the vocab section deleted and a Lowercase normalizer added", "bits_65k", both(NO_VOCAB_SECTION, LOWERCASE),
+     "tokenizer behaviour", "tokenizer.json: normalizer is Lowercase, bvvtok writes none"),
+    ("two ids swapped in a foreign tokenizer", "bits64", in_tokenizer_json(lambda c: swap(c["model"]["vocab"], "w1", "w2")),
+     "tokenizer behaviour", "tokenizer.json: sha256 is "),
+    ("a Lowercase normalizer in a foreign tokenizer", "bits64", LOWERCASE,
+     "tokenizer behaviour", "its substrate section records"),
     ("a bits seed edited in settings only", "bits64", in_manifest(lambda m: m["substrate"]["settings"].update(seed=8)),
      "settings", "settings: seed is 8, the substrate section records 7"),
 ]  # fmt: skip
