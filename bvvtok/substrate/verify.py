@@ -14,6 +14,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +80,20 @@ def check_manifest(view: View) -> str:
     if missing:
         raise ValueError(f"the manifest lacks {', '.join(missing)}")
     return f"{s['method']} substrate, {s['tokens']:,} tokens, n_embed {s['n_embed']}"
+
+
+def check_vocabulary_manifest(view: View) -> str:
+    """A vocabulary folder's manifest (no substrate yet): readable, not from a newer bvvtok."""
+    manifest = view.manifest
+    if isinstance(manifest, Failed):
+        raise ValueError(manifest.reason)
+    version = manifest.get("manifest_version", 1)
+    if not isinstance(version, int) or version > MANIFEST_VERSION:
+        raise ValueError(f"manifest version {version!r} is from a newer bvvtok (this one reads {MANIFEST_VERSION}); upgrade bvvtok")
+    info = manifest.get("vocab")
+    if isinstance(info, dict):
+        return f"vocabulary, preset {info.get('preset')}, {info.get('vocab_size', 0):,} ids (no substrate yet)"
+    return "a tokenizer folder's manifest, no vocab section (no substrate yet)"
 
 
 def check_settings(view: View) -> str:
@@ -148,7 +163,7 @@ def _checked_tokenizer(view: View) -> tuple[TokenizerFile, str]:
     if not np.array_equal(numbers, np.arange(size)):
         gaps = np.setdiff1d(np.arange(numbers.max() + 1), numbers)
         raise ValueError(f"ids are not exactly 0..V-1: missing {ids(gaps)}")
-    if size != view.substrate.get("tokens"):
+    if view.substrate and size != view.substrate.get("tokens"):
         raise ValueError(f"{size:,} tokens, the manifest says {view.substrate.get('tokens')}")
     merges = config.get("model", {}).get("merges") or []
     pairs = [m.split(" ", 1) if isinstance(m, str) else m for m in merges]
@@ -283,6 +298,16 @@ CHECKS: list[tuple[str, Checker]] = [
 ]
 
 
+# A vocabulary folder before `embed`: the checks that apply to its tokenizer
+VOCABULARY_CHECKS: list[tuple[str, Checker]] = [
+    ("manifest", check_vocabulary_manifest),
+    ("file hashes", check_files),
+    ("folder contents", check_contents),
+    ("tokenizer", check_tokenizer),
+    ("layout", check_layout),
+    ("tokenizer behaviour", check_behaviour),
+]
+
 # What a consumer (the trainer) checks before every use: seconds, not the full proof.
 QUICK = ("manifest", "file hashes", "tokenizer", "tokenizer behaviour", "embeddings", "values", ".pt copy")
 
@@ -297,20 +322,43 @@ def _checks(view: View, rebuild: bool, quick: bool) -> list[tuple[str, Checker]]
 
 
 def verify(folder: Path, rebuild: bool = False, quick: bool = False) -> list[Check]:
-    """Run the checks (`quick`: only those in QUICK) and return their results; never raises on a damaged folder."""
+    """Run the checks that apply to the folder (`quick`: a substrate's QUICK alone) and return their results; never
+    raises on a damaged folder."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise BvvtokError(f"{folder} is not a folder; pass a substrate folder (bvvtok embed writes one)")
+        raise BvvtokError(f"{folder} is not a folder; pass a folder bvvtok wrote (a vocabulary, substrate, run or export)")
     recover_for_reading(folder)  # a commit that a killed `embed` left half done is finished first
-    view = View(folder)
-    (first, check_first), *others = _checks(view, rebuild, quick)
+    kind = "substrate" if quick else folder_kind(folder)  # quick: a consumer that needs a substrate
+    if kind in ("run", "export"):  # a model folder: its own checks (bvvtok.lm.proof), the ones every reader runs
+        from bvvtok.lm import proof
+
+        view: Any = proof.ModelView(folder, kind)
+        checks = proof.CHECKS
+    else:
+        view = View(folder)
+        checks = VOCABULARY_CHECKS if kind == "vocabulary" else _checks(view, rebuild, quick)
+    (first, check_first), *others = checks
     results = [_run(first, check_first, view)]
     if not results[0].ok:  # everything else reads what the manifest says
         return results + [Check(name, False, "not checked: the manifest is unusable") for name, _ in others]
     return results + [_run(name, check, view) for name, check in others]
 
 
-def _run(name: str, check: Checker, view: View) -> Check:
+def folder_kind(folder: Path) -> str:
+    """What `verify` proves: "run" or "export" (a model folder), "vocabulary" (a tokenizer folder with a manifest and
+    no substrate yet), or "substrate" (anything else: a folder that is no substrate fails as one)."""
+    from bvvtok.lm.proof import model_folder_kind
+
+    model = model_folder_kind(folder)
+    if model is not None:
+        return model
+    manifest = View(folder).manifest
+    if isinstance(manifest, dict) and manifest and not manifest.get("substrate") and (folder / "tokenizer.json").is_file():
+        return "vocabulary"
+    return "substrate"
+
+
+def _run(name: str, check: Any, view: Any) -> Check:
     try:
         return Check(name, True, check(view))
     except Exception as e:  # a damaged folder is a failed check, whatever the library raised
