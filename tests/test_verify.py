@@ -40,6 +40,7 @@ CHECKS = [
     "manifest", "settings", "file hashes", "folder contents", "tokenizer", "layout", "tokenizer behaviour",
     "embeddings", "distinct rows", "values", ".pt copy", "codes",
 ]  # fmt: skip
+VOCABULARY_CHECKS = ["manifest", "file hashes", "folder contents", "tokenizer", "layout", "tokenizer behaviour"]
 WEIGHT_READERS = ["distinct rows", "values", ".pt copy", "codes"]  # the checks that need embeddings.safetensors
 
 
@@ -498,12 +499,16 @@ def test_manifest_lacking_a_setting(bits64, copy, key):
 
 
 def test_manifest_without_a_substrate(source, tmp_path):
-    """A vocabulary folder (no substrate section) is not a substrate."""
+    """A tokenizer folder with a manifest and no substrate section is proven as a vocabulary; a consumer that needs
+    a substrate (the trainer's quick checks) still finds none."""
     folder = tmp_path / "vocab"
     shutil.copytree(source, folder)
     write_manifest(folder, {"manifest_version": 1, "files": {"tokenizer.json": sha256(folder / "tokenizer.json")}})
-    checks = expect_failures(folder, {name: () for name in CHECKS})
-    assert "no substrate" in checks["manifest"].detail
+    results = verify(folder)
+    assert [r.name for r in results] == VOCABULARY_CHECKS
+    assert all(r.ok for r in results), [(r.name, r.detail) for r in results if not r.ok]
+    quick = verify(folder, quick=True)
+    assert not quick[0].ok and "no substrate" in quick[0].detail
 
 
 def test_rebuild_catches_a_changed_seed(bits64, copy):
@@ -717,6 +722,37 @@ def test_an_edit_with_its_hash_updated_fails_its_check(what, fixture, edit, chec
     edit(folder)
     reseal(folder)
     expect_failures(folder, {check: (fragment,)}, rebuild=check == "rebuild")
+
+
+# A vocabulary folder before any substrate is embedded: the checks that apply to it, and the same edits.
+VOCABULARY_CORRUPTIONS = [
+    ("a Lowercase normalizer", LOWERCASE, "tokenizer behaviour", "tokenizer.json: normalizer is Lowercase, bvvtok writes none"),
+    ("</s> not special", in_tokenizer_json(lambda c: added_token(c, "</s>").update(special=False)),
+     "tokenizer behaviour", "tokenizer.json: added token '</s>': special is False, bvvtok writes True"),
+    ("the vocab section deleted", NO_VOCAB_SECTION, "tokenizer behaviour", "has bvvtok's 65k layout but the manifest has no vocab section"),
+    ("an unknown file listed", add_file("notes.txt", listed=True), "folder contents", "not part of a substrate folder: notes.txt"),
+]  # fmt: skip
+
+
+def test_a_clean_vocabulary_folder_passes_the_checks_that_apply(tiny_vocab_dir):
+    results = verify(tiny_vocab_dir)
+    assert [r.name for r in results] == VOCABULARY_CHECKS
+    assert all(r.ok for r in results), [(r.name, r.detail) for r in results if not r.ok]
+    assert "vocabulary, preset 65k" in results[0].detail
+    assert invoke("verify", tiny_vocab_dir).exit_code == 0
+
+
+@pytest.mark.parametrize("what, edit, check, fragment", VOCABULARY_CORRUPTIONS, ids=[c[0] for c in VOCABULARY_CORRUPTIONS])
+def test_an_edited_vocabulary_fails_its_check(what, edit, check, fragment, tiny_vocab_dir, copy):
+    folder = copy(tiny_vocab_dir)
+    edit(folder)
+    reseal(folder)
+    results = verify(folder)
+    assert [r.name for r in results] == VOCABULARY_CHECKS
+    failed = {r.name: r.detail for r in results if not r.ok}
+    assert set(failed) == {check}, failed
+    assert fragment in failed[check], failed[check]
+    assert invoke("verify", folder).exit_code == 1
 
 
 def test_a_foreign_tokenizer_folder_may_keep_its_own_listed_files(bits64, copy):
