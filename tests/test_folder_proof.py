@@ -178,3 +178,34 @@ def test_clean_folders_pass_every_check(char_run, exported):
 def test_a_run_records_its_config(char_run):
     run = read_json(char_run / "bvvtok.json")["run"]
     assert run["config_sha256"] == sha256(char_run / "config.json")
+
+
+def char_run_config():
+    from bvvtok.lm.config import resolve_config
+
+    return resolve_config("tiny", None, dict(d_model=32, n_layer=2, n_head=4, context=32),
+                          dict(steps=30, batch_size=8, lr=1e-2, warmup=3, eval_every=30))  # fmt: skip
+
+
+@pytest.mark.parametrize("what, edit, check", [
+    ("two ids swapped in tokenizer.json", swap_ids("a", "b"), "tokenizer"),
+    ("NaN in the output head", in_weights(nan_in("head.weight")), "finite weights"),
+])  # fmt: skip
+def test_every_reader_of_a_run_refuses_it(what, edit, check, damaged, char_run, char_substrate, tmp_path, monkeypatch):
+    from bvvtok.errors import BvvtokError
+    from bvvtok.lm.train import train
+
+    folder = damaged("run", edit)
+    refused = f"({check}: "
+    assert_user_error(invoke("combine", folder, char_run, "--out", tmp_path / "mix"), refused)
+    assert_user_error(invoke("grow", folder, "--add-layers", "1", "--out", tmp_path / "grown"), refused)
+    text = tmp_path / "text.txt"
+    text.write_text("the cat saw the dog. " * 20, encoding="utf-8")
+    assert_user_error(invoke("eval", folder, "--perplexity", text), refused)
+    monkeypatch.setenv("BVVTOK_CACHE_DIR", str(tmp_path / "cache"))
+    corpus = char_run.parent / "c.jsonl"
+    with pytest.raises(BvvtokError, match=rf"\({check}: "):
+        train(char_substrate, [corpus], tmp_path / "next", char_run_config(), device="cpu", init_from=folder)
+    if check == "tokenizer":  # --resume reads the weights of the checkpoint, the run's tokenizer files all the same
+        with pytest.raises(BvvtokError, match=r"\(tokenizer: "):
+            train(char_substrate, [corpus], folder, char_run_config(), device="cpu", resume=True)
