@@ -205,7 +205,7 @@ def check_embedding(view: ModelView) -> str:
         raise ValueError(f"the weights hold no {EMBEDDING}; {_again(view)}")
     members = view.members()
     frozen = [k for i, k in enumerate(keys) if members[min(i, len(members) - 1)].get("frozen", True)]
-    differ = [k for k in frozen if embeddings_sha256(state[k].detach().cpu().numpy().astype(np.float32)) != listed]
+    differ = [k for k in frozen if embeddings_sha256(state[k].detach().cpu().float().numpy()) != listed]
     if differ:
         who = "its" if len(keys) == 1 else f"{', '.join(differ)}:"
         raise ValueError(f"{view.path}'s embedding is not the substrate {view.record_where} ({who} sha256 is not the "
@@ -217,11 +217,17 @@ def check_embedding(view: ModelView) -> str:
 
 def check_finite(view: ModelView) -> str:
     state = view.need(view.state)
-    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [k for k, t in state.items() if t.is_floating_point() and not _finite(t)]
     if bad:
         raise ValueError(f"non-finite values (NaN or inf) in {', '.join(bad[:3])}{' and more' * (len(bad) > 3)}; "
                          f"the weights are damaged: {_again(view)}")  # fmt: skip
     return f"{len(state)} tensors, all finite"
+
+
+def _finite(t: torch.Tensor) -> bool:
+    if t.dtype in (torch.float16, torch.float32, torch.float64):  # numpy's test is ~20x faster than torch's on a CPU
+        return bool(np.isfinite(t.detach().cpu().numpy()).all())
+    return bool(torch.isfinite(t).all())
 
 
 def check_config(view: ModelView) -> str:
