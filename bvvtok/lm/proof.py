@@ -141,7 +141,11 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _recorded_substrate(view: ModelView) -> str | None:
     if view.kind == "export":
-        return ((view.need(view.config).get("bvvtok") or {}).get("substrate") or {}).get("manifest_sha256")
+        config = view.need(view.config)
+        if config.get("model_type") == "bvvtok" and "bvvtok" not in config:  # hf-remote records it in the file list only
+            manifest = view.need(view.manifest)
+            return (manifest.get("files") or {}).get(SUBSTRATE_MANIFEST) if "export" in manifest else None
+        return ((config.get("bvvtok") or {}).get("substrate") or {}).get("manifest_sha256")
     return ((view.need(view.manifest).get("run") or {}).get("substrate") or {}).get("manifest_sha256")
 
 
@@ -152,7 +156,7 @@ def check_manifest(view: ModelView) -> str:
             raise ValueError(f"no {MANIFEST_NAME}: not a folder bvvtok wrote; train, combine, grow or import it again")
         if not isinstance(manifest.get("run"), dict):
             raise ValueError(f"{MANIFEST_NAME} has no run section; train, combine, grow or import it again")
-    elif not isinstance(config.get("bvvtok"), dict):
+    elif not isinstance(config.get("bvvtok"), dict) and not (config.get("model_type") == "bvvtok" and "export" in manifest):
         raise ValueError(f"{CONFIG} has no bvvtok section: not a folder bvvtok export wrote; export the run again")
     if not _recorded_substrate(view):
         raise ValueError(f"no sha256 of the substrate's manifest is recorded; {_again(view)}")
@@ -175,7 +179,9 @@ def check_files(view: ModelView) -> str:
 def check_record(view: ModelView) -> str:
     """substrate.json is the substrate manifest the folder's own records name."""
     found, recorded = view.need(view.record_sha256), _recorded_substrate(view)
-    where = f"{CONFIG}'s bvvtok.substrate" if view.kind == "export" else f"{MANIFEST_NAME}'s run.substrate"
+    where = f"{MANIFEST_NAME}'s run.substrate" if view.kind == "run" else f"{CONFIG}'s bvvtok.substrate"
+    if view.kind == "export" and "bvvtok" not in view.need(view.config):
+        where = f"{MANIFEST_NAME}'s file list"
     if found != recorded:
         raise ValueError(f"{SUBSTRATE_MANIFEST} has sha256 {found[:12]}…, {where} records {str(recorded)[:12]}…; "
                          f"it was edited: {_again(view)}")  # fmt: skip
@@ -204,7 +210,7 @@ def check_embedding(view: ModelView) -> str:
     if not keys:
         raise ValueError(f"the weights hold no {EMBEDDING}; {_again(view)}")
     members = view.members()
-    frozen = [k for i, k in enumerate(keys) if members[min(i, len(members) - 1)].get("frozen", True)]
+    frozen = [k for k in keys if members[_member(k) if len(members) > 1 else 0].get("frozen", True)]
     differ = [k for k in frozen if embeddings_sha256(state[k].detach().cpu().float().numpy()) != listed]
     if differ:
         who = "its" if len(keys) == 1 else f"{', '.join(differ)}:"
@@ -213,6 +219,12 @@ def check_embedding(view: ModelView) -> str:
     if not frozen:
         return "the embedding trained with the model (--unfrozen): not compared with the substrate"
     return f"{len(frozen)} frozen embedding{'s' * (len(frozen) > 1)} equal to the substrate's ({EMBEDDINGS} sha256)"
+
+
+def _member(key: str) -> int:
+    """The member a mixture's weight belongs to: `members.3.token_embeddings.weight` -> 3."""
+    parts = key.split(".")
+    return int(parts[1]) if parts[0] == "members" and parts[1].isdigit() else 0
 
 
 def check_finite(view: ModelView) -> str:
