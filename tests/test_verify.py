@@ -40,6 +40,7 @@ CHECKS = [
     "manifest", "settings", "file hashes", "folder contents", "tokenizer", "layout", "tokenizer behaviour",
     "embeddings", "distinct rows", "values", ".pt copy", "codes",
 ]  # fmt: skip
+VOCABULARY_CHECKS = ["manifest", "file hashes", "folder contents", "tokenizer", "layout", "tokenizer behaviour"]
 WEIGHT_READERS = ["distinct rows", "values", ".pt copy", "codes"]  # the checks that need embeddings.safetensors
 
 
@@ -412,13 +413,13 @@ def test_tokenizer_with_a_gap(bits64, copy):
     config = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     gap = config["model"]["vocab"].pop("w100")
     (folder / "tokenizer.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("not exactly 0..V-1", f"missing {gap}")})
+    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("not exactly 0..V-1", f"missing {gap}"), "tokenizer behaviour": ("not checked",)})
 
 
 def test_tokenizer_not_json(bits64, copy):
     folder = copy(bits64)
     (folder / "tokenizer.json").write_text("not json", encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ()})
+    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": (), "tokenizer behaviour": ("not checked",)})
 
 
 def test_tokenizer_with_a_duplicate_key(bits64, copy):
@@ -427,7 +428,7 @@ def test_tokenizer_with_a_duplicate_key(bits64, copy):
     text = text.replace('"w100": ', '"w99": 999, "w100": ', 1)  # "w99" is listed again, further on
     assert text.count('"w99"') == 2
     (folder / "tokenizer.json").write_text(text, encoding="utf-8")
-    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("'w99' twice",)})
+    expect_failures(folder, {"file hashes": ("tokenizer.json",), "tokenizer": ("'w99' twice",), "tokenizer behaviour": ("not checked",)})
 
 
 def test_tokenizer_size_differs_from_the_manifest(bits64, copy):
@@ -436,7 +437,7 @@ def test_tokenizer_size_differs_from_the_manifest(bits64, copy):
     manifest["substrate"]["tokens"] = V + 1
     write_manifest(folder, manifest)
     checks = expect_failures(
-        folder, {"tokenizer": (f"{V} tokens, the manifest says {V + 1}",), "embeddings": (f"expected float32 [{V + 1}, 64]",), **{n: () for n in WEIGHT_READERS}}
+        folder, {"tokenizer": (f"{V} tokens, the manifest says {V + 1}",), "tokenizer behaviour": ("not checked",), "embeddings": (f"expected float32 [{V + 1}, 64]",), **{n: () for n in WEIGHT_READERS}}
     )
     assert checks["file hashes"].ok  # the manifest does not list itself
 
@@ -498,12 +499,16 @@ def test_manifest_lacking_a_setting(bits64, copy, key):
 
 
 def test_manifest_without_a_substrate(source, tmp_path):
-    """A vocabulary folder (no substrate section) is not a substrate."""
+    """A tokenizer folder with a manifest and no substrate section is proven as a vocabulary; a consumer that needs
+    a substrate (the trainer's quick checks) still finds none."""
     folder = tmp_path / "vocab"
     shutil.copytree(source, folder)
     write_manifest(folder, {"manifest_version": 1, "files": {"tokenizer.json": sha256(folder / "tokenizer.json")}})
-    checks = expect_failures(folder, {name: () for name in CHECKS})
-    assert "no substrate" in checks["manifest"].detail
+    results = verify(folder)
+    assert [r.name for r in results] == VOCABULARY_CHECKS
+    assert all(r.ok for r in results), [(r.name, r.detail) for r in results if not r.ok]
+    quick = verify(folder, quick=True)
+    assert not quick[0].ok and "no substrate" in quick[0].detail
 
 
 def test_rebuild_catches_a_changed_seed(bits64, copy):
@@ -654,6 +659,17 @@ def add_subfolder(folder: Path) -> None:
     (folder / "onnx" / "model.onnx").write_bytes(b"weights")
 
 
+def both(*edits: Callable[[Path], None]) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        for one in edits:
+            one(folder)
+
+    return edit
+
+
+LOWERCASE = in_tokenizer_json(lambda c: c.update(normalizer={"type": "Lowercase"}))
+NO_VOCAB_SECTION = in_manifest(lambda m: m.pop("vocab"))
+
 # 'th' and 'he' in the tiny 65k vocabulary: the n-gram slots hold llo, the, he, in, ll, th from 0xD800 = 55296
 HE, TH = 55298, 55301
 
@@ -689,6 +705,14 @@ CORRUPTIONS = [
      "rebuild", f"font 1 of the chain (GNU Unifont): sha256 is '{FAKE_SHA256}', the rebuild found '{UNIFONT_SHA256}'"),
     (".pt copy a pickled object", "bits64", lambda folder: torch.save({"weight": Path("x")}, folder / PT),
      ".pt copy", "holds something other than tensors (a pickled Python object), and bvvtok will not unpickle it"),
+    ("the vocab section deleted", "bits_65k", NO_VOCAB_SECTION,
+     "tokenizer behaviour", "tokenizer.json has bvvtok's 65k layout but the manifest has no vocab section"),
+    ("the vocab section deleted and a Lowercase normalizer added", "bits_65k", both(NO_VOCAB_SECTION, LOWERCASE),
+     "tokenizer behaviour", "tokenizer.json: normalizer is Lowercase, bvvtok writes none"),
+    ("two ids swapped in a foreign tokenizer", "bits64", in_tokenizer_json(lambda c: swap(c["model"]["vocab"], "w1", "w2")),
+     "tokenizer behaviour", "tokenizer.json: sha256 is "),
+    ("a Lowercase normalizer in a foreign tokenizer", "bits64", LOWERCASE,
+     "tokenizer behaviour", "its substrate section records"),
     ("a bits seed edited in settings only", "bits64", in_manifest(lambda m: m["substrate"]["settings"].update(seed=8)),
      "settings", "settings: seed is 8, the substrate section records 7"),
 ]  # fmt: skip
@@ -700,6 +724,37 @@ def test_an_edit_with_its_hash_updated_fails_its_check(what, fixture, edit, chec
     edit(folder)
     reseal(folder)
     expect_failures(folder, {check: (fragment,)}, rebuild=check == "rebuild")
+
+
+# A vocabulary folder before any substrate is embedded: the checks that apply to it, and the same edits.
+VOCABULARY_CORRUPTIONS = [
+    ("a Lowercase normalizer", LOWERCASE, "tokenizer behaviour", "tokenizer.json: normalizer is Lowercase, bvvtok writes none"),
+    ("</s> not special", in_tokenizer_json(lambda c: added_token(c, "</s>").update(special=False)),
+     "tokenizer behaviour", "tokenizer.json: added token '</s>': special is False, bvvtok writes True"),
+    ("the vocab section deleted", NO_VOCAB_SECTION, "tokenizer behaviour", "has bvvtok's 65k layout but the manifest has no vocab section"),
+    ("an unknown file listed", add_file("notes.txt", listed=True), "folder contents", "not part of a substrate folder: notes.txt"),
+]  # fmt: skip
+
+
+def test_a_clean_vocabulary_folder_passes_the_checks_that_apply(tiny_vocab_dir):
+    results = verify(tiny_vocab_dir)
+    assert [r.name for r in results] == VOCABULARY_CHECKS
+    assert all(r.ok for r in results), [(r.name, r.detail) for r in results if not r.ok]
+    assert "vocabulary, preset 65k" in results[0].detail
+    assert invoke("verify", tiny_vocab_dir).exit_code == 0
+
+
+@pytest.mark.parametrize("what, edit, check, fragment", VOCABULARY_CORRUPTIONS, ids=[c[0] for c in VOCABULARY_CORRUPTIONS])
+def test_an_edited_vocabulary_fails_its_check(what, edit, check, fragment, tiny_vocab_dir, copy):
+    folder = copy(tiny_vocab_dir)
+    edit(folder)
+    reseal(folder)
+    results = verify(folder)
+    assert [r.name for r in results] == VOCABULARY_CHECKS
+    failed = {r.name: r.detail for r in results if not r.ok}
+    assert set(failed) == {check}, failed
+    assert fragment in failed[check], failed[check]
+    assert invoke("verify", folder).exit_code == 1
 
 
 def test_a_foreign_tokenizer_folder_may_keep_its_own_listed_files(bits64, copy):

@@ -117,11 +117,11 @@ def show_command(
 
 @app.command("verify", epilog=example("bvvtok verify artifacts/vocab-65k-256 --rebuild"))
 def verify_command(
-    substrate_dir: Annotated[Path, typer.Argument(metavar="SUBSTRATE_DIR", help="A folder built by `bvvtok embed`.")],
+    substrate_dir: Annotated[Path, typer.Argument(metavar="DIR", help="A folder bvvtok wrote: a vocabulary, substrate (`bvvtok embed`), run or export.")],
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Also rebuild the substrate from its manifest and compare, byte for byte.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Check that a substrate is what its manifest says; exit 0 only when every check passes."""
+    """Check that a vocabulary, substrate, run or export folder is what its manifest says; exit 0 only when every check passes."""
     from bvvtok.substrate.verify import as_json as to_json
     from bvvtok.substrate.verify import verify
 

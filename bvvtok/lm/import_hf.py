@@ -18,7 +18,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 from safetensors.torch import load_file
 
 from bvvtok.errors import BvvtokError, option
@@ -26,9 +25,9 @@ from bvvtok.files import MANIFEST_NAME, sha256_file
 from bvvtok.inputs import check_input_folder
 from bvvtok.lm.gpt_neox import from_neox, model_config
 from bvvtok.lm.model import GPT
+from bvvtok.lm.proof import IMPORT, ModelView, prove
 from bvvtok.lm.run_folder import SUBSTRATE_MANIFEST, WEIGHTS, write_model_folder
 from bvvtok.output import new_output
-from bvvtok.substrate.folder import EMBEDDINGS, embeddings_sha256
 
 
 def import_hf(folder: Path, out: Path, force: bool = False, substrate_dir: Path | None = None) -> Path:
@@ -51,12 +50,10 @@ def import_hf(folder: Path, out: Path, force: bool = False, substrate_dir: Path 
             raise
         except Exception as e:  # safetensors' own errors; a missing tensor (KeyError)
             raise BvvtokError(f"cannot read the weights in {folder / WEIGHTS} ({e!r}); is it a bvvtok export?") from None
-        listed = substrate.get("files", {}).get(EMBEDDINGS)
-        if embeddings_sha256(state["token_embeddings.weight"].numpy().astype(np.float32)) != listed:
-            raise BvvtokError(f"{folder}'s embedding is not the substrate {where}; "
-                              "it was trained or edited after export: it cannot be imported as a frozen-substrate run")  # fmt: skip
-        GPT(config, state["token_embeddings.weight"]).load_state_dict(state)  # every shape checked once more
         raw = {"model": {**dataclasses.asdict(config), "scale": config.scale}}
+        # the tokenizer it brings (or the substrate's, with --substrate), the frozen embedding, finite weights
+        prove(ModelView(folder, "export", where, substrate_dir, record=substrate, raw=raw, state=state), IMPORT)
+        GPT(config, state["token_embeddings.weight"]).load_state_dict(state)  # every shape checked once more
         section = {"imported": {"from": folder.name, "weights_sha256": sha256_file(folder / WEIGHTS)}}
         if substrate_dir is None:
             write_model_folder(Path(out), folder, raw, state, section, force, inputs)

@@ -40,14 +40,12 @@ from bvvtok.inputs import check_input_folder
 from bvvtok.lm.config import ModelConfig, TrainConfig, with_defaults
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
+from bvvtok.lm.proof import CONFIG, SUBSTRATE_MANIFEST, WEIGHTS, ModelView, prove
 from bvvtok.manifest import check_files, dump_json, read_manifest, write_json, write_manifest
 from bvvtok.output import atomic_folder
 from bvvtok.substrate.load import LoadedSubstrate
 from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, load_tokenizer
 
-CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
-SUBSTRATE_MANIFEST = "substrate.json"
 LOSS_PNG = "loss.png"
 CHECKPOINT = "checkpoint"
 OPTIMIZER = "optimizer.pt"
@@ -166,7 +164,7 @@ def save_checkpoint(out: Path, checkpoint: Checkpoint, run_info: dict[str, Any],
         except OSError:  # a file system without hard links
             shutil.copyfile(folder / WEIGHTS, update.new(WEIGHTS))
         logs(update.new)
-        update.commit({"bvvtok_version": __version__, "run": run_info})
+        update.commit({"bvvtok_version": __version__, "run": with_config_sha256(out, run_info)})
     finally:
         update.discard()
 
@@ -196,7 +194,13 @@ def load_checkpoint(out: Path) -> Checkpoint:
 
 def write_run_manifest(out: Path, run_info: dict[str, Any]) -> None:
     """bvvtok.json: the run section and the sha256 of every top-level file (the checkpoint is not hashed)."""
-    write_manifest(out, {"bvvtok_version": __version__, "run": run_info})
+    write_manifest(out, {"bvvtok_version": __version__, "run": with_config_sha256(out, run_info)})
+
+
+def with_config_sha256(out: Path, run_info: dict[str, Any]) -> dict[str, Any]:
+    """The run section with the sha256 of config.json: what proves the config is the one the weights were made with
+    (the file list alone is re-written by anyone who edits a file and its hash)."""
+    return {**run_info, "config_sha256": sha256_file(out / CONFIG)}
 
 
 def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | Mixture, Tokenizer]:
@@ -206,7 +210,7 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | 
         raise BvvtokError(f"{folder} is not a run folder (no {CONFIG}); pass a folder written by bvvtok train")
     recover_for_reading(folder)
     try:
-        model = build_model(read_raw_config(folder))
+        model = build_model(raw := read_raw_config(folder))
     except (KeyError, TypeError, ValueError) as e:
         raise BvvtokError(f"cannot read {folder / CONFIG} ({e}); is {folder} a run folder written by bvvtok train?") from None
     path = folder / WEIGHTS
@@ -222,6 +226,7 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[GPT | 
         model.load_state_dict(weights)
     except RuntimeError as e:
         raise BvvtokError(f"{path} does not fit {folder / CONFIG}: {str(e).splitlines()[0]}") from None
+    prove(ModelView(folder, "run", state=weights, raw=raw))  # what the files hold, against the substrate's record
     tokenizer = load_tokenizer(folder)
     if tokenizer.get_vocab_size(with_added_tokens=True) != model.vocab_size:
         raise BvvtokError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size():,} tokens, the model {model.vocab_size:,}; the run folder is damaged")

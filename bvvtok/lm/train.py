@@ -58,6 +58,7 @@ from bvvtok.lm.validation import pooled, validation_loss, validation_windows
 from bvvtok.vocab.corpus import TEXT_COLUMN
 from bvvtok.lm.windows import Plan, batch, plan_sources
 from bvvtok.output import check_replace, claim, real
+from bvvtok.lm.proof import ModelView, prove
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
 
 Event = Callable[[str, dict[str, Any]], None]  # ("start", info) | ("step", {"row": Row}) | ("checkpoint", {...})
@@ -399,6 +400,7 @@ def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, ke
         raise BvvtokError(f"{option('resume', True)} with a different configuration ({'; '.join(changed)}); use the run's "
                           f"settings or start a new {option('out')}")  # fmt: skip
     checkpoint = load_checkpoint(out)
+    prove(ModelView(out, "run", state=checkpoint.model, raw=old))  # the run's own files, as every reader proves them
     if checkpoint.state.get("substrate_sha256") != substrate.manifest_sha256:
         raise BvvtokError(f"{option('resume', True)}: {substrate.folder} is not the substrate this run was trained on; "
                           f"pass the same {option('substrate_dir', cli='--substrate')}")  # fmt: skip

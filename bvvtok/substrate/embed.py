@@ -18,7 +18,7 @@ import numpy as np
 
 from bvvtok import __version__
 from bvvtok.errors import BvvtokError, option
-from bvvtok.files import check_output_file
+from bvvtok.files import check_output_file, sha256_file
 from bvvtok.output import claim, real
 from bvvtok.substrate.folder import Fill, check_replace, write_substrate
 from bvvtok.substrate.methods import (
@@ -32,7 +32,7 @@ from bvvtok.substrate.methods import (
 from bvvtok.substrate.methods.glyph import default_recipe  # noqa: F401  (the library's name for it since embed_glyph)
 from bvvtok.substrate.projection import principal_axes, project
 from bvvtok.substrate.token_text import TokenTexts, token_texts
-from bvvtok.vocab.tokenizer_files import load_tokenizer
+from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, load_tokenizer
 
 
 @dataclass
@@ -92,6 +92,8 @@ def _finish(
         "byte_level": texts.byte_level,
         "escaped_tokens": len(texts.escaped),
         "empty_ids": len(texts.empty_ids),
+        # the tokenizer it was embedded on: what proves a tokenizer whose behaviour cannot be derived from its ids
+        "tokenizer_files": {name: sha256_file(Path(vocab_dir) / name) for name in TOKENIZER_FILES if (Path(vocab_dir) / name).is_file()},
     }
     dump = (Path(dump_text), texts.texts) if dump_text is not None else None
     manifest, embeddings = write_substrate(Path(vocab_dir), out, bits, details["dim"], fill, substrate, dump, force)

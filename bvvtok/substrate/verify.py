@@ -14,6 +14,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,17 +29,16 @@ from bvvtok.substrate.embed import embed
 from bvvtok.substrate.folder import CODES, EMBEDDINGS, PUBLISHED_WEIGHTS, SUBSTRATE_FILES
 from bvvtok.substrate.methods import METHODS, Checker, Method
 from bvvtok.substrate.view import Failed, TokenizerFile, View, ids
-from bvvtok.vocab.compare import PROBE, probe_difference, tokenizer_file_differences
+from bvvtok.vocab.proof import prove_tokenizer, vocab_preset
 from bvvtok.vocab.layout import (
     FILLER_SPECIALS,
     MONOGRAM_RANGES,
     NAMED_SPECIALS,
     SPECIALS_START,
     UNUSED,
-    get_preset,
     placed_ngrams,
 )
-from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, tokenizer_for_ids, write_tokenizer_files
+from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES
 
 KNOWN_FILES = (*TOKENIZER_FILES, *SUBSTRATE_FILES)  # besides the manifest, all a substrate folder holds
 
@@ -80,6 +80,20 @@ def check_manifest(view: View) -> str:
     if missing:
         raise ValueError(f"the manifest lacks {', '.join(missing)}")
     return f"{s['method']} substrate, {s['tokens']:,} tokens, n_embed {s['n_embed']}"
+
+
+def check_vocabulary_manifest(view: View) -> str:
+    """A vocabulary folder's manifest (no substrate yet): readable, not from a newer bvvtok."""
+    manifest = view.manifest
+    if isinstance(manifest, Failed):
+        raise ValueError(manifest.reason)
+    version = manifest.get("manifest_version", 1)
+    if not isinstance(version, int) or version > MANIFEST_VERSION:
+        raise ValueError(f"manifest version {version!r} is from a newer bvvtok (this one reads {MANIFEST_VERSION}); upgrade bvvtok")
+    info = manifest.get("vocab")
+    if isinstance(info, dict):
+        return f"vocabulary, preset {info.get('preset')}, {info.get('vocab_size', 0):,} ids (no substrate yet)"
+    return "a tokenizer folder's manifest, no vocab section (no substrate yet)"
 
 
 def check_settings(view: View) -> str:
@@ -149,7 +163,7 @@ def _checked_tokenizer(view: View) -> tuple[TokenizerFile, str]:
     if not np.array_equal(numbers, np.arange(size)):
         gaps = np.setdiff1d(np.arange(numbers.max() + 1), numbers)
         raise ValueError(f"ids are not exactly 0..V-1: missing {ids(gaps)}")
-    if size != view.substrate.get("tokens"):
+    if view.substrate and size != view.substrate.get("tokens"):
         raise ValueError(f"{size:,} tokens, the manifest says {view.substrate.get('tokens')}")
     merges = config.get("model", {}).get("merges") or []
     pairs = [m.split(" ", 1) if isinstance(m, str) else m for m in merges]
@@ -165,13 +179,14 @@ def check_tokenizer(view: View) -> str:
 
 def check_layout(view: View) -> str:
     """For vocabularies bvvtok built: the code-space layout of the recipe."""
-    info = view.manifest.get("vocab")
-    if not info:
-        return "not a bvvtok vocabulary: layout rules not applicable"
-    preset = get_preset(info["preset"])
     if isinstance(view.tokenizer, Failed):
+        if not view.manifest.get("vocab"):
+            return "not a bvvtok vocabulary: layout rules not applicable"
         raise ValueError("tokenizer.json could not be read (see above)")
     vocab = view.tokenizer.vocab
+    preset, _ = vocab_preset(view.manifest, vocab)  # a lost vocab section is the tokenizer behaviour check's to report
+    if preset is None:
+        return "not a bvvtok vocabulary: layout rules not applicable"
     if len(vocab) != preset.vocab_size:
         raise ValueError(f"{len(vocab):,} tokens, preset {preset.name} has {preset.vocab_size:,}")
     wrong = [cp for r in MONOGRAM_RANGES for cp in r if vocab.get(chr(cp)) != cp]
@@ -198,28 +213,13 @@ def check_layout(view: View) -> str:
 
 
 def check_behaviour(view: View) -> str:
-    """For vocabularies bvvtok built: the five files are what bvvtok writes for the n-grams of the id table."""
-    info = view.manifest.get("vocab")
-    if not info:
-        return (
-            "not a bvvtok vocabulary: its behaviour cannot be derived from its ids; "
-            "the sha256 in the manifest covers its files"
-        )
+    """The tokenizer proof (bvvtok.vocab.proof): for vocabularies bvvtok built, the five files are what bvvtok writes
+    for the n-grams of the id table; for others, the sha256 the substrate section recorded when it was embedded."""
     try:
         loaded, _ = _checked_tokenizer(view)
     except Exception:
         raise ValueError("not checked: tokenizer.json failed its check (see above)") from None
-    reference = tokenizer_for_ids(get_preset(info["preset"]), loaded.vocab)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_tokenizer_files(reference, Path(tmp))
-        differences = tokenizer_file_differences(view.path, Path(tmp))
-    tokens, probe = probe_difference(loaded.tokenizer, reference)
-    if differences or probe:
-        raise ValueError("; ".join([*differences, probe or "the probe text still encodes identically"]))
-    return (
-        f"rebuilt from the id table: the {len(TOKENIZER_FILES)} files agree; "
-        f"probe text ({len(PROBE)} scripts, {tokens:,} tokens) encodes identically"
-    )
+    return prove_tokenizer(view.path, view.manifest, tokenizer=loaded.tokenizer, hashes=False)
 
 
 def check_embeddings(view: View) -> str:
@@ -298,6 +298,16 @@ CHECKS: list[tuple[str, Checker]] = [
 ]
 
 
+# A vocabulary folder before `embed`: the checks that apply to its tokenizer
+VOCABULARY_CHECKS: list[tuple[str, Checker]] = [
+    ("manifest", check_vocabulary_manifest),
+    ("file hashes", check_files),
+    ("folder contents", check_contents),
+    ("tokenizer", check_tokenizer),
+    ("layout", check_layout),
+    ("tokenizer behaviour", check_behaviour),
+]
+
 # What a consumer (the trainer) checks before every use: seconds, not the full proof.
 QUICK = ("manifest", "file hashes", "tokenizer", "tokenizer behaviour", "embeddings", "values", ".pt copy")
 
@@ -312,20 +322,43 @@ def _checks(view: View, rebuild: bool, quick: bool) -> list[tuple[str, Checker]]
 
 
 def verify(folder: Path, rebuild: bool = False, quick: bool = False) -> list[Check]:
-    """Run the checks (`quick`: only those in QUICK) and return their results; never raises on a damaged folder."""
+    """Run the checks that apply to the folder (`quick`: a substrate's QUICK alone) and return their results; never
+    raises on a damaged folder."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise BvvtokError(f"{folder} is not a folder; pass a substrate folder (bvvtok embed writes one)")
+        raise BvvtokError(f"{folder} is not a folder; pass a folder bvvtok wrote (a vocabulary, substrate, run or export)")
     recover_for_reading(folder)  # a commit that a killed `embed` left half done is finished first
-    view = View(folder)
-    (first, check_first), *others = _checks(view, rebuild, quick)
+    kind = "substrate" if quick else folder_kind(folder)  # quick: a consumer that needs a substrate
+    if kind in ("run", "export"):  # a model folder: its own checks (bvvtok.lm.proof), the ones every reader runs
+        from bvvtok.lm import proof
+
+        view: Any = proof.ModelView(folder, kind)
+        checks = proof.CHECKS
+    else:
+        view = View(folder)
+        checks = VOCABULARY_CHECKS if kind == "vocabulary" else _checks(view, rebuild, quick)
+    (first, check_first), *others = checks
     results = [_run(first, check_first, view)]
     if not results[0].ok:  # everything else reads what the manifest says
         return results + [Check(name, False, "not checked: the manifest is unusable") for name, _ in others]
     return results + [_run(name, check, view) for name, check in others]
 
 
-def _run(name: str, check: Checker, view: View) -> Check:
+def folder_kind(folder: Path) -> str:
+    """What `verify` proves: "run" or "export" (a model folder), "vocabulary" (a tokenizer folder with a manifest and
+    no substrate yet), or "substrate" (anything else: a folder that is no substrate fails as one)."""
+    from bvvtok.lm.proof import model_folder_kind
+
+    model = model_folder_kind(folder)
+    if model is not None:
+        return model
+    manifest = View(folder).manifest
+    if isinstance(manifest, dict) and manifest and not manifest.get("substrate") and (folder / "tokenizer.json").is_file():
+        return "vocabulary"
+    return "substrate"
+
+
+def _run(name: str, check: Any, view: Any) -> Check:
     try:
         return Check(name, True, check(view))
     except Exception as e:  # a damaged folder is a failed check, whatever the library raised

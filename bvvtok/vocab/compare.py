@@ -46,9 +46,9 @@ def probe_difference(found: Tokenizer, expected: Tokenizer) -> tuple[int, str | 
     return len(b.ids), f"the probe text encodes differently from token {i + 1} on ({here} here, {there} in bvvtok's)"
 
 
-def tokenizer_file_differences(folder: Path, reference: Path) -> list[str]:
-    """The first difference of each tokenizer file in `folder` from the one in `reference`: one line per file."""
-    return [d for name in TOKENIZER_FILES if (d := _file_difference(name, folder / name, reference / name))]
+def tokenizer_file_differences(folder: Path, reference: Path, names: tuple[str, ...] = TOKENIZER_FILES) -> list[str]:
+    """The first difference of each tokenizer file `names` in `folder` from the one in `reference`: one line per file."""
+    return [d for name in names if (d := _file_difference(name, folder / name, reference / name))]
 
 
 def _file_difference(name: str, found: Path, expected: Path) -> str | None:

@@ -7,7 +7,11 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from bvvtok.errors import BvvtokError
+from bvvtok.files import MANIFEST_NAME
+from bvvtok.manifest import read_manifest
 from bvvtok.vocab.layout import UNK
+from bvvtok.vocab.proof import prove_tokenizer
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
 
@@ -20,7 +24,18 @@ class Encoded:
 
 
 def encode(folder: Path, text: str) -> Encoded:
-    return encode_with(load_tokenizer(Path(folder)), text)
+    """`text` through the folder's tokenizer, once it is proven to be the one the folder's manifest describes (a
+    folder without bvvtok.json, any Hugging Face tokenizer folder, is taken as it is)."""
+    folder = Path(folder)
+    tokenizer = load_tokenizer(folder)
+    manifest = read_manifest(folder)
+    if manifest:
+        try:
+            prove_tokenizer(folder, manifest, ("tokenizer.json",), tokenizer)
+        except ValueError as e:
+            raise BvvtokError(f"{folder}'s tokenizer is not what its {MANIFEST_NAME} says ({e}); rebuild the folder "
+                              f"(bvvtok build-vocab) or see `bvvtok verify {folder}`") from None  # fmt: skip
+    return encode_with(tokenizer, text)
 
 
 def encode_with(tokenizer: Tokenizer, text: str) -> Encoded:
