@@ -70,11 +70,9 @@ def test_dry_run_measures_every_configuration(tmp_path):
 
     strategies = {(r["strategy"], r["embedding"]): r for r in figures["strategies"]}
     assert set(strategies) == {(s, e) for s in ("ddp", "fsdp") for e in ("frozen", "unfrozen")}
-    for embedding in ("frozen", "unfrozen"):
-        ddp = strategies["ddp", embedding]
-        assert ddp["status"] == "ok" and ddp["processes"] == 2 and ddp["tokens_per_s"] > 0, ddp
-        assert math.isfinite(ddp["mfu"])
-        assert strategies["fsdp", embedding]["status"] in ("ok", "skipped")  # skipped until bvvtok has FSDP
+    for row in strategies.values():
+        assert row["status"] == "ok" and row["processes"] == 2 and row["tokens_per_s"] > 0, row
+        assert math.isfinite(row["mfu"])
 
     assert "| substrate | embedding | batch | compile | tokens/s |" in done.stdout  # the table for docs/train.md
     assert "| strategy | processes |" in done.stdout
