@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from conftest import assert_user_error, invoke
 
 from bvvtok.errors import BvvtokError
+from bvvtok.lm.evals import choice
 from bvvtok.lm.evals.choice import ci95, generative, loglik, prompt, read_questions
 from bvvtok.lm.evals.perplexity import perplexity
 from bvvtok.lm.evals.translation import read_pairs, translate
@@ -101,17 +102,37 @@ def test_loglik_picks_the_most_likely_option(loaded, tmp_path):
     assert loglik(model, tokenizer, questions[:1]).accuracy == (100.0 if best == "A" else 0.0)
 
 
-def test_generative_runs_and_confidence_interval(loaded, tmp_path):
+def test_generative_runs_and_confidence_interval(loaded, tmp_path, monkeypatch):
+    """What the model writes is scripted per run and question (each gets its own seed): the accuracy is the share of
+    answers whose first letter after the spaces is right, averaged over runs, with Student's t interval over them."""
+    model, tokenizer = loaded
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in LAYOUTS), encoding="utf-8")
+    questions = read_questions(path)  # answers A, B, B, A
+    written = {True: ["ABAA"], False: ["ABBA", "ABAB", "BAAA"]}  # greedy: 3 of 4 right; sampled: 4, 2 and 1 of 4
+
+    def scripted(model, prompts, sampling, max_new_tokens, *args, **kwargs):
+        run, i = divmod(sampling.seed - (0 if sampling.greedy else 1), len(questions))
+        assert prompt(questions[i]).endswith(tokenizer.decode(prompts[0]))  # its last tokens: the context is 32
+        return [tokenizer.encode(f" \n{written[sampling.greedy][run][i]}. the").ids]
+
+    monkeypatch.setattr(choice, "generate", scripted)
+    greedy = generative(model, tokenizer, questions, Sampling(greedy=True), runs=10)
+    assert (greedy.runs, greedy.accuracy, greedy.ci95) == (1, 75.0, 0.0)
+    assert greedy.chance == pytest.approx(100 * (1 / 2 + 1 / 3 + 1 / 2 + 1 / 2) / 4)
+    sampled = generative(model, tokenizer, questions, Sampling(temperature=2.0, seed=1), runs=3)
+    per_run = [100.0, 50.0, 25.0]
+    assert sampled.runs == 3 and sampled.accuracy == pytest.approx(175 / 3)
+    assert sampled.ci95 == pytest.approx(4.303 * statistics.stdev(per_run) / math.sqrt(3), rel=1e-3)  # t(0.975, 2 df)
+
+
+def test_sampled_generative_runs_repeat_with_their_seed(loaded, tmp_path):
     model, tokenizer = loaded
     path = tmp_path / "q.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in LAYOUTS), encoding="utf-8")
     questions = read_questions(path)
-    greedy = generative(model, tokenizer, questions, Sampling(greedy=True), runs=10)
-    assert greedy.runs == 1 and greedy.ci95 == 0.0 and greedy.accuracy in (0, 25, 50, 75, 100)
-    assert greedy.chance == pytest.approx(100 * (1 / 2 + 1 / 3 + 1 / 2 + 1 / 2) / 4)
     sampled = generative(model, tokenizer, questions, Sampling(temperature=2.0, seed=1), runs=3)
-    assert sampled.runs == 3 and sampled.ci95 >= 0
-    assert sampled == generative(model, tokenizer, questions, Sampling(temperature=2.0, seed=1), runs=3)  # seeded
+    assert sampled == generative(model, tokenizer, questions, Sampling(temperature=2.0, seed=1), runs=3)
 
 
 @pytest.mark.parametrize("n, t", [(2, 12.706), (10, 2.262), (11, 2.228), (20, 2.093), (100, 1.984)])
