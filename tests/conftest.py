@@ -103,6 +103,16 @@ def snapshot(folder: Path, times: bool = False) -> dict[str, str]:
     return found
 
 
+class Payload:
+    """Unpickling this makes a folder: proof that pickle ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
 def invoke(*args):
     """Run the bvvtok CLI in-process with string arguments."""
     from typer.testing import CliRunner

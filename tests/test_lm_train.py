@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, invoke, write_char_vocab
+from conftest import Payload, assert_user_error, invoke, write_char_vocab
 from PIL import Image
 from safetensors.numpy import load_file
 
@@ -264,9 +264,16 @@ def test_not_enough_disk(char_substrate, corpus, tmp_path, monkeypatch):
 
 
 def test_checkpoint_is_read_without_pickle(char_substrate, corpus, tmp_path):
-    run = tmp_path / "run"
+    run, marker = tmp_path / "run", tmp_path / "pickle-ran"
     cpu_train(char_substrate, corpus, run, config(steps=2))
-    torch.load(run / "checkpoint" / "optimizer.pt", weights_only=True)  # would raise on arbitrary pickled objects
+    optimizer = run / "checkpoint" / "optimizer.pt"
+    optimizer.unlink()  # written anew, not through a link the run may share
+    torch.save(Payload(marker), optimizer)
+    with pytest.raises(BvvtokError, match="optimizer.pt holds something other than tensors"):
+        cpu_train(char_substrate, corpus, run, config(steps=2), resume=True)
+    assert not marker.exists()
+    torch.load(optimizer, weights_only=False)  # the file does run code when unpickled
+    assert marker.is_dir()
 
 
 def test_validation_falls_back_to_the_tail_of_the_training_text(char_substrate, tmp_path):

@@ -9,7 +9,6 @@ line exits 1 without a traceback.
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from functools import partial
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, invoke, write_wordlevel_vocab
+from conftest import Payload, assert_user_error, invoke, write_wordlevel_vocab
 from safetensors.numpy import load_file, save_file
 
 from bvvtok.errors import BvvtokError
@@ -878,16 +877,6 @@ def test_info_on_a_file(tmp_path):
 
 
 # --- no pickles ---
-
-
-class Payload:
-    """Unpickling this makes a folder: proof that pickle ran code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
 
 
 def test_verify_reads_tensors_with_weights_only(bits64, monkeypatch):
