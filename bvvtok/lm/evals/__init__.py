@@ -20,7 +20,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
 from bvvtok.inputs import read_text_file
+from bvvtok.lm.generate import Sampling, generate
 
 Start = Callable[[str, int], Callable[[], None]]  # (what, total) as a task starts; returns the call per item done
 
@@ -29,6 +32,15 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number from 1, line) for each non-blank line of a UTF-8 text file; unreadable: one-line error."""
     lines = read_text_file(path).splitlines()
     return ((number, line) for number, line in enumerate(lines, 1) if line.strip())
+
+
+def greedy_continuation(model: torch.nn.Module, ids: list[int], wanted: int, stop_ids: frozenset[int] = frozenset(),
+                        on_token: Callable[[int, int], bool] | None = None) -> list[int]:  # fmt: skip
+    """The model's greedy continuation of a prompt: up to `wanted` tokens, at most half the context; a prompt too
+    long keeps its last tokens, as many as fit beside them. `stop_ids` and `on_token` end it as in `generate`."""
+    budget = min(wanted, model.context // 2)
+    prompt = ids[-(model.context - budget) :]
+    return generate(model, [prompt], Sampling(greedy=True), budget, stop_ids, on_token=on_token)[0]
 
 
 def two_decimals(value: Any, row: Mapping[str, Any]) -> str:

@@ -17,8 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from bvvtok.errors import BvvtokError
-from bvvtok.lm.evals import Column, Start, Task, numbered_lines, register
-from bvvtok.lm.generate import Sampling, generate
+from bvvtok.lm.evals import Column, Start, Task, greedy_continuation, numbered_lines, register
 
 
 @dataclass
@@ -45,9 +44,7 @@ def translate(model: torch.nn.Module, tokenizer: Tokenizer, pairs: list[tuple[st
     hypotheses = []
     for source, _ in pairs:
         ids = tokenizer.encode(f"{src}: {source}\n{tgt}:", add_special_tokens=False).ids
-        budget = min(2 * len(ids) + 8, model.context // 2)
-        ids = ids[-(model.context - budget) :]
-        out = generate(model, [ids], Sampling(greedy=True), budget, on_token=lambda i, t: "\n" in tokenizer.decode([t]))[0]
+        out = greedy_continuation(model, ids, 2 * len(ids) + 8, on_token=lambda i, t: "\n" in tokenizer.decode([t]))
         hypotheses.append(tokenizer.decode(out, skip_special_tokens=True).split("\n")[0].strip())
         if on_pair:
             on_pair()
