@@ -31,6 +31,8 @@ def test_passages_of_txt_and_jsonl_files(tmp_path):
     (tmp_path / "p.jsonl").write_text(json.dumps({"text": "the cat\nsaw the dog", "id": 1}) + "\n", encoding="utf-8")
     assert read_passages(tmp_path / "p.txt") == [Passage(1, "the cat saw the", "dog"), Passage(3, "  a dog  ran", "home.")]
     assert read_passages(tmp_path / "p.jsonl") == [Passage(1, "the cat\nsaw the", "dog")]
+    (tmp_path / "q.jsonl").write_text(json.dumps({"text": 1, "passage": "a dog ran"}) + "\n", encoding="utf-8")
+    assert read_passages(tmp_path / "q.jsonl", "passage") == [Passage(1, "a dog", "ran")]
 
 
 @pytest.mark.parametrize(
