@@ -236,6 +236,14 @@ def test_bad_options(char_substrate, corpus, tmp_path, extra, fragment):
     assert_user_error(train_cli(char_substrate, corpus, tmp_path / "run", *extra), fragment)
 
 
+def test_resume_needs_a_run_folder(char_substrate, corpus, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(BvvtokError, match="notes is not a run folder written by bvvtok train; drop resume=True"):
+        cpu_train(char_substrate, corpus, tmp_path / "notes", resume=True)
+    assert (tmp_path / "notes" / "a.txt").read_text(encoding="utf-8") == "mine"
+
+
 def test_empty_corpus_names_the_files(char_substrate, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     assert_user_error(train_cli(char_substrate, tmp_path / "empty.txt", tmp_path / "run"), "empty.txt")

@@ -132,7 +132,7 @@ class Trainer:
     (`train`) decides when."""
 
     def __init__(self, world: World, model: torch.nn.Module, config: RunConfig, sources: list[SourceData],
-                 options: TrainOptions, tokenizer: Tokenizer) -> None:  # fmt: skip
+                 options: TrainOptions, tokenizer: Tokenizer, dtype: torch.dtype) -> None:  # fmt: skip
         self.world, self.config = world, config
         self.model = model.to(world.device)
         self.context = self.model.context
@@ -142,8 +142,8 @@ class Trainer:
         self.split = self.plan.split
         self.val_windows = [validation_windows(v, self.context, tokenizer, self.model.vocab_size, world.device)
                             for v in self.plan.validations]  # fmt: skip
-        self.dtype = pick_dtype(options.dtype, world.device)
-        self.strategy = distributed.strategy(options.strategy)
+        self.dtype = dtype
+        self.strategy = distributed.STRATEGIES[options.strategy]  # its name was checked before any work
         if options.activation_checkpointing:
             from torch.distributed._composable import checkpoint
 
@@ -274,14 +274,14 @@ def _run(world: World, substrate_dir: Path, corpus: Sequence[str | Path], out: P
     if options.train_only and options.init_from is None:
         raise BvvtokError(f"{option('train_only')} goes with {option('init_from')} (a fresh model trains whole)")
     resume = _resumes(out, options.resume, options.force)
-    pick_dtype(options.dtype, world.device)  # a bad name is refused before the substrate is loaded
+    dtype = pick_dtype(options.dtype, world.device)  # a bad name is refused before the substrate is loaded
     substrate = load_substrate(substrate_dir)
-    model, raw, config, needed = _model(substrate, config, options, world)
+    model, raw, config, needed = _model(substrate, config, options, world, dtype)
     t = config.train
     config = with_token_budget(config, t.batch_size * t.grad_accum * world.size * model.context)
     raw = {**raw, "train": dataclasses.asdict(config.train)}
     sources = _data(corpus, substrate, config, options.text_column, world, data_progress)
-    trainer = Trainer(world, model, config, sources, options, substrate.tokenizer)
+    trainer = Trainer(world, model, config, sources, options, substrate.tokenizer, dtype)
     counts = trainer.split.unigram_counts(model.vocab_size)
     p = counts[counts > 0] / counts.sum()
     entropy = float(-(p * np.log(p)).sum())
@@ -329,8 +329,8 @@ def _run(world: World, substrate_dir: Path, corpus: Sequence[str | Path], out: P
     return TrainResult(out, rows, model.parameter_counts(), entropy, trainer.tokens_seen(t.steps))
 
 
-def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
-           world: World) -> tuple[torch.nn.Module, dict[str, Any], RunConfig, dict[str, MemoryPlan]]:  # fmt: skip
+def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions, world: World,
+           dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, Any], RunConfig, dict[str, MemoryPlan]]:  # fmt: skip
     """The model to train (fresh, or `init_from`'s), its config.json, the config with the substrate's size, and the
     memory a process needs to train it: refused before a fresh model is built when it cannot fit the device."""
     vocab_size, n_embed = substrate.weight.shape
@@ -338,7 +338,6 @@ def _model(substrate: LoadedSubstrate, config: RunConfig, options: TrainOptions,
         raise BvvtokError(f"{substrate.folder}: the tokenizer has {substrate.tokenizer.get_vocab_size():,} tokens, "
                           f"the embedding {vocab_size:,} rows; rebuild the substrate")  # fmt: skip
     torch.manual_seed(config.train.seed)
-    dtype = pick_dtype(options.dtype, world.device)
 
     def memory(model: torch.nn.Module) -> dict[str, MemoryPlan]:
         """Per strategy, at this many processes; the chosen one must fit."""
@@ -392,8 +391,7 @@ def _check_disk(out: Path, model: GPT) -> None:
 
 def _resume_state(out: Path, raw: dict[str, Any], substrate: LoadedSubstrate, key: str, strategy: str,
                   world_size: int) -> tuple[Checkpoint, list[Row]]:  # fmt: skip
-    if not is_run(out):
-        raise BvvtokError(f"{option('resume', True)}: {out} is not a run folder written by bvvtok train; drop {option('resume', True)} to start one")
+    """The checkpoint and logged rows of a run `_resumes` found to continue, once they prove to be this run's."""
     old = read_raw_config(out)
     changed = differences({**old, "train": dataclasses.asdict(train_config(old))}, raw)  # fields it predates: defaults
     if changed:
