@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 from collections import Counter, namedtuple
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +15,7 @@ from conftest import write_char_vocab, write_corpus_formats, write_wordlevel_voc
 
 from bvvtok.errors import BvvtokError
 from bvvtok.lm import data
-from bvvtok.lm.data import SEPARATOR, Split, is_token_folder, load_tokens, prepare_tokens, token_key
+from bvvtok.lm.data import SEPARATOR, Split, is_token_folder, load_tokens, prepare_tokens
 from bvvtok.vocab.corpus import corpus_files
 from bvvtok.vocab.tokenizer_files import load_tokenizer
 
@@ -200,7 +201,6 @@ def test_a_second_run_loads_the_cache_without_tokenizing(tmp_path, monkeypatch, 
     corpus = write_jsonl(tmp_path / "a.jsonl", DOCS)
     first = prepare_tokens(char_substrate, [corpus])
     assert first.folder == cache / "tokens" / first.key[:32]
-    assert first.key == token_key(char_substrate, [corpus], 0.01)
 
     def no_tokenizing(folder):
         raise AssertionError("tokenized again")
@@ -225,16 +225,20 @@ def test_a_damaged_cache_is_rebuilt(tmp_path, cache, char_substrate):
     assert ids(prepare_tokens(char_substrate, [corpus]).train) == expected
 
 
-def test_the_key_follows_the_inputs(tmp_path, char_substrate):
+def test_the_key_follows_the_inputs(tmp_path, cache, char_substrate):
     corpus = write_jsonl(tmp_path / "a.jsonl", DOCS)
-    key = token_key(char_substrate, [corpus], 0)
-    assert key == token_key(char_substrate, [corpus], 0.0)
-    assert key != token_key(char_substrate, [corpus], 0.1)
+
+    def key(vocab: Path, val_fraction: float) -> str:
+        return prepare_tokens(vocab, [corpus], val_fraction=val_fraction).key
+
+    first = key(char_substrate, 0)
+    assert first == key(char_substrate, 0.0)
+    assert first != key(char_substrate, 0.1)
     other_vocab = write_char_vocab(tmp_path / "other")
     (other_vocab / "tokenizer.json").write_text((other_vocab / "tokenizer.json").read_text() + " ")
-    assert key != token_key(other_vocab, [corpus], 0)
+    assert first != key(other_vocab, 0)
     corpus.write_text(corpus.read_text() + '{"text": "more"}\n')
-    assert key != token_key(char_substrate, [corpus], 0)
+    assert first != key(char_substrate, 0)
 
 
 def test_two_prepares_give_byte_identical_folders(tmp_path, char_substrate):
@@ -364,7 +368,9 @@ def test_the_text_column_is_part_of_the_key(tmp_path, char_substrate, tok):
     body = prepare_tokens(char_substrate, [tmp_path / "a.parquet"], out=tmp_path / "t2", val_fraction=0,
                           text_column="body")  # fmt: skip
     assert documents(tok, default.train) == ["one", "two"] and documents(tok, body.train) == ["three", "four"]
-    assert default.key != body.key == token_key(char_substrate, [tmp_path / "a.parquet"], 0, "body")
+    again = prepare_tokens(char_substrate, [tmp_path / "a.parquet"], out=tmp_path / "t3", val_fraction=0,
+                           text_column="body")  # fmt: skip
+    assert default.key != body.key == again.key
     assert body.manifest["tokens"]["corpus"][0]["text_column"] == "body"
 
 

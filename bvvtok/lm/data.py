@@ -89,11 +89,6 @@ class TokenData:
     tokenized_s: float | None = None  # seconds this call spent tokenizing (None: the folder was there already)
 
 
-def token_key(tokenizer_dir: Path, corpus: Sequence[Path], val_fraction: float, text_column: str = TEXT_COLUMN) -> str:
-    """The content key: what the shards depend on (tokenizer and corpus bytes, val_fraction), not where they live."""
-    return _key(_tokenizer_sha(Path(tokenizer_dir)), _describe(_files(corpus, text_column)), val_fraction)
-
-
 def prepare_tokens(
     tokenizer_dir: Path,
     corpus: Sequence[Path],

@@ -92,13 +92,6 @@ class Layout:
     dropped: list[str]
     already_tokens: list[str]
 
-    @property
-    def id_to_token(self) -> list[str]:
-        tokens = [""] * len(self.vocab)
-        for token, i in self.vocab.items():
-            tokens[i] = token
-        return tokens
-
 
 def base_vocab() -> dict[str, int]:
     """Monograms, named specials and filler specials: the part shared by every preset."""
