@@ -8,7 +8,7 @@ In order, the cheapest and most wanted first, so that the time budget (--budget-
 1. a bf16 8192^3 matmul: the peak this GPU reaches in practice, MFU's second denominator;
 2. per substrate, frozen and unfrozen: a batch-size sweep in eager mode, stopped at an out-of-memory error;
 3. generation with bvvtok's generate (KV cache, greedy), batch 1 and 8, in fp32 as it runs and under bf16 autocast;
-4. bvvtok's strategies (bvvtok.lm.distributed.STRATEGIES: DDP, and FSDP once it has it) over every GPU present;
+4. bvvtok's strategies (bvvtok.lm.distributed.STRATEGIES: DDP and FSDP) over every GPU present;
 5. torch.compile at each configuration's fastest eager batch (about a minute of compiling each).
 
 Substrates: `--substrate NAME=DIR` (folders written by `bvvtok embed`), else synthetic ones of the published
@@ -405,13 +405,7 @@ def generation(bench: Bench, substrate: Substrate) -> None:
             bench.attempt("generation", "generate", row, partial(generation_figures, bench, substrate, batch, dtype))
 
 
-# --- 4. strategies: DDP, and FSDP once bvvtok has it -------------------------------------------------------------
-
-
-def strategy_support() -> dict[str, str | None]:
-    """Each strategy the bench knows, and why it is skipped (None: this bvvtok has it, so it runs)."""
-    return {name: None if name in distributed.STRATEGIES else f"skipped: this bvvtok has no {name} strategy"
-            for name in ("ddp", "fsdp")}  # fmt: skip
+# --- 4. strategies: DDP and FSDP ---------------------------------------------------------------------------------
 
 
 def wrapper(strategy: str, world: World) -> Wrap:
@@ -450,12 +444,12 @@ def strategy_figures(bench: Bench, strategy: str, substrate: str, batch: int) ->
 
 
 def strategies(bench: Bench, substrate: Substrate, batch: int | None) -> None:
-    for strategy, why in strategy_support().items():
+    for strategy in distributed.STRATEGIES:
         rows = [{"strategy": strategy, "substrate": substrate.name, "embedding": embedding, "batch": batch,
                  "processes": processes(bench.device)} for embedding in EMBEDDINGS]  # fmt: skip
-        if why or batch is None:
+        if batch is None:
             for row in rows:
-                bench.skip("strategies", row, why or "no eager batch ran")
+                bench.skip("strategies", row, "no eager batch ran")
         else:
             work = partial(strategy_figures, bench, strategy, substrate.name, batch)
             bench.attempt_all("strategies", "strategy", rows, work)
