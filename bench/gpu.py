@@ -1,4 +1,4 @@
-"""The GPU bench of issue 21 in one call: training tokens/s, MFU and peak memory of the paper preset, generation
+"""The GPU bench in one call: training tokens/s, MFU and peak memory of the paper preset, generation
 tokens/s with the KV cache, and the distributed strategies; a Markdown table on stdout and a JSON file.
 
     bash bench/gpu.sh                            # on the GPU machine, from any folder (under 7 minutes on one H200)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU bench of issue 21 in one call, from any folder (bench/gpu.py says what it measures):
+# The GPU bench in one call, from any folder (bench/gpu.py says what it measures):
 #
 #   bash bench/gpu.sh                           # the paper preset on the GPUs present: under 7 minutes on one H200
 #   bash bench/gpu.sh --device cpu --dry-run    # the same code on a tiny model, in seconds
