@@ -48,7 +48,8 @@ def build_vocab_command(
     source = "the given statistics" if ngrams else "wordfreq (offline)"
     started = time.perf_counter()
     sources = [*(ngrams or ()), *([extra_tokens] if extra_tokens else [])]
-    with new_output(out, force, sources), console.status(f"building the {chosen.name} ({chosen.alias}) vocabulary from {source}"):
+    building = f"building the {chosen.name} ({chosen.alias}) vocabulary from {source}"
+    with new_output(out, force, sources, kind="vocab"), console.status(building):
         build = build_vocab(chosen, ngrams or (), extra_tokens, top_k, parse_langs(langs))
         manifest = save_vocab(build, out, force)
     elapsed = time.perf_counter() - started
