@@ -27,7 +27,7 @@ def dump_json(path: Path, data: Any) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (beside the final name, then renamed over it)."""
-    with atomic_file(path, force=True) as tmp:
+    with atomic_file(path, force=True, part=True) as tmp:
         dump_json(tmp, data)
 
 

@@ -295,6 +295,19 @@ CASES = [
          ("H is a Hugging Face export folder; --force replaces only a run or mixture folder",), world_and_more),
     Case("train-over-a-mixture", "train --substrate S --corpus D/c.txt --out M" + TINY, ("is a bvvtok folder; pass --force",), world_and_more),
     Case("train-resume-an-export", "train --substrate S --corpus D/c.txt --out H --resume" + TINY, ("is not a run folder",), world_and_more),
+    # a file output never lands inside a bvvtok folder (its manifest would not list it, or it would replace the manifest)
+    Case("eval-results-over-a-manifest", "eval R --perplexity D/c.txt -o R2/bvvtok.json --force",
+         ("R2/bvvtok.json is inside R2, a run folder of bvvtok's; write it outside that folder",), world),
+    Case("compare-into-another-run", "compare R -o R2/loss.png --force", ("R2/loss.png is inside R2, a run folder",), world),
+    Case("show-into-a-run", "show {glyph} a -o R2/x.png", ("is inside R2, a run folder",), world),
+    Case("plot-substrate-into-a-run", "plot-substrate S -o R2/map.png", ("is inside R2, a run folder",), world),
+    Case("ngrams-into-a-substrate", "ngrams --input en=D/c.txt --out S/stats.json", ("is inside S, a substrate folder",), world),
+    Case("bench-tokenizer-csv-into-a-run", "bench-tokenizer S --text en=D/c.txt --csv R2/b.csv", ("is inside R2, a run folder",), world),
+    Case("bench-tokenizer-heatmap-under-a-run", "bench-tokenizer S --text en=D/c.txt --heatmap R2/checkpoint/h.png",
+         ("R2/checkpoint/h.png is inside R2, a run folder",), world),
+    Case("embed-dump-text-into-a-run", "embed W/vocab --method bits --bits 16 --out E --dump-text R2/codes.txt",
+         ("is inside R2, a run folder",), world),
+    Case("eval-results-into-tokens", "eval R --perplexity D/c.txt --results T/r.csv", ("is inside T, a token folder",), world_and_more),
     # places never replaced (issue 17, item 4)
     # (build-vocab without --ngrams reads no file: no input rule comes first; it is refused before it builds)
     Case("out-the-current-directory", "build-vocab --out . --force", ("the current directory",), world),
