@@ -186,8 +186,20 @@ def write_errors(out: Path, unwritable: bool = True) -> Iterator[None]:
 # --- single files ---
 
 
-def check_output_file(out: Path, force: bool, inputs: Iterable[Path] = ()) -> None:
-    """Refuse to replace a folder, an existing file without `force`, or one of the command's inputs."""
+def bvvtok_folder_around(path: Path) -> Path | None:
+    """The innermost bvvtok folder (one with a manifest) that `path` lies in, as given or where links point; None if
+    none does. One look per folder above it."""
+    path = Path(path)
+    for folder in [*path.parents, *Path(os.path.realpath(path)).parents]:  # as given first: the name the user knows
+        if is_bvvtok_folder(folder):
+            return folder
+    return None
+
+
+def check_output_file(out: Path, force: bool, inputs: Iterable[Path] = (), part: bool = False) -> None:
+    """Refuse to replace a folder, an existing file without `force`, or one of the command's inputs; and, unless the
+    file is `part` of a bvvtok folder being written, a path inside a bvvtok folder (its manifest would not list it:
+    the folder could no longer be proven or replaced, or the file would replace one of the folder's own)."""
     out = Path(out)
     real = Path(os.path.realpath(out))
     for given in inputs:
@@ -197,14 +209,23 @@ def check_output_file(out: Path, force: bool, inputs: Iterable[Path] = ()) -> No
             raise BvvtokError(f"{out} {where} the input {given}; write the output elsewhere")
     if out.is_dir():
         raise BvvtokError(f"{out} is a folder; give a file path")
+    folder = None if part else bvvtok_folder_around(out)
+    if folder is not None:
+        from bvvtok.manifest import describe_kind, folder_kind  # bvvtok.manifest writes with this module
+
+        kind = describe_kind(folder_kind(folder))
+        raise BvvtokError(f"{out} is inside {folder}, {kind} of bvvtok's; write it outside that folder")
     if out.exists() and not force:
         raise BvvtokError(f"{out} exists; pass {option('force', True)} to replace it or choose another path")
 
 
 @contextlib.contextmanager
-def atomic_file(out: Path, force: bool = False, inputs: Iterable[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary path; on success it replaces `out` (where a link points, if `out` is one) in one rename."""
-    check_output_file(out, force, inputs)
+def atomic_file(out: Path, force: bool = False, inputs: Iterable[Path] = (), part: bool = False) -> Iterator[Path]:
+    """Yield a temporary path; on success it replaces `out` (where a link points, if `out` is one) in one rename.
+
+    `part`: a file bvvtok keeps for itself (of a bvvtok folder it is writing: a manifest, a log, a run's curves; or
+    of its cache), not an output of the user's, which is refused inside a bvvtok folder (`check_output_file`)."""
+    check_output_file(out, force, inputs, part)
     target = Path(os.path.realpath(out))
     with write_errors(out):
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ def dump_json(path: Path, data: Any) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (beside the final name, then renamed over it)."""
-    with atomic_file(path, force=True) as tmp:
+    with atomic_file(path, force=True, part=True) as tmp:
         dump_json(tmp, data)
 
 
@@ -91,3 +91,52 @@ def check_files(folder: Path, manifest: dict[str, Any], hashed: Iterable[str] = 
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise BvvtokError(f"{folder} is not what its {MANIFEST_NAME} says ({shown}); {fix}")
+
+
+# What a bvvtok folder is, as its manifest tells: the kinds, and how messages call them.
+KINDS = {
+    "vocab": "a vocabulary folder",
+    "substrate": "a substrate folder",
+    "tokens": "a token folder",
+    "run": "a run folder",
+    "mixture": "a mixture folder",
+    "hf-export": "a Hugging Face export folder",
+    "experiment": "an experiment folder",
+}
+
+
+def manifest_kind(manifest: dict[str, Any]) -> str | None:
+    """The kind (a key of KINDS) of the folder `manifest` describes, None for one that names none.
+
+    Told by the section the writing command puts in (every version of bvvtok wrote one), else by `kind`. A substrate
+    is a vocabulary folder with an embedding added: its manifest keeps the vocabulary's `kind`, the `substrate`
+    section decides. Grown and imported models are runs (they train on); a mixture is a run section naming its members.
+    """
+    if isinstance(manifest.get("experiment"), dict):
+        return "experiment"
+    if isinstance(manifest.get("export"), dict):
+        return "hf-export"
+    run = manifest.get("run")
+    if isinstance(run, dict):
+        return "mixture" if isinstance(run.get("mixture"), dict) else "run"
+    if isinstance(manifest.get("tokens"), dict):
+        return "tokens"
+    if isinstance(manifest.get("substrate"), dict):
+        return "substrate"
+    if isinstance(manifest.get("vocab"), dict):
+        return "vocab"
+    kind = manifest.get("kind")
+    return kind if isinstance(kind, str) and kind in KINDS else None
+
+
+def folder_kind(folder: Path) -> str | None:
+    """`manifest_kind` of the folder's manifest; None without one (a folder bvvtok did not write), or with one that
+    cannot be read or names no kind."""
+    try:
+        return manifest_kind(read_manifest(folder))
+    except BvvtokError:
+        return None
+
+
+def describe_kind(kind: str | None) -> str:
+    return KINDS.get(kind or "", "a bvvtok folder")

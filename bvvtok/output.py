@@ -5,6 +5,8 @@
   has a manifest, and everything in it is a file the manifest lists (or a part bvvtok
   knows, such as a run's `checkpoint/` and `tensorboard/`). Anything else there is the user's: refused.
   Never the current directory, a folder above it, or a file system's root.
+- ... and only when it is of a kind the command may replace (`REPLACES`, by the manifest where a
+  link points): `train --force` replaces a run, never a vocabulary or an export.
 - A symbolic link given as `--out` is followed: the output is written where it points.
 - One writer per output: `claim` holds the writer lock (bvvtok.lock) for the whole block,
   and first finishes or removes what a killed writer left there (bvvtok.commit.recover).
@@ -22,7 +24,7 @@ from bvvtok.commit import recover, replace_folder
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import MANIFEST_NAME, TEMP
 from bvvtok.lock import writer_lock
-from bvvtok.manifest import read_manifest
+from bvvtok.manifest import describe_kind, folder_kind, read_manifest
 
 # Subfolders bvvtok writes inside its folders, and the names (fnmatch patterns) they may hold: a run's checkpoint, and
 # the logs of its trackers (bvvtok.lm.tracking), named as TensorBoard and wandb name them.
@@ -30,6 +32,20 @@ KNOWN_SUBFOLDERS = {
     "checkpoint": {"model.safetensors", "optimizer.pt", "state.json", "optimizer"},
     "tensorboard": {"events.out.tfevents.*"},
     "wandb": {"run_id.txt", "run-*", "offline-run-*", "latest-run", "debug.log", "debug-internal.log"},
+}
+
+
+# The kind of folder each writer writes (bvvtok.manifest.KINDS) -> the kinds its `--force` may replace, and how to say
+# so. A substrate is a vocabulary folder with an embedding: a new vocabulary may replace it (the old embedding was
+# of the old vocabulary). A run and a mixture are both model folders, read by the same commands.
+REPLACES = {
+    "vocab": (("vocab", "substrate"), "a vocabulary or substrate folder"),
+    "substrate": (("substrate",), "a substrate folder"),
+    "tokens": (("tokens",), "a token folder"),
+    "run": (("run", "mixture"), "a run or mixture folder"),
+    "mixture": (("run", "mixture"), "a run or mixture folder"),
+    "hf-export": (("hf-export",), "a Hugging Face export folder"),
+    "experiment": (("experiment",), "an experiment folder"),
 }
 
 
@@ -76,8 +92,22 @@ def foreign_entries(folder: Path) -> list[str]:
     return foreign
 
 
-def check_replace(out: Path, force: bool) -> None:
-    """Refuse to replace an existing non-empty folder without `force`, or one that bvvtok did not write."""
+def check_kind(out: Path, kind: str, given: Path | None = None) -> None:
+    """Refuse an existing bvvtok folder (where a link points) that a command writing `kind` may not replace;
+    `given`: `out` as the user named it, for the message."""
+    target = real(out)
+    if not (target / MANIFEST_NAME).is_file():
+        return  # not bvvtok's: `foreign_entries` decides
+    found = folder_kind(target)
+    kinds, said = REPLACES[kind]
+    if found not in kinds:
+        raise BvvtokError(f"{option('out', given or out)} is {describe_kind(found)}; {option('force', True)} replaces only "
+                          f"{said}: choose another {option('out')}")
+
+
+def check_replace(out: Path, force: bool, kind: str, given: Path | None = None) -> None:
+    """Refuse to replace an existing non-empty folder without `force`, one that bvvtok did not write, or one of
+    another kind than `kind`, the kind the command writes (see REPLACES). `given`: `out` as the user named it."""
     if out.exists() and not out.is_dir():
         raise BvvtokError(f"{option('out', out)} exists and is not a folder; choose another path")
     if not out.is_dir() or not any(out.iterdir()):
@@ -86,6 +116,7 @@ def check_replace(out: Path, force: bool) -> None:
     if real(out) == here or real(out) in here.parents:
         what = "the current directory" if real(out) == here else f"a folder above the current directory ({here})"
         raise BvvtokError(f"{option('out', out)} is {what}; bvvtok will not replace it: choose a new folder")
+    check_kind(out, kind, given)
     foreign = foreign_entries(out)
     if not force:
         what = "a bvvtok folder" if not foreign else "a folder holding files bvvtok did not write"
@@ -109,17 +140,18 @@ def claim(out: Path, inputs: Iterable[Path] = (), wait: bool = False) -> Iterato
 
 
 @contextlib.contextmanager
-def new_output(out: Path, force: bool = False, inputs: Iterable[Path] = ()) -> Iterator[Path]:
-    """`claim`, and check at once that `out` may be replaced: for a command that works a while before it writes."""
+def new_output(out: Path, force: bool = False, inputs: Iterable[Path] = (), *, kind: str) -> Iterator[Path]:
+    """`claim`, and check at once that `out` may be replaced by a folder of `kind`: for a command that works a while
+    before it writes."""
     with claim(out, inputs) as target:
-        check_replace(target, force)
+        check_replace(target, force, kind, out)
         yield target
 
 
 @contextlib.contextmanager
-def atomic_folder(out: Path, force: bool = False, inputs: Iterable[Path] = ()) -> Iterator[Path]:
+def atomic_folder(out: Path, force: bool = False, inputs: Iterable[Path] = (), *, kind: str) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces `out` (see `check_replace`) in one step."""
-    with new_output(out, force, inputs) as target:
+    with new_output(out, force, inputs, kind=kind) as target:
         with replace_folder(target) as tmp:
             yield tmp
-            check_replace(target, force)  # again: nothing of the user's may have arrived since
+            check_replace(target, force, kind, out)  # again: nothing of the user's may have arrived since

@@ -7,7 +7,9 @@ To add a case, add one `Case(id, argv, fragments[, setup])` line to CASES:
 - fragments: texts the error line must contain (the problem and the fix);
 - setup: a function below that makes the bad input in `{tmp}` (a damaged copy of a fixture, a binary file, or
   `world`: a substrate S, a corpus folder D, runs R, R2 and R3 (R3 with the user's notes.txt), a vocabulary
-  W/vocab, a folder F of the user's and stats.txt, for the `--out`/`--force` cases, given as relative paths).
+  W/vocab, a folder F of the user's and stats.txt, for the `--out`/`--force` cases, given as relative paths; or
+  `world_and_more`: the same, and the folders of the other kinds bvvtok writes: a vocabulary B it built, a Hugging
+  Face export H of R, a mixture M of R and R2, a token folder T).
 Every output path goes under `{tmp}`: the test fails if the command leaves anything new or changed there.
 (The corruptions that `bvvtok verify` must find are the same kind of table in test_verify.py: CORRUPTIONS.)
 """
@@ -29,7 +31,8 @@ import zstandard
 from conftest import assert_user_error, invoke, make_world, snapshot, write_char_vocab
 
 UNIFONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
-FIXTURES = {"substrate": "char_substrate", "glyph": "glyph_substrate", "run": "char_run", "vocab": "tiny_vocab_dir"}
+FIXTURES = {"substrate": "char_substrate", "glyph": "glyph_substrate", "run": "char_run", "vocab": "tiny_vocab_dir",
+            "made": "made_folders"}
 
 
 class Places(dict):
@@ -138,6 +141,32 @@ def world(tmp: Path, places: Places) -> None:
     make_world(tmp, places["substrate"], places["run"])
 
 
+def world_and_more(tmp: Path, places: Places) -> None:
+    """`world`, and B (a vocabulary bvvtok built), H (an export of R), M (a mixture of R and R2), T (tokens of D):
+    copies of `made_folders`."""
+    world(tmp, places)
+    for name in ("B", "H", "M", "T"):
+        shutil.copytree(places["made"] / name, tmp / name)
+
+
+def link_to_a_vocabulary(tmp: Path, places: Places) -> None:
+    world_and_more(tmp, places)
+    (tmp / "L").symlink_to(tmp / "B", target_is_directory=True)
+
+
+def users_substrate_files(tmp: Path, places: Places) -> None:
+    """W/vocab, the user's tokenizer folder (no manifest), also holds the user's own codes.npy and embedding."""
+    world(tmp, places)
+    np.save(tmp / "W" / "vocab" / "codes.npy", np.ones((3, 2), np.uint8))
+    (tmp / "W" / "vocab" / "embeddings.safetensors").write_bytes(b"my own embedding")
+
+
+def users_codes_beside_a_vocabulary(tmp: Path, places: Places) -> None:
+    """B, a vocabulary bvvtok built, with the user's codes.npy put in it (not in its manifest)."""
+    world_and_more(tmp, places)
+    np.save(tmp / "B" / "codes.npy", np.ones((3, 2), np.uint8))
+
+
 def run_copy(tmp: Path, places: Places) -> Path:
     return Path(shutil.copytree(places["run"], tmp / "run"))
 
@@ -177,6 +206,8 @@ RESUME = ("train --substrate {substrate} --corpus {run}/../c.jsonl --out {tmp}/r
           "--n-head 4 --context 32 --steps 30 --batch-size 8 --lr 1e-2 --warmup 3 --eval-every 30")
 # the corpus ({tmp}) is never read: these errors come first
 TRAIN = "train --substrate {substrate} --corpus {tmp} --out {tmp}/out"
+# a run that ends in a second, for the cases where a command that failed to refuse would train
+TINY = " --steps 1 --d-model 32 --n-layer 1 --n-head 4 --context 16"
 
 CASES = [
     # tracebacks (issue 17, item 6)
@@ -272,6 +303,49 @@ CASES = [
     Case("combine-over-a-user-folder", "combine R R2 --out F --force", ("did not write",), world),
     Case("grow-over-a-user-folder", "grow R --add-layers 1 --out F --force", ("did not write",), world),
     Case("a-run-with-a-user-file", "train --substrate S --corpus D/c.txt --out R3 --force", ("R3 holds notes.txt",), world),
+    # embed into the vocabulary folder itself never replaces the user's files there, whatever the flags
+    Case("embed-in-place-over-the-users-files", "embed W/vocab --method bits --bits 16",
+         ("W/vocab holds embeddings.safetensors, codes.npy, which bvvtok did not write", "move them away", "--out"), users_substrate_files),
+    Case("embed-in-place-over-the-users-files-force", "embed W/vocab --method bits --bits 16 --force",
+         ("W/vocab holds embeddings.safetensors, codes.npy, which bvvtok did not write", "move them away", "--out"), users_substrate_files),
+    Case("embed-in-place-beside-a-vocabulary", "embed B --method bits --bits 16 --force", ("B holds codes.npy, which bvvtok did not write",),
+         users_codes_beside_a_vocabulary),
+    Case("embed-in-place-into-a-run", "embed R --method bits --bits 16", ("R is a run folder, not a vocabulary folder", "--out"), world),
+    # --force replaces only a folder of the kind the command writes
+    Case("train-force-over-a-vocabulary", "train --substrate S --corpus D/c.txt --out B --force" + TINY,
+         ("B is a vocabulary folder; --force replaces only a run or mixture folder: choose another --out",), world_and_more),
+    Case("train-force-through-a-link-to-a-vocabulary", "train --substrate S --corpus D/c.txt --out L --force" + TINY,
+         ("B is a vocabulary folder; --force replaces only a run or mixture folder",), link_to_a_vocabulary),
+    Case("export-force-over-a-run", "export R --out R2 --force",
+         ("--out R2 is a run folder; --force replaces only a Hugging Face export folder",), world),
+    Case("build-vocab-force-over-a-run", "build-vocab --ngrams stats.txt --out R --force",
+         ("--out R is a run folder; --force replaces only a vocabulary or substrate folder",), world),
+    Case("prepare-force-over-an-export", "prepare --substrate S --corpus D --out H --force",
+         ("--out H is a Hugging Face export folder; --force replaces only a token folder",), world_and_more),
+    Case("prepare-force-over-a-run", "prepare --substrate S --corpus D --out R --force", ("--out R is a run folder",), world),
+    Case("grow-force-over-a-vocabulary", "grow R --add-layers 1 --out B --force", ("--out B is a vocabulary folder",), world_and_more),
+    Case("embed-force-over-another-vocabulary", "embed W/vocab --method bits --bits 16 --out B --force",
+         ("B is a vocabulary folder; --force replaces only a substrate folder",), world_and_more),
+    Case("combine-force-over-an-export", "combine R R2 --out H --force", ("--out H is a Hugging Face export folder",), world_and_more),
+    Case("import-force-over-tokens", "import H --out T --force", ("--out T is a token folder; --force replaces only a run or mixture",),
+         world_and_more),
+    Case("train-over-an-export", "train --substrate S --corpus D/c.txt --out H" + TINY,
+         ("H is a Hugging Face export folder; --force replaces only a run or mixture folder",), world_and_more),
+    Case("train-over-a-mixture", "train --substrate S --corpus D/c.txt --out M" + TINY, ("is a bvvtok folder; pass --force",), world_and_more),
+    Case("train-resume-an-export", "train --substrate S --corpus D/c.txt --out H --resume" + TINY, ("is not a run folder",), world_and_more),
+    # a file output never lands inside a bvvtok folder (its manifest would not list it, or it would replace the manifest)
+    Case("eval-results-over-a-manifest", "eval R --perplexity D/c.txt -o R2/bvvtok.json --force",
+         ("R2/bvvtok.json is inside R2, a run folder of bvvtok's; write it outside that folder",), world),
+    Case("compare-into-another-run", "compare R -o R2/loss.png --force", ("R2/loss.png is inside R2, a run folder",), world),
+    Case("show-into-a-run", "show {glyph} a -o R2/x.png", ("is inside R2, a run folder",), world),
+    Case("plot-substrate-into-a-run", "plot-substrate S -o R2/map.png", ("is inside R2, a run folder",), world),
+    Case("ngrams-into-a-substrate", "ngrams --input en=D/c.txt --out S/stats.json", ("is inside S, a substrate folder",), world),
+    Case("bench-tokenizer-csv-into-a-run", "bench-tokenizer S --text en=D/c.txt --csv R2/b.csv", ("is inside R2, a run folder",), world),
+    Case("bench-tokenizer-heatmap-under-a-run", "bench-tokenizer S --text en=D/c.txt --heatmap R2/checkpoint/h.png",
+         ("R2/checkpoint/h.png is inside R2, a run folder",), world),
+    Case("embed-dump-text-into-a-run", "embed W/vocab --method bits --bits 16 --out E --dump-text R2/codes.txt",
+         ("is inside R2, a run folder",), world),
+    Case("eval-results-into-tokens", "eval R --perplexity D/c.txt --results T/r.csv", ("is inside T, a token folder",), world_and_more),
     # places never replaced (issue 17, item 4)
     # (build-vocab without --ngrams reads no file: no input rule comes first; it is refused before it builds)
     Case("out-the-current-directory", "build-vocab --out . --force", ("the current directory",), world),
@@ -312,6 +386,20 @@ CASES = [
     Case("bench-tokenizer-hf-unreachable", "bench-tokenizer {vocab} --text en=hf:nobody/nothing",
          ("hf:nobody/nothing: the dataset could not be reached", "local files work offline")),
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def made_folders(char_substrate, char_run, tmp_path_factory) -> Path:
+    """B, H, M and T of `world_and_more`, made once by the commands that make them (read-only: copied into each case)."""
+    folder = tmp_path_factory.mktemp("made")
+    make_world(folder / "world", char_substrate, char_run)
+    w = folder / "world"
+    for argv in (["build-vocab", "--ngrams", w / "stats.txt", "--out", folder / "B"], ["export", w / "R", "--out", folder / "H"],
+                 ["combine", w / "R", w / "R2", "--out", folder / "M"],
+                 ["prepare", "--substrate", w / "S", "--corpus", w / "D", "--out", folder / "T"]):  # fmt: skip
+        result = invoke(*argv)
+        assert result.exit_code == 0, result.output
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -383,10 +471,13 @@ EARLY = [
     Early("plot-substrate-over-a-png", "plot-substrate S --out x.png", ("exists; pass --force",), "bvvtok.substrate.plot_map:map_substrate"),
     Early("prepare-over-a-user-folder", "prepare --substrate S --corpus D --out F", ("did not write",), "bvvtok.lm.data:_describe"),
     Early("train-over-a-run", "train --substrate S --corpus D/c.txt --out R", ("is a run folder",), "bvvtok.lm.train:load_substrate"),
-    Early("export-over-a-bvvtok-folder", "export R --out R2", ("is a bvvtok folder",), "bvvtok.lm.export:load_model"),
+    Early("export-over-a-run", "export R --out R2", ("--out R2 is a run folder; --force replaces only a Hugging Face export folder",),
+          "bvvtok.lm.export:load_model"),
     Early("import-over-a-bvvtok-folder", "import R --out R2", ("is a bvvtok folder",), "bvvtok.lm.import_hf:model_config"),
-    Early("combine-over-a-bvvtok-folder", "combine R R2 --out S", ("is a bvvtok folder",), "bvvtok.lm.combine:_mixture"),
-    Early("grow-over-a-bvvtok-folder", "grow R --add-layers 1 --out S", ("is a bvvtok folder",), "bvvtok.lm.grow:_grown"),
+    Early("combine-over-a-substrate", "combine R R2 --out S", ("--out S is a substrate folder; --force replaces only a run or mixture",),
+          "bvvtok.lm.combine:_mixture"),
+    Early("grow-over-a-substrate", "grow R --add-layers 1 --out S", ("--out S is a substrate folder; --force replaces only a run or mixture",),
+          "bvvtok.lm.grow:_grown"),
     Early("eval-results-over-a-file", "eval R --perplexity D/c.txt --results r.csv", ("exists; pass --force",),
           "bvvtok.lm.evals.report:evaluate_runs"),
     Early("eval-results-not-csv-or-json", "eval R --perplexity D/c.txt --results r.txt", ("as .csv or .json",),

@@ -1,6 +1,7 @@
 """What `--out` and `--force` do replace: bvvtok's own folders (and a run that never reached a checkpoint), written
 where a link points. What they refuse is in tests/test_bad_inputs.py's CASES, one line each."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -56,3 +57,21 @@ def test_a_link_as_out_is_written_through(world, tmp_path):
     os.symlink(tmp_path / "elsewhere" / "a.png", world / "a.png")
     assert invoke("compare", "R", "R2", "-o", "a.png").exit_code == 0
     assert (world / "a.png").is_symlink() and (tmp_path / "elsewhere" / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_force_replaces_a_folder_of_the_kinds_the_command_writes(world):
+    """A new vocabulary replaces a substrate (a vocabulary with its embedding); a model folder replaces a run or a
+    mixture; embed adds a substrate to a vocabulary bvvtok built, in place, and replaces its own substrate there."""
+    assert invoke("build-vocab", "--ngrams", "stats.txt", "--out", "V").exit_code == 0
+    for extra in ([], ["--force", "--bits", "24"]):
+        result = invoke("embed", "V", "--method", "bits", *(extra or ["--bits", "16"]))
+        assert result.exit_code == 0, result.output
+    assert json.loads((world / "V" / "bvvtok.json").read_text())["substrate"]["settings"]["bits"] == 24
+    result = invoke("build-vocab", "--ngrams", "stats.txt", "--out", "V", "--force")
+    assert result.exit_code == 0, result.output
+    assert not (world / "V" / "embeddings.safetensors").exists()
+    assert invoke("combine", "R", "R2", "--out", "M").exit_code == 0
+    result = invoke("grow", "R", "--add-layers", "1", "--out", "M", "--force")
+    assert result.exit_code == 0, result.output
+    result = invoke("combine", "R", "R2", "--out", "M", "--force")
+    assert result.exit_code == 0, result.output

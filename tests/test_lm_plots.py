@@ -316,7 +316,7 @@ def captured_figures(monkeypatch) -> list:
 
     figures = []
     save = plots.save_png
-    monkeypatch.setattr(plots, "save_png", lambda f, out, force=True: (figures.append(f), save(f, out, force)))
+    monkeypatch.setattr(plots, "save_png", lambda f, out, *args, **kwargs: (figures.append(f), save(f, out, *args, **kwargs)))
     return figures
 
 

@@ -68,7 +68,7 @@ def build_vocab_command(
     source = ", ".join([*(["the given statistics"] if ngrams else []), *(["the corpus"] if inputs else [])]) or "wordfreq (offline)"
     started = time.perf_counter()
     sources = [*(ngrams or ()), *inputs.values(), *([extra_tokens] if extra_tokens else [])]
-    with new_output(out, force, sources):
+    with new_output(out, force, sources, kind="vocab"):
         stats: list[NgramStats] = []
         if inputs:
             counted = _count(inputs, order_list, rule, top, max_entries, workers, text_column)

@@ -86,14 +86,14 @@ def write_report(folder: Path, info: ReportInfo, cells: list[CellResult]) -> lis
              REPORT: _markdown(info, cells, values, drawn)}  # fmt: skip
     written = []
     for name, text in texts.items():
-        with atomic_file(folder / name, force=True) as tmp:
+        with atomic_file(folder / name, force=True, part=True) as tmp:
             tmp.write_text(text, encoding="utf-8", newline="")
         written.append(folder / name)
     for name, figure in pictures.items():
         if figure is None:
             (folder / name).unlink(missing_ok=True)  # an earlier report's picture would show other cells
         else:
-            save_png(figure, folder / name)
+            save_png(figure, folder / name, part=True)
             written.append(folder / name)
     return written
 

@@ -118,7 +118,7 @@ def _start(target: Path, plan: Plan, spec_path: Path) -> None:
     """The folder's record of its spec, cells and report: written before any work, so that a rerun knows what it was
     started with, and `status` and `report` need nothing but the folder."""
     target.mkdir(parents=True, exist_ok=True)
-    with atomic_file(target / SPEC_COPY, force=True) as tmp:
+    with atomic_file(target / SPEC_COPY, force=True, part=True) as tmp:
         shutil.copyfile(spec_path, tmp)
     section = {"name": plan.spec.name, "spec": plan.spec.raw, "cells": [c.name for c in plan.cells], "report": report_info(plan)}
     write_json(target / MANIFEST_NAME, {"bvvtok_version": __version__, "experiment": section})

@@ -27,9 +27,9 @@ def combine(runs: Sequence[Path], out: Path, weights: Sequence[float] | None = N
         raise BvvtokError(f"{option('weights')} has {len(weights)} values for {len(runs)} runs; give one weight per run")
     if any(not w > 0 for w in weights):
         raise BvvtokError(f"{option('weights')} must all be positive (got {', '.join(map(str, weights))})")
-    with new_output(out, force, runs):
+    with new_output(out, force, runs, kind="mixture"):
         raw, state, section = _mixture(runs, weights)
-        write_model_folder(out, runs[0], raw, state, section, force, runs)
+        write_model_folder(out, runs[0], raw, state, section, force, runs, kind="mixture")
     return out
 
 

@@ -206,7 +206,7 @@ def write_config_file(path: Path, config: RunConfig) -> Path:
     lines = []
     for table, values in (("model", model), ("train", dataclasses.asdict(config.train))):
         lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items()), ""]
-    with atomic_file(path, force=True) as tmp:
+    with atomic_file(path, force=True, part=True) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")
     return path
 

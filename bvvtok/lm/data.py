@@ -110,7 +110,7 @@ def prepare_tokens(
     inputs = [tokenizer_dir, *(file.path for file in files)]
     if out is not None and not is_token_folder(Path(out)):  # refused before the corpus is hashed, not after
         check_target(Path(out), inputs)
-        check_replace(Path(out), force)
+        check_replace(Path(out), force, "tokens")
     described, tokenizer_sha = _describe(files), _tokenizer_sha(tokenizer_dir)
     key = _key(tokenizer_sha, described, val_fraction)
     folder = Path(out) if out is not None else cache_dir() / "tokens" / key[:32]
@@ -152,7 +152,7 @@ def _write_tokens(folder: Path, tokenizer_dir: Path, files: list[CorpusFile], ke
                           f"use a bvvtok vocabulary or add {SEPARATOR} to the tokenizer")
     vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1  # the rows an embedding needs
     dtype = "uint16" if vocab_size <= 1 << 16 else "uint32"
-    with atomic_folder(folder, force) as tmp:
+    with atomic_folder(folder, force, kind="tokens") as tmp:
         need = sum(file.text_bytes() for file in files) * np.dtype(dtype).itemsize  # tokens <= chars <= bytes
         free = shutil.disk_usage(tmp).free
         if need > free:

@@ -83,7 +83,7 @@ def export(run_dir: Path, out: Path, format: str = "hf", force: bool = False) ->
     if format not in FORMATS:
         raise BvvtokError(f"unknown {option('format')} {format!r}; choose {' or '.join(FORMATS)}")
     run_dir = Path(run_dir)
-    with new_output(Path(out), force, [run_dir]):
+    with new_output(Path(out), force, [run_dir], kind="hf-export"):
         model, tokenizer = load_model(run_dir)
         written = "hf" if format == "hf" and isinstance(model, GPT) else "hf-remote"
         if written == "hf":
@@ -92,7 +92,7 @@ def export(run_dir: Path, out: Path, format: str = "hf", force: bool = False) ->
         token_ids = {f"{role}_id": i for role, t in ROLE_SPECIALS.items() if (i := tokenizer.token_to_id(t)) is not None}
         substrate = substrate_facts(run_dir, configs[0])
         context = min(c.context for c in configs)
-        with atomic_folder(Path(out), force, [run_dir]) as tmp:
+        with atomic_folder(Path(out), force, [run_dir], kind="hf-export") as tmp:
             if written == "hf":
                 _save(to_neox(model.state_dict(), model.config), tmp)
                 write_json(tmp / "config.json", neox_config(model.config, token_ids, substrate))

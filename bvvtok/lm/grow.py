@@ -29,9 +29,9 @@ def grow(run: Path, add_layers: int, out: Path, seed: int = 0, force: bool = Fal
     if add_layers < 1:
         raise BvvtokError(f"{option('add_layers')} must be at least 1 (got {add_layers})")
     check_seed(seed)
-    with new_output(out, force, [run]):
+    with new_output(out, force, [run], kind="run"):
         raw, state, section = _grown(run, add_layers, seed)
-        write_model_folder(out, run, raw, state, section, force, [run])
+        write_model_folder(out, run, raw, state, section, force, [run], kind="run")
     return out
 
 

@@ -36,7 +36,7 @@ def import_hf(folder: Path, out: Path, force: bool = False, substrate_dir: Path 
         wanted = f"pass the substrate folder the model was trained on as {option('substrate_dir', 'DIR', cli='--substrate')}"
         substrate_dir = check_input_folder(substrate_dir, wanted)
     inputs = [folder] if substrate_dir is None else [folder, substrate_dir]
-    with new_output(Path(out), force, inputs):
+    with new_output(Path(out), force, inputs, kind="run"):
         neox = _read_json(folder / "config.json")
         config = model_config(neox)
         recorded = neox["bvvtok"].get("substrate", {}).get("manifest_sha256")
@@ -56,9 +56,10 @@ def import_hf(folder: Path, out: Path, force: bool = False, substrate_dir: Path 
         GPT(config, state["token_embeddings.weight"]).load_state_dict(state)  # every shape checked once more
         section = {"imported": {"from": folder.name, "weights_sha256": sha256_file(folder / WEIGHTS)}}
         if substrate_dir is None:
-            write_model_folder(Path(out), folder, raw, state, section, force, inputs)
+            write_model_folder(Path(out), folder, raw, state, section, force, inputs, kind="run")
         else:  # the substrate's own tokenizer files and manifest, as `bvvtok train` copies them into a run
-            write_model_folder(Path(out), substrate_dir, raw, state, section, force, inputs, substrate_manifest=MANIFEST_NAME)
+            write_model_folder(Path(out), substrate_dir, raw, state, section, force, inputs, kind="run",
+                               substrate_manifest=MANIFEST_NAME)
     return Path(out)
 
 

@@ -65,7 +65,7 @@ def mean_tokens_per_s(rows: Sequence[Row]) -> float | None:
 def write_metrics(path: Path, rows: Sequence[Row]) -> None:
     """Replace `path` with `rows` (atomic: readers see the old file or the new one)."""
     names = source_names(rows)
-    with atomic_file(Path(path), force=True) as tmp:
+    with atomic_file(Path(path), force=True, part=True) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow([*FIELDS, *(column for name in names for column in source_columns(name))])

@@ -64,9 +64,10 @@ class RunSummary:
 Panel = tuple[str, list[Curve], str | None]  # the y-axis label, the curves drawn on it, the unit to fit the axis in
 
 
-def save_png(figure: Figure, out: Path, force: bool = True) -> None:
-    """`figure` into `out` (atomic), drawn under the default style and without the Software tag: same bytes."""
-    with matplotlib.style.context("default"), atomic_file(Path(out), force) as tmp:
+def save_png(figure: Figure, out: Path, force: bool = False, part: bool = False) -> None:
+    """`figure` into `out` (atomic), drawn under the default style and without the Software tag: same bytes.
+    `part`: a picture of the bvvtok folder it is written into (bvvtok.files.atomic_file), replaced if there."""
+    with matplotlib.style.context("default"), atomic_file(Path(out), force or part, part=part) as tmp:
         figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
 
 
@@ -110,7 +111,7 @@ def note(ax: Axes, text: str) -> None:
     ax.set_title(text, loc="left", fontsize="small", color="0.35")
 
 
-def _draw(out: Path, force: bool, title: str, panels: list[Panel]) -> None:
+def _draw(out: Path, force: bool, title: str, panels: list[Panel], part: bool = False) -> None:
     """The panels side by side (those with curves), one title over them."""
     panels = [p for p in panels if p[1]]
     with matplotlib.style.context("default"):
@@ -126,7 +127,7 @@ def _draw(out: Path, force: bool, title: str, panels: list[Panel]) -> None:
             ax.legend()
             if unit is not None and (text := fit_to_training(ax, curves, unit)):
                 note(ax, text)
-    save_png(figure, out, force)
+    save_png(figure, out, force, part)
 
 
 def smoothed(rows: Sequence[Row], field: str) -> list[Row]:
@@ -158,7 +159,8 @@ def plot_losses(rows: Sequence[Row], out: Path, title: str) -> None:
         style = {"color": f"C{i + 2}", "marker": ".", "markersize": 4, "linestyle": "--"}
         losses.append((f"validation, {name}", own, "val_loss", style))
         bits += [(f"validation, {name}", [r for r in own if r.val_bpb is not None], "val_bpb", style)]
-    _draw(out, True, title, [("loss (nats/token)", losses, None), ("validation bits per byte of text", bits, None)])
+    panels: list[Panel] = [("loss (nats/token)", losses, None), ("validation bits per byte of text", bits, None)]
+    _draw(out, True, title, panels, part=True)
 
 
 def _config(folder: Path) -> tuple[bool, str, int, int | None]:

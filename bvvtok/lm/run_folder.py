@@ -41,7 +41,7 @@ from bvvtok.lm.config import ModelConfig, TrainConfig, with_defaults
 from bvvtok.lm.mixture import Mixture
 from bvvtok.lm.model import GPT
 from bvvtok.lm.proof import CONFIG, SUBSTRATE_MANIFEST, WEIGHTS, ModelView, prove
-from bvvtok.manifest import check_files, dump_json, read_manifest, write_json, write_manifest
+from bvvtok.manifest import check_files, dump_json, manifest_kind, read_manifest, write_json, write_manifest
 from bvvtok.output import atomic_folder
 from bvvtok.substrate.load import LoadedSubstrate
 from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES, load_tokenizer
@@ -54,6 +54,20 @@ STATE = "state.json"
 
 def is_run(folder: Path) -> bool:
     return (folder / CONFIG).is_file()
+
+
+def is_started_run(folder: Path) -> bool:
+    """A run `bvvtok train` started that never reached its first checkpoint: nothing in it to continue or to lose.
+    Not a mixture, a grown or imported model, nor an export: they have no checkpoint either, and are not runs
+    `train` started (no step in their manifest)."""
+    if not is_run(folder) or has_checkpoint(folder):
+        return False
+    try:
+        manifest = read_manifest(folder)
+    except BvvtokError:
+        return False
+    run = manifest.get("run")
+    return manifest_kind(manifest) == "run" and isinstance(run, dict) and "step" in run
 
 
 def read_raw_config(folder: Path) -> dict[str, Any]:
@@ -118,11 +132,12 @@ def substrate_of(folder: Path) -> str:
 
 
 def write_model_folder(out: Path, source: Path, raw: dict[str, Any], state: dict[str, torch.Tensor],
-                       section: dict[str, Any], force: bool, inputs: Sequence[Path],
+                       section: dict[str, Any], force: bool, inputs: Sequence[Path], kind: str,
                        substrate_manifest: str = SUBSTRATE_MANIFEST) -> None:  # fmt: skip
     """A model folder made from others (combine, grow, import): config, weights, the source's identity files (a model
-    folder's, or a substrate folder's with `substrate_manifest` its bvvtok.json), manifest."""
-    with atomic_folder(out, force, inputs) as tmp:
+    folder's, or a substrate folder's with `substrate_manifest` its bvvtok.json), manifest. `kind`: "run" or
+    "mixture" (bvvtok.output.REPLACES)."""
+    with atomic_folder(out, force, inputs, kind=kind) as tmp:
         write_json(tmp / CONFIG, raw)
         save_file(_tensors(state), str(tmp / WEIGHTS))
         (tmp / WEIGHTS).chmod(0o666 & ~umask())

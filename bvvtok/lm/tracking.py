@@ -81,7 +81,7 @@ class WandB:
                               "`wandb login`, or set WANDB_MODE=offline and `wandb sync` later") from None  # fmt: skip
         if run_id is None:
             saved.parent.mkdir(exist_ok=True)
-            with atomic_file(saved, force=True) as tmp:
+            with atomic_file(saved, force=True, part=True) as tmp:
                 tmp.write_text(self.run.id, encoding="utf-8")
 
     def log(self, row: Row) -> None:

@@ -43,8 +43,8 @@ from bvvtok.lm.run_folder import (
     LOSS_PNG,
     WEIGHTS,
     Checkpoint,
-    has_checkpoint,
     is_run,
+    is_started_run,
     load_checkpoint,
     load_model,
     read_raw_config,
@@ -57,6 +57,7 @@ from bvvtok.lm.sources import SourceData, parse_sources, source_paths, source_to
 from bvvtok.lm.validation import pooled, validation_loss, validation_windows
 from bvvtok.vocab.corpus import TEXT_COLUMN
 from bvvtok.lm.windows import Plan, batch, plan_sources
+from bvvtok.manifest import folder_kind
 from bvvtok.output import check_replace, claim, real
 from bvvtok.lm.proof import ModelView, prove
 from bvvtok.substrate.load import LoadedSubstrate, load_substrate
@@ -441,15 +442,15 @@ def _resumes(out: Path, resume: bool, force: bool) -> bool:
     """
     if resume and force:
         raise BvvtokError(f"{option('resume', True)} and {option('force', True)} contradict each other; pass one")
-    started = is_run(out) and not has_checkpoint(out)
+    started = is_started_run(out)
     if resume:
-        if not is_run(out):
+        if not is_run(out) or folder_kind(out) not in (None, "run"):
             raise BvvtokError(f"{option('resume', True)}: {out} is not a run folder written by bvvtok train; drop {option('resume', True)} to start one")
         return not started
-    if is_run(out) and not started and not force:
+    if is_run(out) and folder_kind(out) == "run" and not started and not force:
         raise BvvtokError(f"{option('out', out)} is a run folder; pass {option('resume', True)} to continue it, "
                           f"{option('force', True)} to replace it, or choose another path")  # fmt: skip
-    check_replace(out, force or started)
+    check_replace(out, force or started, "run")
     return False
 
 

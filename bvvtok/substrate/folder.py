@@ -30,7 +30,7 @@ from bvvtok import output as output_rules
 from bvvtok.commit import Update, replace_folder
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file, sha256_file, write_errors
-from bvvtok.manifest import read_manifest, write_manifest
+from bvvtok.manifest import describe_kind, manifest_kind, read_manifest, write_manifest
 from bvvtok.output import real
 from bvvtok.vocab.tokenizer_files import TOKENIZER_FILES
 
@@ -43,16 +43,36 @@ Fill = Callable[[np.ndarray], None]  # writes the float32 [V, dim] embedding int
 
 
 def check_replace(out: Path, vocab_dir: Path, settings: dict[str, Any], force: bool) -> None:
-    """Refuse, without --force, to overwrite a different substrate; and, even with it, a folder bvvtok did not write.
+    """Refuse, without --force, to overwrite a different substrate; and, even with it, a folder bvvtok did not write,
+    a folder of another kind, or files in the vocabulary folder bvvtok did not write.
 
     Re-running the same settings into the same place is allowed; so is adding a
     substrate to the vocabulary folder itself (nothing else in it is touched).
     """
-    old = read_manifest(out).get("substrate") if out.is_dir() else None
+    manifest = read_manifest(out) if out.is_dir() else {}
+    old = manifest.get("substrate")
+    if real(out) == real(vocab_dir):
+        check_in_place(out, manifest)
     if old is not None and old.get("settings") != settings and not force:
         raise BvvtokError(f"{out} already holds a different substrate ({old.get('settings')}); pass {option('force', True)} to replace it")
     if real(out) != real(vocab_dir):
-        output_rules.check_replace(out, force or old is not None)
+        output_rules.check_replace(out, force or old is not None, "substrate")
+
+
+def check_in_place(folder: Path, manifest: dict[str, Any]) -> None:
+    """Refuse to add a substrate to a folder that is not a vocabulary (a run, an export: they hold a tokenizer too), or
+    whose substrate files bvvtok did not write (not in its manifest): those are never replaced, whatever the flags."""
+    kind = manifest_kind(manifest) if manifest else None
+    if manifest and kind not in ("vocab", "substrate"):
+        raise BvvtokError(f"{folder} is {describe_kind(kind)}, not a vocabulary folder; embed writes a substrate into a "
+                          f"vocabulary folder: give the vocabulary, or a new folder as {option('out')}")
+    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    theirs = [name for name in SUBSTRATE_FILES
+              if ((folder / name).exists() or (folder / name).is_symlink())
+              and not (name in listed and (folder / name).is_file() and not (folder / name).is_symlink())]  # fmt: skip
+    if theirs:
+        raise BvvtokError(f"{folder} holds {', '.join(theirs)}, which bvvtok did not write; embed never replaces them: "
+                          f"move them away or write the substrate to a new folder with {option('out')}")
 
 
 def write_substrate(

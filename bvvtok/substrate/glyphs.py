@@ -273,7 +273,7 @@ def _save_cache(path: Path, keys: list[tuple[str, int]], rendered: Rendered, siz
     overflow = sorted(rendered.overflow)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path, force=True) as tmp, open(tmp, "wb") as f:
+        with atomic_file(path, force=True, part=True) as tmp, open(tmp, "wb") as f:
             np.savez(
                 f,
                 codepoints=np.array([ord(ch) for ch, _ in keys], dtype=np.int32),

@@ -148,7 +148,7 @@ def build_vocab(
 
 def save_vocab(build: VocabBuild, out: Path, force: bool = False) -> dict[str, Any]:
     """Write the tokenizer folder atomically; returns the manifest written."""
-    with atomic_folder(Path(out), force, build.sources) as tmp:
+    with atomic_folder(Path(out), force, build.sources, kind="vocab") as tmp:
         write_tokenizer_files(build.tokenizer, tmp)
         manifest = write_manifest(tmp, build.manifest)
     return manifest
