@@ -220,3 +220,12 @@ def test_only_rank_0_logs(char_substrate, corpus, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((out / "tensorboard").iterdir())) == 1 and len(list((out / "wandb").glob("offline-run-*"))) == 1
     assert_same(tensorboard_scalars(out / "tensorboard"), logged(out))
+
+
+def test_a_named_sources_figures_are_logged_under_their_metrics_csv_columns():
+    from bvvtok.lm.metrics import Row
+    from bvvtok.lm.tracking import values
+
+    row = Row(8, 2.0, 1.5, 1e-3, 100.0, 2.5, {"en": (1.2, 2.0), "zh": (1.9, None)})
+    assert values(row) == {"train_loss": 2.0, "val_loss": 1.5, "lr": 1e-3, "tokens_per_s": 100.0, "val_bpb": 2.5,
+                           "val_loss_en": 1.2, "val_bpb_en": 2.0, "val_loss_zh": 1.9}  # fmt: skip

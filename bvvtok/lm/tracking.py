@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bvvtok.errors import BvvtokError, option
 from bvvtok.files import atomic_file
-from bvvtok.lm.metrics import Row
+from bvvtok.lm.metrics import Row, source_columns
 
 if TYPE_CHECKING:
     from bvvtok.lm.train import Event
@@ -35,8 +35,10 @@ class Tracker(Protocol):
 
 
 def values(row: Row) -> dict[str, float]:
-    """What the row logged, by metrics.csv's column names."""
-    return {name: value for name, value in dataclasses.asdict(row).items() if name != "step" and value is not None}
+    """What the row logged, by metrics.csv's column names (each named source's too: val_loss_en, val_bpb_en)."""
+    own = {column: value for name, pair in row.sources.items() for column, value in zip(source_columns(name), pair)}
+    logged = {**dataclasses.asdict(row), **own}
+    return {name: value for name, value in logged.items() if name not in ("step", "sources") and value is not None}
 
 
 class TensorBoard:
