@@ -182,7 +182,7 @@ def test_loss_png_draws_a_curve_per_source(monkeypatch, tmp_path):
     from bvvtok.lm.metrics import Row
 
     drawn = []
-    monkeypatch.setattr(plots, "_draw", lambda out, force, title, panels: drawn.append(panels))
+    monkeypatch.setattr(plots, "_draw", lambda out, force, title, panels, **_: drawn.append(panels))
     rows = [Row(0, None, 5.0, None, None, 7.0, {"en": (5.5, 8.0), "zh": (4.5, 6.0)}),
             Row(1, 4.0, None, 1e-3, 100.0),
             Row(2, 3.0, 3.5, 1e-3, 100.0, 4.0, {"en": (3.8, 4.5), "zh": (3.2, 3.5)})]  # fmt: skip
