@@ -103,7 +103,8 @@ def walkthrough(guide: str, folder: Path) -> str:
     """`guide` with every console block's output replaced by what its commands print now, run in `folder`."""
     for name in LINKED:
         (folder / name).symlink_to(ROOT / name)
-    env = {**os.environ, "COLUMNS": str(WIDTH), "NO_COLOR": "1", "BVVTOK_CACHE_DIR": str(folder / "cache")}
+    env = {**os.environ, "COLUMNS": str(WIDTH), "NO_COLOR": "1", "BVVTOK_CACHE_DIR": str(folder / "cache"),
+           "BVVTOK_PROGRESS_S": "inf"}  # the guide shows what a terminal shows: no plain progress lines
     env.pop("BVVTOK_FONT", None)
 
     def rewrite(match: re.Match) -> str:

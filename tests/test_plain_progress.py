@@ -77,3 +77,16 @@ def test_a_terminal_gets_the_bar_alone(char_substrate, corpus, tmp_path, monkeyp
     assert not TRAIN_LINE.search(result.stderr) and not BYTES_LINE.search(result.stderr), result.stderr
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.getvalue())  # what the terminal drew, without its controls
     assert not TRAIN_LINE.search(shown) and not BYTES_LINE.search(shown), shown
+
+
+def test_the_interval_is_the_users_to_set(monkeypatch):
+    from bvvtok.errors import BvvtokError
+
+    monkeypatch.setenv("BVVTOK_PROGRESS_S", "300")
+    assert cli_app.plain_interval() == 300
+    monkeypatch.setenv("BVVTOK_PROGRESS_S", "inf")
+    assert cli_app.plain_interval() == float("inf")
+    for bad in ("0", "soon", "nan"):
+        monkeypatch.setenv("BVVTOK_PROGRESS_S", bad)
+        with pytest.raises(BvvtokError, match=f"BVVTOK_PROGRESS_S='{bad}' is not a number of seconds above 0"):
+            cli_app.plain_interval()

@@ -9,6 +9,8 @@ the command in `command_line()`, so that the message names the flags, not Python
 from __future__ import annotations
 
 import errno
+import math
+import os
 from time import monotonic
 from typing import Annotated, Any
 
@@ -32,6 +34,7 @@ TextColumnFlag = Annotated[str, typer.Option("--text-column", metavar="NAME", he
 console = Console(markup=False)
 err_console = Console(stderr=True)
 PLAIN_PROGRESS_S = 30.0  # off a terminal: a plain progress line at most this often (seconds on the monotonic clock)
+PROGRESS_ENV = "BVVTOK_PROGRESS_S"  # a user's own interval for those lines
 
 
 def _fail(message: str) -> typer.Exit:
@@ -120,7 +123,7 @@ class _Progress(Progress):
 
     def __init__(self, *columns: ProgressColumn, plain: bool, **kwargs: Any) -> None:
         super().__init__(*columns, **kwargs)
-        self.plain, self.last_line = plain, monotonic()
+        self.plain, self.last_line, self.every = plain, monotonic(), plain_interval() if plain else math.inf
 
     def update(self, task_id: TaskID, **kwargs: Any) -> None:
         super().update(task_id, **kwargs)
@@ -135,7 +138,7 @@ class _Progress(Progress):
             return
         now = monotonic()
         task = self._tasks.get(task_id)
-        if task is None or not task.visible or not task.completed or now - self.last_line < PLAIN_PROGRESS_S:
+        if task is None or not task.visible or not task.completed or now - self.last_line < self.every:
             return  # nothing done yet says nothing the command's first line does not
         self.last_line = now
         parts = []
@@ -149,6 +152,20 @@ class _Progress(Progress):
                     text = f"{text} left" if any(c.isdigit() for c in text) and not task.finished else ""
             parts.append("" if text == "?" else text)  # "?": a speed not measured yet
         self.console.print(" ".join(" ".join(parts).split()), markup=False, highlight=False, soft_wrap=True)
+
+
+def plain_interval() -> float:
+    """Seconds between plain progress lines: PLAIN_PROGRESS_S, or $BVVTOK_PROGRESS_S (`inf`: none at all)."""
+    given = os.environ.get(PROGRESS_ENV)
+    if given is None:
+        return PLAIN_PROGRESS_S
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise BvvtokError(f"{PROGRESS_ENV}={given!r} is not a number of seconds above 0; give e.g. 300, or inf for no progress lines")
+    return seconds
 
 
 def progress_bar(*columns: ProgressColumn, hidden: bool = False) -> Progress:
