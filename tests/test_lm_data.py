@@ -382,3 +382,19 @@ def test_the_disk_estimate_reads_parquet_and_zst_headers(tmp_path):
     assert text_bytes <= parquet.text_bytes() < 2 * text_bytes  # the text column's uncompressed pages
     (zst,) = corpus_files(formats["jsonl.zst"])
     assert zst.text_bytes() == formats["jsonl"].stat().st_size  # the frame's content size
+
+
+def test_the_shards_hold_encode_batchs_ids_on_a_vocabulary_with_merges(tmp_path, offline_65k):
+    """prepare encodes without offsets (encode_batch_fast): the ids must be encode_batch's, n-gram merges included."""
+    from bvvtok.vocab.build import save_vocab
+
+    vocab = tmp_path / "vocab"
+    save_vocab(offline_65k, vocab)
+    texts = [f"{i}: the theory of the other thing, {DOCS[i % len(DOCS)]} 这是中文的文本。" for i in range(300)]
+    result = prepare_tokens(vocab, [write_jsonl(tmp_path / "a.jsonl", texts)], out=tmp_path / "t", val_fraction=0)
+    tok = offline_65k.tokenizer
+    tok.encode_special_tokens = True
+    separator = tok.token_to_id(SEPARATOR)
+    expected = [i for e in tok.encode_batch(texts, add_special_tokens=False) for i in e.ids + [separator]]
+    assert ids(result.train) == expected
+    assert len(expected) < sum(len(t) for t in texts) + len(texts)  # merges: fewer tokens than characters

@@ -183,6 +183,7 @@ def _read_lines(file: CorpusFile, on_bytes: Progress, opener: Callable[[IO[bytes
             position = now
 
         text_file = io.TextIOWrapper(opener(raw_file), encoding="utf-8")  # held: it closes raw_file when dropped
+        text_file._CHUNK_SIZE = READ_CHUNK  # decoded in large pieces: fewer calls into a Python-level reader (.zst)
         number = 0  # lines before the chunk
         try:
             # in chunks of lines: the per-line work is the least there is (bench/corpus_formats.py)
