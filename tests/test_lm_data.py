@@ -386,13 +386,15 @@ def test_the_disk_estimate_reads_parquet_and_zst_headers(tmp_path):
 
 def test_the_shards_hold_encode_batchs_ids_on_a_vocabulary_with_merges(tmp_path, offline_65k):
     """prepare encodes without offsets (encode_batch_fast): the ids must be encode_batch's, n-gram merges included."""
+    from tokenizers import Tokenizer
+
     from bvvtok.vocab.build import save_vocab
 
     vocab = tmp_path / "vocab"
     save_vocab(offline_65k, vocab)
     texts = [f"{i}: the theory of the other thing, {DOCS[i % len(DOCS)]} 这是中文的文本。" for i in range(300)]
     result = prepare_tokens(vocab, [write_jsonl(tmp_path / "a.jsonl", texts)], out=tmp_path / "t", val_fraction=0)
-    tok = offline_65k.tokenizer
+    tok = Tokenizer.from_file(str(vocab / "tokenizer.json"))  # its own copy: the session's build is shared
     tok.encode_special_tokens = True
     separator = tok.token_to_id(SEPARATOR)
     expected = [i for e in tok.encode_batch(texts, add_special_tokens=False) for i in e.ids + [separator]]
