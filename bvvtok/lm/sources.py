@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bvvtok.errors import BvvtokError, option
 from bvvtok.lm.data import TokenData, corpus_tokens
-from bvvtok.vocab.corpus import TEXT_COLUMN
+from bvvtok.vocab.corpus import HF_PREFIX, TEXT_COLUMN
 
 _NAMED = re.compile(r"(?P<name>[^=/\\]+)=(?P<path>.+?)(?:@(?P<weight>[^@/\\]*))?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a source name is part of a metrics.csv column name
@@ -96,7 +96,7 @@ def absolute(corpus: Sequence[str | Path]) -> tuple[str, ...]:
 
 def is_remote(path: Path) -> bool:
     """An `hf:NAME` dataset, not a local path."""
-    return str(path).startswith("hf:")
+    return str(path).startswith(HF_PREFIX)
 
 
 def source_paths(corpus: Sequence[str | Path]) -> list[Path]:

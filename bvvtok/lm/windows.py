@@ -59,7 +59,7 @@ class MixtureOrder:
         self.orders = [WindowOrder(n, seed, () if single else (i,)) for i, n in enumerate(sizes)]
         self.bases, self.size = list(bases), size
         self.shares = [share / sum(shares) for share in shares]
-        edges = np.concatenate(([0.0], np.cumsum(shares) / sum(shares))) * size
+        edges = np.concatenate(([0.0], np.cumsum(self.shares))) * size
         edges[-1] = size  # the last edge exactly: every window goes to some source
         u = np.zeros(steps) if single else np.random.default_rng([seed, MIX_SALT]).random(steps)
         taken = np.clip(np.ceil(edges[None, :] - u[:, None]), 0, size).astype(np.int64)
